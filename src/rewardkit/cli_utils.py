@@ -1,0 +1,48 @@
+"""Shared plumbing of the subcommands: flag parsing, logging, error reporting, output paths."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+C = TypeVar("C")
+logger = logging.getLogger("rewardkit")
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """Logs go to stderr (results go to files, their paths to stdout)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("rewardkit").setLevel(level)
+
+
+def parse_config(config_class: type[C], argv: Sequence[str], prog: str, description: str = "") -> C:
+    """Parse `--a.b=value` flags into `config_class` (a dataclass), lerobot's style, via draccus."""
+    import draccus
+
+    del description  # draccus takes the help text from the config class docstring
+    return draccus.parse(config_class, args=list(argv), prog=f"rewardkit {prog}")
+
+
+def announce(label: str, path: str | Path) -> None:
+    """Print where a result was written (stdout), one line per result."""
+    print(f"{label}: {Path(path).resolve()}")
+
+
+def run_command(main: Callable[[list[str]], int | None], argv: list[str]) -> int:
+    """Run a subcommand; expected errors (bad input) become one clear line and exit code 2."""
+    from rewardkit.data.dataset import DatasetError
+    from rewardkit.models.base import CheckpointError
+
+    setup_logging()
+    try:
+        return int(main(argv) or 0)
+    except (DatasetError, CheckpointError, FileNotFoundError, ValueError) as e:
+        print(f"rewardkit: error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,1 @@
+"""Dataset access, progress targets and annotation I/O."""

@@ -1,0 +1,1 @@
+"""Reward models: the shared base (`base.py`) and one folder per model."""

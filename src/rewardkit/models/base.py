@@ -1,0 +1,268 @@
+"""The reward-model base: config, strict save/load, registry, `rewardkit.load`.
+
+Built on lerobot's `RewardModelConfig` / `PreTrainedRewardModel`, so every rewardkit reward model is also
+a lerobot reward model: registered by type name in lerobot's config registry (draccus choice), buildable
+through `lerobot.rewards.make_reward_model` (its plugin path: `<Name>Config` in `configuration_<x>.py`,
+`<Name>RewardModel` in `modeling_<x>.py`), saved as config.json + model.safetensors.
+
+What we change from lerobot's base: loading is strict (a missing or unexpected key is an error naming the
+keys and the file, not a warning), a corrupt or truncated checkpoint is a clear error, a config.json of
+another model type is refused by name, and saving is atomic (temporary files, then rename).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import torch
+from huggingface_hub.constants import CONFIG_NAME, SAFETENSORS_SINGLE_FILE
+from lerobot.configs.rewards import RewardModelConfig
+from lerobot.rewards.pretrained import PreTrainedRewardModel
+from torch import Tensor
+
+T = TypeVar("T", bound="RewardKitModel")
+
+# Modules that register rewardkit model types when imported. `load` imports them lazily so that
+# `import rewardkit` stays light.
+MODEL_MODULES = (
+    "rewardkit.models.sarm",
+    "rewardkit.models.rewact",
+    "rewardkit.models.classifier",
+)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be loaded; the message names the file and what is wrong."""
+
+
+@dataclass
+class RewardKitConfig(RewardModelConfig):
+    """Base of every rewardkit reward-model config (a lerobot `RewardModelConfig`).
+
+    Subclasses are dataclasses registered with `@RewardModelConfig.register_subclass("rewardkit_<x>")`,
+    every field documented in the class docstring.
+    """
+
+    def __post_init__(self) -> None:
+        # lerobot's base warns and picks a device when none is given; we default quietly to CPU/CUDA.
+        if not self.device:
+            self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        super().__post_init__()
+
+
+class RewardKitModel(PreTrainedRewardModel):
+    """Base of every rewardkit reward model.
+
+    Subclasses set `config_class` and `name`, implement `predict_progress`, and (when trainable)
+    `forward(batch) -> (loss, logs)`.
+    """
+
+    config_class: ClassVar[type[RewardKitConfig]] = RewardKitConfig
+    name: ClassVar[str] = "rewardkit"
+
+    # ---- inference -----------------------------------------------------------------------------
+    def predict_progress(self, batch: dict[str, Tensor]) -> Tensor:
+        """Per-sample task progress in [0, 1], shape (B,). Each model documents its batch keys."""
+        raise NotImplementedError
+
+    def compute_reward(self, batch: dict[str, Tensor]) -> Tensor:
+        return self.predict_progress(batch)
+
+    # ---- save ----------------------------------------------------------------------------------
+    def save_pretrained(self, save_directory: str | Path, *args: Any, push_to_hub: bool = False, **kwargs: Any):
+        """Write config.json and model.safetensors into `save_directory`, atomically.
+
+        Files are written to a temporary folder beside the target, then renamed into place, so an
+        interrupted save never leaves a half-written checkpoint. Pushes to the hub only when
+        `push_to_hub=True`.
+        """
+        save_directory = Path(save_directory)
+        save_directory.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=save_directory.parent, prefix=f".{save_directory.name}.tmp") as tmp:
+            self._save_pretrained(Path(tmp))
+            save_directory.mkdir(parents=True, exist_ok=True)
+            for item in Path(tmp).iterdir():
+                os.replace(item, save_directory / item.name)
+        if push_to_hub:
+            repo_id = kwargs.pop("repo_id", None) or self.config.repo_id
+            if not repo_id:
+                raise ValueError("push_to_hub needs a repo_id (argument or config.repo_id)")
+            return self.push_to_hub(repo_id=repo_id, **kwargs)
+        return None
+
+    # ---- load ----------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls: type[T],
+        pretrained_name_or_path: str | Path,
+        *,
+        config: RewardModelConfig | None = None,
+        revision: str | None = None,
+        strict: bool = True,
+        **kwargs: Any,
+    ) -> T:
+        """Load a checkpoint folder (or hub repo) strictly. Errors name the file and the problem."""
+        folder = resolve_checkpoint(pretrained_name_or_path, revision=revision)
+        if config is None:
+            config = load_config(folder)
+        if not isinstance(config, cls.config_class):
+            raise CheckpointError(
+                f"{folder / CONFIG_NAME} is a '{config.type}' checkpoint, not '{cls.config_class().type}'"
+                f" ({cls.__name__}); use rewardkit.load() to load any rewardkit model"
+            )
+        model = cls(config, **kwargs)
+        load_weights(model, folder / SAFETENSORS_SINGLE_FILE, strict=strict)
+        model.to(config.device)
+        model.eval()
+        return model
+
+
+def resolve_checkpoint(path_or_repo_id: str | Path, revision: str | None = None) -> Path:
+    """A local checkpoint folder, downloading config.json + model.safetensors from the hub when needed."""
+    path = Path(path_or_repo_id).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists() or str(path_or_repo_id).startswith((".", "/", "~")) or str(path_or_repo_id).count("/") != 1:
+        raise CheckpointError(f"checkpoint folder {path} not found")
+    from huggingface_hub import snapshot_download
+
+    try:
+        local = snapshot_download(
+            repo_id=str(path_or_repo_id),
+            revision=revision,
+            allow_patterns=["*.json", "*.safetensors"],
+        )
+    except Exception as e:
+        raise CheckpointError(f"cannot fetch checkpoint {path_or_repo_id!r} from the hub: {e}") from e
+    return Path(local)
+
+
+def read_config_dict(folder: Path) -> dict[str, Any]:
+    config_path = folder / CONFIG_NAME
+    if not config_path.is_file():
+        raise CheckpointError(f"missing {config_path}: not a model checkpoint folder")
+    try:
+        data = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"corrupt {config_path}: {e}") from e
+    if not isinstance(data, dict) or "type" not in data:
+        raise CheckpointError(f"{config_path} has no 'type' field: not a lerobot/rewardkit checkpoint")
+    return data
+
+
+def load_config(folder: Path) -> RewardModelConfig:
+    """Parse a checkpoint's config.json into its registered config class."""
+    import_model_modules()
+    data = read_config_dict(folder)
+    model_type = data["type"]
+    if model_type not in RewardModelConfig.get_known_choices():
+        raise CheckpointError(
+            f"{folder / CONFIG_NAME} has model type '{model_type}', which is not a known reward model "
+            f"(known: {sorted(RewardModelConfig.get_known_choices())})"
+        )
+    try:
+        return RewardModelConfig.from_pretrained(folder)
+    except Exception as e:
+        raise CheckpointError(f"cannot parse {folder / CONFIG_NAME} as '{model_type}': {e}") from e
+
+
+def load_weights(model: torch.nn.Module, weights_path: Path, strict: bool = True) -> None:
+    """Load safetensors weights into `model`; missing/unexpected keys and corrupt files are errors."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not weights_path.is_file():
+        raise CheckpointError(f"missing weights file {weights_path}")
+    try:
+        state = load_file(str(weights_path), device="cpu")
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"corrupt or truncated weights file {weights_path}: {e}") from e
+    own = model.state_dict()
+    # safetensors drops the duplicates of shared (tied) tensors on save: accept their absence.
+    shared = _shared_tensor_aliases(model)
+    missing = sorted(k for k in own if k not in state and k not in shared)
+    unexpected = sorted(k for k in state if k not in own)
+    if strict and (missing or unexpected):
+        raise CheckpointError(
+            f"weights file {weights_path} does not match {type(model).__name__}: "
+            f"missing keys {missing[:10]}{'...' if len(missing) > 10 else ''}, "
+            f"unexpected keys {unexpected[:10]}{'...' if len(unexpected) > 10 else ''}"
+        )
+    mismatched = [k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape)]
+    if mismatched:
+        k = mismatched[0]
+        raise CheckpointError(
+            f"weights file {weights_path}: shape of '{k}' is {tuple(state[k].shape)}, the model's config "
+            f"gives {tuple(own[k].shape)} ({len(mismatched)} mismatched tensors)"
+        )
+    model.load_state_dict(state, strict=False)
+
+
+def _shared_tensor_aliases(model: torch.nn.Module) -> set[str]:
+    seen: dict[int, str] = {}
+    aliases = set()
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        ptr = tensor.data_ptr()
+        if ptr in seen and tensor.numel() > 0:
+            aliases.add(name)
+        else:
+            seen[ptr] = name
+    return aliases
+
+
+# ---- registry of loaders -----------------------------------------------------------------------
+# Types that are not rewardkit reward models but that `rewardkit.load` accepts (a lerobot SARM
+# checkpoint, the RewACT policy). A loader takes a checkpoint folder and returns a model.
+_EXTRA_LOADERS: dict[str, Callable[[Path], torch.nn.Module]] = {}
+
+
+def register_loader(model_type: str, loader: Callable[[Path], torch.nn.Module]) -> None:
+    """Let `rewardkit.load` open checkpoints whose config.json has `"type": model_type`."""
+    _EXTRA_LOADERS[model_type] = loader
+
+
+def import_model_modules() -> None:
+    for module in MODEL_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:  # a real import error inside an existing module
+                raise
+
+
+def model_class_for(config: RewardModelConfig) -> type[RewardKitModel]:
+    from lerobot.rewards.factory import get_reward_model_class
+
+    cls = get_reward_model_class(config.type)
+    if not issubclass(cls, RewardKitModel):
+        raise CheckpointError(f"model type '{config.type}' is not a rewardkit model")
+    return cls
+
+
+def load(path_or_repo_id: str | Path, device: str | None = None, revision: str | None = None) -> torch.nn.Module:
+    """Load any rewardkit model (or a checkpoint type registered with `register_loader`).
+
+    Returns the model in eval mode on `device` (default: the config's device).
+    """
+    import_model_modules()
+    folder = resolve_checkpoint(path_or_repo_id, revision=revision)
+    model_type = read_config_dict(folder)["type"]
+    if model_type in _EXTRA_LOADERS:
+        model = _EXTRA_LOADERS[model_type](folder)
+    else:
+        config = load_config(folder)
+        if not isinstance(config, RewardKitConfig):
+            raise CheckpointError(
+                f"{folder / CONFIG_NAME} is a lerobot '{model_type}' checkpoint that rewardkit cannot load"
+            )
+        model = model_class_for(config).from_pretrained(folder, config=config)
+    if device is not None:
+        model.to(device)
+    return model.eval()
