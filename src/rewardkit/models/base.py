@@ -38,6 +38,47 @@ MODEL_MODULES = (
 )
 
 
+@dataclass
+class ModelInputs:
+    """What a model needs to label an episode (the labeller provides exactly this).
+
+    Args:
+        cameras: camera keys the model reads.
+        encoder: frozen-encoder spec whose cached features the model reads (None: the model reads raw
+            frames through `EpisodeInputs.frames`).
+        state: whether the model reads `observation.state`.
+    """
+
+    cameras: list[str]
+    encoder: str | None = None
+    state: bool = False
+
+
+@dataclass
+class EpisodeInputs:
+    """One whole episode, as the labeller hands it to `RewardKitModel.label_episode`.
+
+    Args:
+        episode_index: the episode's index in the dataset.
+        task: the episode's task text.
+        length: number of frames T.
+        fps: frames per second.
+        state: (T, S) float32 robot state, when the model asked for it.
+        image_features: camera -> (T, D) float16/32 cached frozen-encoder features (cache-reading models).
+        text_features: (D,) cached text features of `task` (cache-reading models).
+        frames: camera -> (T, H, W, 3) uint8 decoded frames, decoded on demand (raw-image models).
+    """
+
+    episode_index: int
+    task: str
+    length: int
+    fps: int
+    state: Any = None
+    image_features: dict[str, Any] | None = None
+    text_features: Any = None
+    frames: Callable[[str], Any] | None = None
+
+
 class CheckpointError(ValueError):
     """A checkpoint cannot be loaded; the message names the file and what is wrong."""
 
@@ -74,6 +115,19 @@ class RewardKitModel(PreTrainedRewardModel):
 
     def compute_reward(self, batch: dict[str, Tensor]) -> Tensor:
         return self.predict_progress(batch)
+
+    def required_inputs(self) -> ModelInputs:
+        """What `label_episode` needs; the labeller reads (and caches) exactly that."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def label_episode(self, inputs: EpisodeInputs) -> dict[str, Any]:
+        """Every frame's output for one whole episode, computed in batches.
+
+        Returns a dict of numpy arrays: "progress" (T,) in [0, 1] always; models with more heads add
+        e.g. "progress_dense" (T,), "stage_probs" (T, K), "success_prob" (T,).
+        """
+        raise NotImplementedError
 
     # ---- save ----------------------------------------------------------------------------------
     def save_pretrained(self, save_directory: str | Path, *args: Any, push_to_hub: bool = False, **kwargs: Any):
