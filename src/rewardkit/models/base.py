@@ -67,6 +67,9 @@ class EpisodeInputs:
         image_features: camera -> (T, D) float16/32 cached frozen-encoder features (cache-reading models).
         text_features: (D,) cached text features of `task` (cache-reading models).
         frames: camera -> (T, H, W, 3) uint8 decoded frames, decoded on demand (raw-image models).
+        frame_indices: (N,) sorted int positions in 0..T-1 whose outputs the labeller needs (`--stride`);
+            None means every frame. A model may compute only these and return (N,) arrays, or ignore it
+            and return (T,) arrays: the labeller accepts both.
     """
 
     episode_index: int
@@ -77,6 +80,7 @@ class EpisodeInputs:
     image_features: dict[str, Any] | None = None
     text_features: Any = None
     frames: Callable[[str], Any] | None = None
+    frame_indices: Any = None
 
 
 class CheckpointError(ValueError):

@@ -1,0 +1,82 @@
+"""`rewardkit label`: progress for every frame of a dataset, written as the parquet lerobot's RA-BC reads."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from rewardkit.cli_utils import announce, parse_config
+from rewardkit.data.dataset import DatasetConfig
+
+HELP = "label every frame of a dataset with a reward model (progress parquet for RA-BC)"
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelPathConfig:
+    """Args:
+    path: a rewardkit model checkpoint folder or hub repo id (anything `rewardkit.load` opens).
+    device: where to run it (default: the checkpoint's device; the process's GPU under accelerate).
+    """
+
+    path: str | None = None
+    device: str | None = None
+
+
+@dataclass
+class LabelConfig:
+    """Label every frame of every (selected) episode; shard with `accelerate launch -m rewardkit.cli label`.
+
+    Args:
+        dataset: the LeRobot dataset (`--dataset.root=PATH`, `--dataset.repo_id=ID`, `--dataset.episodes=[0,3]`).
+        model: the reward model (`--model.path=CHECKPOINT`, `--model.device=cpu`).
+        output: where to write the parquet (default: `<dataset root>/sarm_progress.parquet`, the name lerobot's
+            RA-BC looks for). A new file: the dataset's own files are never modified.
+        stride: label every Nth frame (and the last) and interpolate the rest linearly (1: every frame).
+        push_to_hub: upload the parquet to the dataset's hub repo (`--dataset.repo_id`) as
+            sarm_progress.parquet. Off unless given.
+    """
+
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelPathConfig = field(default_factory=ModelPathConfig)
+    output: str | None = None
+    stride: int = 1
+    push_to_hub: bool = False
+
+
+def main(argv: list[str]) -> int:
+    cfg = parse_config(LabelConfig, argv, "label", HELP)
+    if not cfg.model.path:
+        raise ValueError("give the reward model with --model.path=CHECKPOINT")
+    if cfg.stride < 1:
+        raise ValueError(f"--stride must be >= 1, got {cfg.stride}")
+    if cfg.push_to_hub and not cfg.dataset.repo_id:
+        raise ValueError("--push_to_hub=true needs --dataset.repo_id (the dataset repo to upload to)")
+
+    import rewardkit
+    from rewardkit.data.dataset import open_from_config
+    from rewardkit.labelling import PROGRESS_FILENAME, ShardState, label_to_parquet
+
+    shard = ShardState.from_accelerate()
+    device = cfg.model.device
+    if device is None and shard.num_processes > 1:
+        from accelerate import PartialState
+
+        device = str(PartialState().device)
+    dataset = open_from_config(cfg.dataset)
+    model = rewardkit.load(cfg.model.path, device=device)
+    path = label_to_parquet(model, cfg.model.path, dataset, cfg.output, cfg.stride, shard=shard)
+    if path is None:  # not the main process
+        return 0
+    announce("progress", path)
+    if cfg.push_to_hub:
+        from huggingface_hub import HfApi
+
+        HfApi().upload_file(
+            path_or_fileobj=str(path),
+            path_in_repo=PROGRESS_FILENAME,
+            repo_id=cfg.dataset.repo_id,
+            repo_type="dataset",
+        )
+        logger.info("uploaded %s to the dataset repo %s as %s", path, cfg.dataset.repo_id, PROGRESS_FILENAME)
+    return 0

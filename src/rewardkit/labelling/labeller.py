@@ -1,0 +1,326 @@
+"""Whole-dataset labelling: every frame of every episode through any rewardkit model.
+
+The labeller asks the model what it reads (`required_inputs()`), gives it exactly that for one whole
+episode at a time (`label_episode(EpisodeInputs)`), and leaves the batching over frames and windows to the
+model, which knows its own window. Cache-reading models (`ModelInputs.encoder` set) get frozen-encoder
+features from the feature cache, built first for every frame not yet cached (one encoder pass); raw-image
+models get a callable that decodes a camera's frames on demand (each frame once, in order).
+
+`--stride N`: the labeller asks for outputs at frames 0, N, 2N, ... and the last frame
+(`EpisodeInputs.frame_indices`) and interpolates the rest linearly (stage probabilities are interpolated
+per stage and renormalised). A model that can compute only those frames returns (N,) arrays and saves the
+work; a model that cannot returns (T,) arrays and the labeller keeps the strided frames and interpolates
+the same way, so the output does not depend on which the model did.
+
+Sharding: with several processes (`accelerate launch`), episodes are split between processes, balanced by
+frame count, each process labels its share, the results are gathered, and the main process writes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rewardkit.data.dataset import STATE_KEY, EpisodeInfo, RewardDataset
+from rewardkit.labelling.parquet import PROGRESS_FILENAME, EpisodeLabels, write_progress_parquet
+from rewardkit.models.base import EpisodeInputs, ModelInputs
+
+logger = logging.getLogger(__name__)
+
+# Outputs with one value per frame: interpolated linearly under a stride.
+PER_FRAME_OUTPUTS = ("progress", "progress_dense", "success_prob")
+# Outputs with K probabilities per frame: interpolated per column, then renormalised.
+STAGE_OUTPUTS = ("stage_probs", "stage_probs_dense")
+
+
+class LabellingError(ValueError):
+    """A model's output for an episode is malformed (wrong shape, out of range, not finite)."""
+
+
+# ---- stride ------------------------------------------------------------------------------------
+def strided_positions(length: int, stride: int) -> np.ndarray:
+    """Frame positions labelled under `stride`: 0, stride, 2*stride, ... and always the last frame.
+
+    Returns (N,) int64, sorted, unique.
+    """
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    if length <= 0:
+        raise ValueError(f"episode length must be positive, got {length}")
+    positions = np.arange(0, length, stride, dtype=np.int64)
+    if positions[-1] != length - 1:
+        positions = np.append(positions, length - 1)
+    return positions
+
+
+def interpolate_outputs(positions: np.ndarray, outputs: dict[str, np.ndarray], length: int) -> dict[str, np.ndarray]:
+    """Fill every frame from outputs known at `positions` (N,): per-frame outputs (N,) -> (T,) linearly;
+    stage probabilities (N, K) -> (T, K) per column, renormalised to sum to 1."""
+    frames = np.arange(length, dtype=np.float64)
+    filled: dict[str, np.ndarray] = {}
+    for name, values in outputs.items():
+        values = np.asarray(values, dtype=np.float64)
+        if values.ndim == 1:
+            filled[name] = np.interp(frames, positions, values).astype(np.float32)
+        else:
+            columns = np.stack([np.interp(frames, positions, values[:, k]) for k in range(values.shape[1])], 1)
+            columns = np.clip(columns, 0.0, None)
+            total = columns.sum(axis=1, keepdims=True)
+            filled[name] = np.divide(columns, total, out=columns, where=total > 0).astype(np.float32)
+    return filled
+
+
+# ---- inputs ------------------------------------------------------------------------------------
+class FeatureSource:
+    """What the labeller needs from a feature cache (the cache's `FeatureCache` has these methods).
+
+    `episode_features(episode_index, camera) -> (T, D)`, `text_features(task) -> (D,)`.
+    """
+
+    def episode_features(self, episode_index: int, camera: str) -> Any:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+    def text_features(self, task: str) -> Any:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+
+def open_feature_cache(dataset: RewardDataset, encoder_spec: str, cameras: Sequence[str]) -> FeatureSource:
+    """Build (for frames not yet cached) and open the feature cache of `dataset` for `encoder_spec`.
+
+    One encoder pass over every uncached frame of `cameras`; a complete cache is a no-op.
+    """
+    from rewardkit.cache import build_cache
+    from rewardkit.encoders import make_encoder
+
+    encoder = make_encoder(encoder_spec)
+    cache = build_cache(dataset, encoder, list(cameras))
+    if cache is None:  # a builder that only writes: open what it wrote
+        from rewardkit.cache import FeatureCache
+
+        cache = FeatureCache.for_dataset(dataset, encoder, list(cameras))
+    return cache
+
+
+def episode_inputs(
+    dataset: RewardDataset,
+    needs: ModelInputs,
+    episode: EpisodeInfo,
+    features: FeatureSource | None = None,
+    frame_indices: np.ndarray | None = None,
+) -> EpisodeInputs:
+    """Assemble exactly what a model asked for (`needs`) for one whole episode.
+
+    Cache-reading models (`needs.encoder` set) need `features`; raw-image models get
+    `frames(camera) -> (T, H, W, 3) uint8`, decoded when called.
+    """
+    for camera in needs.cameras:
+        dataset.check_camera(camera)
+    state = None
+    if needs.state:
+        state = dataset.read_columns(episode.episode_index, [STATE_KEY])[STATE_KEY].astype(np.float32)
+    image_features = text_features = None
+    frames: Callable[[str], np.ndarray] | None = None
+    if needs.encoder:
+        if features is None:
+            raise ValueError(f"the model reads cached '{needs.encoder}' features but no feature cache was given")
+        image_features = {cam: features.episode_features(episode.episode_index, cam) for cam in needs.cameras}
+        text_features = features.text_features(episode.task)
+        for cam, array in image_features.items():
+            if len(array) != episode.length:
+                raise ValueError(
+                    f"feature cache has {len(array)} frames for episode {episode.episode_index} camera "
+                    f"'{cam}', the dataset has {episode.length}: rebuild the cache"
+                )
+    else:
+        index = episode.episode_index
+
+        def frames(camera: str) -> np.ndarray:
+            return dataset.read_frames(index, camera)
+
+    return EpisodeInputs(
+        episode_index=episode.episode_index,
+        task=episode.task,
+        length=episode.length,
+        fps=dataset.fps,
+        state=state,
+        image_features=image_features,
+        text_features=text_features,
+        frames=frames,
+        frame_indices=frame_indices,
+    )
+
+
+# ---- outputs -----------------------------------------------------------------------------------
+def _to_numpy(value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):
+        value = value.detach().float().cpu().numpy()
+    return np.asarray(value, dtype=np.float32)
+
+
+def check_outputs(
+    outputs: dict[str, Any], length: int, episode_index: int, model_name: str = "model"
+) -> dict[str, np.ndarray]:
+    """Validate one episode's model outputs and convert them to float32 numpy arrays.
+
+    Per-frame outputs must be (length,), stage outputs (length, K); all finite, progress in [0, 1]
+    (1e-4 slack, then clipped). Raises `LabellingError` naming the model, the episode and the output.
+    """
+    if "progress" not in outputs:
+        raise LabellingError(f"{model_name} returned no 'progress' for episode {episode_index} (got {sorted(outputs)})")
+    checked = {}
+    for name, value in outputs.items():
+        array = _to_numpy(value)
+        expected = (length,) if name not in STAGE_OUTPUTS else (length, array.shape[-1] if array.ndim else 0)
+        if array.shape != expected:
+            raise LabellingError(
+                f"{model_name} returned '{name}' of shape {array.shape} for episode {episode_index}, "
+                f"expected {expected}"
+            )
+        if not np.all(np.isfinite(array)):
+            raise LabellingError(f"{model_name} returned non-finite '{name}' for episode {episode_index}")
+        if name in PER_FRAME_OUTPUTS:
+            if array.min() < -1e-4 or array.max() > 1 + 1e-4:
+                raise LabellingError(
+                    f"{model_name} returned '{name}' outside [0, 1] for episode {episode_index} "
+                    f"(min {array.min():.4f}, max {array.max():.4f})"
+                )
+            array = np.clip(array, 0.0, 1.0)
+        checked[name] = array
+    return checked
+
+
+def label_one_episode(model: Any, inputs: EpisodeInputs, stride: int = 1) -> dict[str, np.ndarray]:
+    """Every frame's outputs for one episode: `model.label_episode` plus the stride and checks.
+
+    Returns {"progress": (T,), ...} as float32 arrays.
+    """
+    length = inputs.length
+    name = getattr(model, "name", type(model).__name__)
+    if stride == 1:
+        return check_outputs(model.label_episode(inputs), length, inputs.episode_index, name)
+    positions = strided_positions(length, stride)
+    inputs.frame_indices = positions
+    raw = model.label_episode(inputs)
+    sizes = {len(_to_numpy(v)) for v in raw.values()}
+    if sizes == {len(positions)}:
+        outputs = check_outputs(raw, len(positions), inputs.episode_index, name)
+    else:  # the model computed every frame: keep the strided ones so the result does not depend on it
+        outputs = {k: v[positions] for k, v in check_outputs(raw, length, inputs.episode_index, name).items()}
+    return interpolate_outputs(positions, outputs, length)
+
+
+# ---- sharding ----------------------------------------------------------------------------------
+@dataclass
+class ShardState:
+    """Which share of the work this process does, and how results come back together.
+
+    Args:
+        process_index: this process's rank (0 is the main process, which writes).
+        num_processes: how many processes share the episodes.
+        gather: takes this process's list of results, returns every process's lists concatenated
+            (on every process). `accelerate.utils.gather_object` under `accelerate launch`.
+    """
+
+    process_index: int = 0
+    num_processes: int = 1
+    gather: Callable[[list], list] | None = None
+
+    @property
+    def is_main_process(self) -> bool:
+        return self.process_index == 0
+
+    @classmethod
+    def from_accelerate(cls) -> ShardState:
+        """The current process's share under `accelerate launch` (a single process otherwise)."""
+        from accelerate import PartialState
+        from accelerate.utils import gather_object
+
+        state = PartialState()
+        return cls(state.process_index, state.num_processes, gather_object if state.num_processes > 1 else None)
+
+
+def shard_episodes(episodes: Sequence[EpisodeInfo], process_index: int, num_processes: int) -> list[EpisodeInfo]:
+    """This process's episodes: longest first to the least-loaded process (balanced by frames).
+
+    Deterministic: every process computes the same split. Returns episodes in index order.
+    """
+    if not 0 <= process_index < num_processes:
+        raise ValueError(f"process_index {process_index} out of range for {num_processes} processes")
+    loads = [0] * num_processes
+    mine = []
+    for ep in sorted(episodes, key=lambda e: (-e.length, e.episode_index)):
+        target = min(range(num_processes), key=lambda p: (loads[p], p))
+        loads[target] += ep.length
+        if target == process_index:
+            mine.append(ep)
+    return sorted(mine, key=lambda e: e.episode_index)
+
+
+# ---- whole dataset -----------------------------------------------------------------------------
+def label_dataset(
+    model: Any,
+    dataset: RewardDataset,
+    stride: int = 1,
+    features: FeatureSource | None = None,
+    shard: ShardState | None = None,
+    show_progress: bool = True,
+) -> list[EpisodeLabels]:
+    """Label every frame of every selected episode of `dataset` with `model`.
+
+    When the model reads cached features and `features` is None, the feature cache is built (frames not
+    yet cached) and opened first. With `shard`, only this process's episodes are labelled and the results
+    gathered from every process. Returns all episodes' labels (on every process), sorted by index.
+    """
+    from tqdm import tqdm
+
+    needs: ModelInputs = model.required_inputs()
+    shard = shard or ShardState()
+    episodes = shard_episodes(dataset.episodes(), shard.process_index, shard.num_processes)
+    if needs.encoder and features is None:
+        features = open_feature_cache(dataset, needs.encoder, needs.cameras)
+    labels = []
+    for ep in tqdm(episodes, desc="labelling", unit="episode", disable=not show_progress):
+        inputs = episode_inputs(dataset, needs, ep, features)
+        labels.append(EpisodeLabels(ep.episode_index, ep.from_index, label_one_episode(model, inputs, stride)))
+    if shard.num_processes > 1:
+        if shard.gather is None:
+            raise ValueError("a ShardState with several processes needs a gather function")
+        labels = list(shard.gather(labels))
+    return sorted(labels, key=lambda e: e.episode_index)
+
+
+def default_output_path(dataset: RewardDataset) -> Path:
+    """Where the progress parquet goes by default: `<dataset root>/sarm_progress.parquet` (lerobot's name)."""
+    return Path(dataset.root) / PROGRESS_FILENAME
+
+
+def label_to_parquet(
+    model: Any,
+    model_path: str,
+    dataset: RewardDataset,
+    output: str | Path | None = None,
+    stride: int = 1,
+    features: FeatureSource | None = None,
+    shard: ShardState | None = None,
+    show_progress: bool = True,
+) -> Path | None:
+    """Label `dataset` and write the progress parquet (main process only).
+
+    Returns the path written on the main process, None on the others.
+    """
+    shard = shard or ShardState()
+    labels = label_dataset(model, dataset, stride, features, shard, show_progress)
+    if not shard.is_main_process:
+        return None
+    path = Path(output) if output is not None else default_output_path(dataset)
+    metadata = {
+        "stride": stride,
+        "model_type": getattr(getattr(model, "config", None), "type", type(model).__name__),
+        "episodes": [e.episode_index for e in labels],
+    }
+    return write_progress_parquet(path, labels, model_path, metadata)

@@ -1,0 +1,1 @@
+import toy_reward_models  # noqa: F401  (registers the toy model type)
