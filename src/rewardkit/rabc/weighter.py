@@ -1,0 +1,329 @@
+"""RA-BC sample weighter for lerobot's training loop: every frame's weight computed once, looked up per batch.
+
+`RABCWeighter` implements lerobot's `SampleWeighter` interface (`compute_batch_weights(batch) ->
+(weights (B,), stats)`, `get_stats()`), so lerobot's `update_policy` uses it unchanged. At set-up it
+reads the progress parquet (columns index, episode_index, frame_index, progress_sparse[, progress_dense];
+written by `rewardkit label` or lerobot's `compute_rabc_weights`), computes all deltas and weights with
+`rewardkit.rabc.weights` and keeps a dense table weight[global frame index]; a batch costs one gather.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from lerobot.utils.sample_weighting import SampleWeighter, SampleWeightingConfig
+from torch import nn
+
+from rewardkit.rabc.per_sample_loss import enable_per_sample_loss
+from rewardkit.rabc.weights import (
+    KappaSuggestion,
+    WeightSummary,
+    compute_deltas,
+    rabc_weights,
+    suggest_kappa,
+    summarize_weights,
+)
+
+logger = logging.getLogger(__name__)
+
+HEAD_MODES = ("sparse", "dense")
+DEFAULT_PROGRESS_FILENAME = "sarm_progress.parquet"
+EXTRA_PARAMS = ("nan_weight", "chunk_size")
+
+
+@dataclass
+class ProgressTable:
+    """One progress column of a progress parquet, row-aligned arrays.
+
+    Args:
+        path: the file read.
+        head_mode: "sparse" or "dense" (column `progress_<head_mode>`).
+        index: (N,) int64 global frame index.
+        episode_index: (N,) int64 episode of each frame.
+        frame_index: (N,) int64 frame within its episode.
+        progress: (N,) float64 progress, NaN where unknown.
+    """
+
+    path: Path
+    head_mode: str
+    index: np.ndarray
+    episode_index: np.ndarray
+    frame_index: np.ndarray
+    progress: np.ndarray
+
+
+def resolve_progress_path(path: str | Path) -> Path:
+    """A local path, or `hf://datasets/<owner>/<name>/<file>` fetched from the Hub (asked for explicitly)."""
+    text = str(path)
+    prefix = "hf://datasets/"
+    if text.startswith(prefix):
+        from huggingface_hub import hf_hub_download
+
+        owner, name, filename = text[len(prefix) :].split("/", 2)
+        return Path(hf_hub_download(repo_id=f"{owner}/{name}", filename=filename, repo_type="dataset"))
+    return Path(path)
+
+
+def read_progress(path: str | Path, head_mode: str = "sparse") -> ProgressTable:
+    """Read the frame-index columns and one progress column of a progress parquet.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: unknown head mode, a column missing, or a non-integer index column.
+    """
+    import pyarrow.parquet as pq
+
+    if head_mode not in HEAD_MODES:
+        raise ValueError(f"head_mode must be one of {HEAD_MODES}, got {head_mode!r}")
+    path = resolve_progress_path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"progress file not found: {path} (write one with `rewardkit label`)")
+    column = f"progress_{head_mode}"
+    names = pq.read_schema(path).names
+    missing = [c for c in ("index", "episode_index", column) if c not in names]
+    if missing:
+        available = [c for c in names if c.startswith("progress")]
+        raise ValueError(f"progress file {path} lacks column(s) {missing}; progress columns: {available}")
+    wanted = ["index", "episode_index", column] + (["frame_index"] if "frame_index" in names else [])
+    table = pq.read_table(path, columns=wanted)
+
+    def integers(name: str) -> np.ndarray:
+        values = table.column(name).to_numpy()
+        if not np.issubdtype(values.dtype, np.integer):
+            raise ValueError(f"column {name!r} of {path} must hold integers, got {values.dtype}")
+        return values.astype(np.int64, copy=False)
+
+    index = integers("index")
+    return ProgressTable(
+        path=path,
+        head_mode=head_mode,
+        index=index,
+        episode_index=integers("episode_index"),
+        frame_index=integers("frame_index") if "frame_index" in names else np.full_like(index, -1),
+        progress=table.column(column).to_numpy(zero_copy_only=False).astype(np.float64, copy=False),
+    )
+
+
+def policy_chunk_size(policy_config: object) -> int:
+    """Δ for a policy: its `chunk_size` (ACT, pi0, SmolVLA, ...), else its `horizon` (Diffusion)."""
+    for name in ("chunk_size", "horizon"):
+        value = getattr(policy_config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    raise ValueError(
+        f"cannot tell the action chunk size of policy type {getattr(policy_config, 'type', '?')!r} "
+        "(no chunk_size or horizon); pass --sample_weighting.extra_params='{\"chunk_size\": N}'"
+    )
+
+
+class RABCWeighter(SampleWeighter):
+    """RA-BC weights of every frame of a progress file, looked up by global frame index.
+
+    Args:
+        table: the progress table (see `read_progress`).
+        chunk_size: Δ, the policy's action chunk size.
+        kappa: κ; deltas above it get weight 1.
+        epsilon: ε of eq. 8.
+        nan_weight: weight of frames whose delta is NaN (1.0 = plain behaviour cloning for them).
+        device: where batch weights are returned (the table lives there too).
+    """
+
+    def __init__(
+        self,
+        table: ProgressTable,
+        chunk_size: int,
+        kappa: float = 0.01,
+        epsilon: float = 1e-6,
+        nan_weight: float = 1.0,
+        device: torch.device | str | None = None,
+    ) -> None:
+        self.path = table.path
+        self.head_mode = table.head_mode
+        self.chunk_size = int(chunk_size)
+        self.kappa = float(kappa)
+        self.epsilon = float(epsilon)
+        self.nan_weight = float(nan_weight)
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.index = table.index
+        self.episode_index = table.episode_index
+        self.deltas = compute_deltas(table.index, table.episode_index, table.progress, self.chunk_size)
+        self.weights, self.delta_mean, self.delta_std = rabc_weights(
+            self.deltas, self.kappa, self.epsilon, self.nan_weight
+        )
+        self.summary: WeightSummary = summarize_weights(
+            self.weights, self.deltas, self.delta_mean, self.delta_std
+        )
+        num_slots = int(table.index.max()) + 1 if table.index.size else 0
+        # NaN marks a frame absent from the file: looking it up is an error, not a silent default.
+        by_index = np.full(num_slots, np.nan, dtype=np.float32)
+        by_index[table.index] = self.weights
+        self._weight_by_index = torch.from_numpy(by_index).to(self.device)
+
+    @classmethod
+    def from_file(
+        cls,
+        progress_path: str | Path,
+        chunk_size: int,
+        head_mode: str = "sparse",
+        kappa: float = 0.01,
+        epsilon: float = 1e-6,
+        nan_weight: float = 1.0,
+        device: torch.device | str | None = None,
+    ) -> RABCWeighter:
+        """Read `progress_path` (column `progress_<head_mode>`) and compute every frame's weight."""
+        return cls(read_progress(progress_path, head_mode), chunk_size, kappa, epsilon, nan_weight, device)
+
+    @property
+    def num_frames(self) -> int:
+        """Frames in the progress file."""
+        return int(self.index.size)
+
+    def weights_for(self, index: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Weights (B,) float32 on `self.device` of the frames with global indices `index` (B,).
+
+        Raises:
+            ValueError: an index is not in the progress file.
+        """
+        index = torch.as_tensor(index, device=self._weight_by_index.device).long().reshape(-1)
+        num_slots = self._weight_by_index.numel()
+        if index.numel() and (int(index.min()) < 0 or int(index.max()) >= num_slots):
+            bad = int(index.max()) if int(index.max()) >= num_slots else int(index.min())
+            raise ValueError(
+                f"frame index {bad} is not in progress file {self.path} (it covers indices 0..{num_slots - 1}); "
+                "was it labelled from another dataset?"
+            )
+        weights = self._weight_by_index[index]
+        absent = torch.isnan(weights)
+        if bool(absent.any()):
+            bad = int(index[absent][0])
+            raise ValueError(f"frame index {bad} is not in progress file {self.path}")
+        return weights
+
+    def compute_batch_weights(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """Weights (B,) of a training batch, by its "index" (B,) global frame indices.
+
+        Returns:
+            (weights (B,) in [0, 1] on `self.device`, stats: mean_weight, zero_weight_share,
+            full_weight_share of this batch). Weights are not renormalised: the training loop divides
+            the weighted loss by their sum.
+        """
+        if "index" not in batch:
+            raise ValueError("RA-BC needs the batch's global frame indices (key 'index'); none found")
+        weights = self.weights_for(batch["index"])
+        mean, zero, full = torch.stack(
+            [weights.mean(), (weights == 0).float().mean(), (weights == 1).float().mean()]
+        ).tolist()
+        return weights, {"mean_weight": mean, "zero_weight_share": zero, "full_weight_share": full}
+
+    def get_stats(self) -> dict:
+        """Dataset-level statistics: type, frames, Δ, head, κ, ε, μ and σ of deltas, weight shares."""
+        return {
+            "type": "rabc",
+            "num_frames": self.num_frames,
+            "chunk_size": self.chunk_size,
+            "head_mode": self.head_mode,
+            "kappa": self.kappa,
+            "epsilon": self.epsilon,
+            "nan_weight": self.nan_weight,
+            **{k: v for k, v in asdict(self.summary).items() if k != "num_frames"},
+        }
+
+    def suggest_kappa(self, target_mean_weight: float = 0.55) -> KappaSuggestion:
+        """A κ giving a mean weight near `target_mean_weight` (see `rewardkit.rabc.weights.suggest_kappa`)."""
+        return suggest_kappa(self.deltas, self.kappa, self.epsilon, self.nan_weight, target_mean_weight)
+
+
+class UniformWeighter(SampleWeighter):
+    """The control: weight 1 for every sample, through the same per-sample loss path as RA-BC."""
+
+    def __init__(self, device: torch.device | str | None = None) -> None:
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+
+    def compute_batch_weights(self, batch: dict) -> tuple[torch.Tensor, dict]:
+        """Ones (B,), B taken from "index" or "action"."""
+        for key in ("index", "action"):
+            if isinstance(batch.get(key), torch.Tensor):
+                size = batch[key].shape[0]
+                break
+        else:
+            raise ValueError("cannot tell the batch size: the batch has no 'index' or 'action' tensor")
+        return torch.ones(size, device=self.device), {"mean_weight": 1.0}
+
+    def get_stats(self) -> dict:
+        """{"type": "uniform"}."""
+        return {"type": "uniform"}
+
+
+def default_progress_path(dataset_root: str | Path | None, dataset_repo_id: str | None) -> Path:
+    """`<dataset root>/sarm_progress.parquet`, the root being lerobot's default for a repo id if unset."""
+    if dataset_root:
+        return Path(dataset_root) / DEFAULT_PROGRESS_FILENAME
+    if dataset_repo_id:
+        from lerobot.utils.constants import HF_LEROBOT_HOME
+
+        return Path(HF_LEROBOT_HOME) / dataset_repo_id / DEFAULT_PROGRESS_FILENAME
+    raise ValueError("RA-BC needs --sample_weighting.progress_path (or a dataset root to look next to)")
+
+
+def make_sample_weighter(
+    config: SampleWeightingConfig | None,
+    policy: nn.Module,
+    device: torch.device | str,
+    dataset_root: str | Path | None = None,
+    dataset_repo_id: str | None = None,
+) -> SampleWeighter | None:
+    """Build the weighter lerobot's training loop asks for, and give `policy` a per-sample loss.
+
+    Same signature as `lerobot.utils.sample_weighting.make_sample_weighter`, so it can stand in for it.
+    `config.type` is "rabc" or "uniform"; `config.extra_params` may hold "nan_weight" and "chunk_size"
+    (default: the policy's chunk size). The policy is checked (and adapted, see
+    `enable_per_sample_loss`) here, before the first step, so an unsupported policy fails at once.
+    """
+    if config is None:
+        return None
+    unknown = sorted(set(config.extra_params) - set(EXTRA_PARAMS))
+    if unknown:
+        raise ValueError(f"unknown sample_weighting.extra_params {unknown}; known: {list(EXTRA_PARAMS)}")
+    if config.type == "uniform":
+        enable_per_sample_loss(policy)
+        return UniformWeighter(device)
+    if config.type != "rabc":
+        raise ValueError(f"unknown sample_weighting.type {config.type!r}; choose 'rabc' or 'uniform'")
+    chunk_size = int(config.extra_params.get("chunk_size") or policy_chunk_size(policy.config))
+    source = config.progress_path or default_progress_path(dataset_root, dataset_repo_id)
+    enable_per_sample_loss(policy)
+    weighter = RABCWeighter.from_file(
+        source,
+        chunk_size=chunk_size,
+        head_mode=config.head_mode,
+        kappa=config.kappa,
+        epsilon=config.epsilon,
+        nan_weight=float(config.extra_params.get("nan_weight", 1.0)),
+        device=device,
+    )
+    log_weighter(weighter)
+    return weighter
+
+
+def log_weighter(weighter: RABCWeighter) -> None:
+    """Log the dataset-level weight statistics and a κ suggestion (stderr)."""
+    s = weighter.summary
+    logger.info(
+        "RA-BC on %d frames of %s (%s head, chunk %d): mean weight %.3f, zero %.1f%%, full %.1f%%, "
+        "NaN %.1f%%, delta mean %.4g std %.4g",
+        s.num_frames,
+        weighter.path,
+        weighter.head_mode,
+        weighter.chunk_size,
+        s.mean_weight,
+        100 * s.zero_share,
+        100 * s.full_share,
+        100 * s.nan_share,
+        s.delta_mean,
+        s.delta_std,
+    )
+    logger.info("RA-BC kappa: %s", weighter.suggest_kappa().describe())
