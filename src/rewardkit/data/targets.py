@@ -6,6 +6,7 @@ frames of one episode, K the number of subtasks (stages) of an annotation scheme
 - `linear_progress`: RewACT's labels (0 up to a start margin, 1 from an end margin, linear between).
 - `keyframe_progress`: rewards given at a few frames (grasp 0.5, place 1.0), interpolated monotonically.
 - `failure_progress`: targets of a failed episode (held below 1, falling where the failure happens).
+- `episode_progress`: the two above and `linear_progress` combined, for one episode.
 - `stage_tau_targets`, `single_stage_targets`: SARM's per-frame stage index and within-stage progress tau.
 - `temporal_proportions`: SARM paper formula (1), the dataset-level share of each subtask.
 - `normalized_progress`, `stage_tau_from_progress`: SARM paper formula (2) and its inverse.
@@ -109,8 +110,9 @@ def failure_progress(
     """Targets of a failed episode from the targets it would have had (`base_progress`, (T,)).
 
     Rules (returns (T,) float32 in [0, max_progress]):
-        - Before `fail_frame`, progress is the level reached so far: the running maximum of
-          `base_progress`, capped at `max_progress` (< 1), so a failed episode never ends at 1.
+        - Before `fail_frame`, progress is `base_progress` capped at `max_progress` (< 1): the level
+          reached is kept (a linear base rises to the cap and stays there; drops already in a
+          keyframe base are kept), and a failed episode never ends at 1.
         - From `fail_frame` on (the frame the annotation says the failure happened), progress is
           `drop_to` (0 by default) to the end of the episode.
         - `fail_frame=None` (failed, but no frame known): the capped level reached, no drop.
@@ -125,12 +127,34 @@ def failure_progress(
         raise ValueError(f"max_progress of a failed episode must be in [0, 1), got {max_progress}")
     if not 0.0 <= drop_to <= max_progress:
         raise ValueError(f"drop_to must be in [0, max_progress={max_progress}], got {drop_to}")
-    progress = np.minimum(np.maximum.accumulate(np.clip(base, 0.0, 1.0)), max_progress)
+    progress = np.minimum(np.clip(base, 0.0, 1.0), max_progress)
     if fail_frame is not None:
         if not 0 <= fail_frame < length:
             raise ValueError(f"fail_frame must be in [0, {length}), got {fail_frame}")
         progress[fail_frame:] = drop_to
     return progress.astype(np.float32)
+
+
+def episode_progress(
+    length: int,
+    keyframes: Sequence[tuple[int, float]] | Mapping[int, float] | None = None,
+    failed: bool = False,
+    fail_frame: int | None = None,
+    start: float = 0.05,
+    end: float = 0.95,
+    max_progress: float = DEFAULT_FAILED_MAX_PROGRESS,
+    drop_to: float = 0.0,
+) -> np.ndarray:
+    """Progress targets of one episode (T,) float32: keyframes if given, else linear; failure applied.
+
+    The base is `keyframe_progress(length, keyframes)` when keyframes are given, else
+    `linear_progress(length, start, end)`. If the episode `failed` (or a `fail_frame` is given), the
+    base goes through `failure_progress(..., fail_frame, drop_to, max_progress)`.
+    """
+    base = keyframe_progress(length, keyframes) if keyframes else linear_progress(length, start, end)
+    if failed or fail_frame is not None:
+        return failure_progress(length, base, fail_frame, drop_to=drop_to, max_progress=max_progress)
+    return base
 
 
 def stage_tau_targets(
