@@ -1,0 +1,86 @@
+"""RewACT configuration: lerobot's ACT configuration plus a reward (task-progress) head."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lerobot.configs import PreTrainedConfig
+from lerobot.policies.act.configuration_act import ACTConfig
+
+REWARD_HEADS = ("scalar", "distributional")
+REWARD_TARGETS = ("linear", "keyframe", "failure", "parquet")
+REWARD_REFRESH = ("every_step", "on_refill")
+
+
+@PreTrainedConfig.register_subclass("rewact")
+@dataclass
+class RewACTConfig(ACTConfig):
+    """Configuration of RewACT: ACT (every `ACTConfig` field, same defaults) with a reward head.
+
+    The reward head reads the transformer decoder's output at position 0 (the query of the first action
+    of the chunk, i.e. the current step) and predicts the task progress in [0, 1] of the current
+    observation. It is trained jointly with the action loss, with or without the VAE.
+
+    Args:
+        reward_head: "scalar" (MLP d -> d/2 -> d/4 -> 1, ReLU, sigmoid; mean-squared error) or
+            "distributional" (same MLP ending in `reward_num_bins` logits over uniform bins on [0, 1];
+            cross-entropy against the two-hot encoding of the target; read out as the expected value).
+        reward_num_bins: number of bins of the distributional head (>= 2).
+        reward_loss_weight: weight of the reward loss in the total loss (action L1 + kl_weight * KL +
+            reward_loss_weight * reward loss). 0 trains a plain ACT with an untrained head.
+        reward_targets: where the per-frame progress targets come from: "linear" (0 up to
+            `reward_target_start` of each episode, 1 from `reward_target_end`, linear between), "keyframe"
+            (keyframe rewards from the JSON file `reward_targets_path`, interpolated monotonically),
+            "failure" (linear, but the episodes in `failed_episodes` keep the level reached and never end at
+            1), or "parquet" (a progress parquet written by `rewardkit label`, path `reward_targets_path`).
+        reward_target_start: fraction of an episode before which the linear target is 0.
+        reward_target_end: fraction of an episode from which the linear target is 1.
+        reward_targets_path: the keyframes JSON or progress parquet for `reward_targets` "keyframe"/"parquet".
+        reward_target_column: the parquet column holding the progress (e.g. "progress_sparse",
+            "progress_dense"); frames missing from the parquet (or NaN) do not contribute to the reward loss.
+        failed_episodes: episode indices that failed (used by `reward_targets="failure"`).
+        reward_refresh: at inference, "every_step": `select_action` returns a fresh reward for the latest
+            observation on every call (on queued steps this runs the backbone, encoder and one decoder
+            query, not the whole chunk); "on_refill": the reward is computed only when the action queue
+            refills and repeated on queued steps (no extra compute).
+        return_reward: `select_action` returns `(action, reward)` when true, the action alone when false
+            (set `--policy.return_reward=false` for `lerobot-eval`, which expects an action tensor).
+        label_batch_size: frames per forward pass when labelling whole episodes (`label_episode`).
+    """
+
+    reward_head: str = "scalar"
+    reward_num_bins: int = 21
+    reward_loss_weight: float = 1.0
+    reward_targets: str = "linear"
+    reward_target_start: float = 0.05
+    reward_target_end: float = 0.95
+    reward_targets_path: str | None = None
+    reward_target_column: str = "progress_sparse"
+    failed_episodes: list[int] = field(default_factory=list)
+    reward_refresh: str = "every_step"
+    return_reward: bool = True
+    label_batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.reward_head not in REWARD_HEADS:
+            raise ValueError(f"reward_head must be one of {REWARD_HEADS}, got {self.reward_head!r}")
+        if self.reward_head == "distributional" and self.reward_num_bins < 2:
+            raise ValueError(f"reward_num_bins must be >= 2, got {self.reward_num_bins}")
+        if self.reward_targets not in REWARD_TARGETS:
+            raise ValueError(f"reward_targets must be one of {REWARD_TARGETS}, got {self.reward_targets!r}")
+        if self.reward_targets in ("keyframe", "parquet") and not self.reward_targets_path:
+            raise ValueError(f"reward_targets={self.reward_targets!r} needs reward_targets_path")
+        if not 0.0 <= self.reward_target_start < self.reward_target_end <= 1.0:
+            raise ValueError(
+                "need 0 <= reward_target_start < reward_target_end <= 1, got "
+                f"{self.reward_target_start}, {self.reward_target_end}"
+            )
+        if self.reward_refresh not in REWARD_REFRESH:
+            raise ValueError(f"reward_refresh must be one of {REWARD_REFRESH}, got {self.reward_refresh!r}")
+        if self.reward_loss_weight < 0:
+            raise ValueError(f"reward_loss_weight must be >= 0, got {self.reward_loss_weight}")
+        if self.dim_model < 4:
+            raise ValueError(f"dim_model must be >= 4 for the reward head (d/4 units), got {self.dim_model}")
+        if self.label_batch_size < 1:
+            raise ValueError(f"label_batch_size must be >= 1, got {self.label_batch_size}")
