@@ -1,0 +1,125 @@
+"""The frozen-encoder interface and its registry.
+
+A `FrozenEncoder` turns frames (N, H, W, 3) uint8 into image features (N, D) and task texts into text
+features (N, D), in eval mode and without gradients. Reward models never see pixels: they read these
+features (from the feature cache when training, from the encoder directly when running online).
+
+Encoders are chosen by a spec string `"<prefix>:<argument>"` (`"clip"`, `"clip:openai/clip-vit-base-patch32"`,
+`"clip-random:tiny"`). A new encoder family plugs in with `register_encoder(prefix, factory)`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+EncoderFactory = Callable[[str, str, torch.dtype], "FrozenEncoder"]
+"""factory(argument, device, dtype) -> FrozenEncoder, where argument is the spec after the first ':'."""
+
+_FACTORIES: dict[str, EncoderFactory] = {}
+_DEFAULT_ARGUMENTS: dict[str, str] = {}
+
+
+class FrozenEncoder(ABC):
+    """A frozen image + text encoder (eval mode, no gradients).
+
+    Attributes:
+        spec: the full identity of the encoder (`"clip:openai/clip-vit-base-patch32"`); feature caches
+            are keyed by it, so two encoders with the same spec must give the same features.
+        feature_dim: D, the size of both image and text features.
+        image_size: the square input resolution the frames are resized to.
+        device: where the encoder runs.
+        dtype: the encoder's compute dtype. Features always come back as float32.
+    """
+
+    spec: str
+    feature_dim: int
+    image_size: int
+    device: torch.device
+    dtype: torch.dtype
+
+    @abstractmethod
+    def encode_images(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Encode frames: (N, H, W, 3) uint8 RGB (numpy or torch) -> (N, D) float32 on the CPU."""
+
+    @abstractmethod
+    def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        """Encode texts: N strings -> (N, D) float32 on the CPU."""
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(spec={self.spec!r}, feature_dim={self.feature_dim}, device={self.device})"
+        )
+
+
+def register_encoder(prefix: str, factory: EncoderFactory, default_argument: str | None = None) -> None:
+    """Make `make_encoder("<prefix>:<argument>")` build an encoder with `factory(argument, device, dtype)`.
+
+    `default_argument` is used for a bare `"<prefix>"` spec. Registering a prefix twice replaces it.
+    """
+    if not prefix or ":" in prefix:
+        raise ValueError(f"encoder prefix must be a non-empty name without ':', got {prefix!r}")
+    _FACTORIES[prefix] = factory
+    if default_argument is not None:
+        _DEFAULT_ARGUMENTS[prefix] = default_argument
+
+
+def registered_encoders() -> list[str]:
+    """The registered spec prefixes, sorted."""
+    _ensure_builtin()
+    return sorted(_FACTORIES)
+
+
+def canonical_spec(spec: str) -> str:
+    """`"clip"` -> `"clip:openai/clip-vit-base-patch32"`: the spec with its default argument filled in."""
+    _ensure_builtin()
+    prefix, _, argument = spec.partition(":")
+    if prefix not in _FACTORIES:
+        raise ValueError(f"unknown encoder {spec!r}; registered prefixes: {sorted(_FACTORIES)}")
+    if not argument:
+        argument = _DEFAULT_ARGUMENTS.get(prefix, "")
+        if not argument:
+            raise ValueError(f"encoder spec {spec!r} needs an argument: '{prefix}:<argument>'")
+    if Path(argument).expanduser().is_dir():  # a local model folder: its absolute path is its identity
+        argument = str(Path(argument).expanduser().resolve())
+    return f"{prefix}:{argument}"
+
+
+def make_encoder(
+    spec: str = "clip", device: str | torch.device = "cpu", dtype: Any = torch.float32
+) -> FrozenEncoder:
+    """Build a frozen encoder from its spec.
+
+    Specs: `"clip"` (= `"clip:openai/clip-vit-base-patch32"`, needs the hub or a local copy),
+    `"clip:<model id or local folder>"`, `"clip-random:tiny"` (small, randomly initialised with a fixed
+    seed: for tests, no download) and `"clip-random:vit-b-32"` (CLIP ViT-B/32 shapes, random weights:
+    the real model's compute, for benchmarks). `dtype` may be a torch dtype or its name ("bfloat16").
+    """
+    canonical = canonical_spec(spec)
+    prefix, _, argument = canonical.partition(":")
+    return _FACTORIES[prefix](argument, str(device), resolve_dtype(dtype))
+
+
+def resolve_dtype(dtype: Any) -> torch.dtype:
+    """torch dtype from a dtype or its name (`"float32"`, `"fp16"`, `"bf16"`, ...)."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {
+        "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
+        "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
+        "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    }  # fmt: skip
+    if str(dtype) not in names:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(names)}")
+    return names[str(dtype)]
+
+
+def _ensure_builtin() -> None:
+    # The built-in CLIP encoders register themselves when their module is imported.
+    if "clip" not in _FACTORIES:
+        import rewardkit.encoders.clip  # noqa: F401
