@@ -1,0 +1,647 @@
+"""Subtask annotations, keyframes and failed episodes: reading and writing the files LeRobot users have.
+
+Where annotations live (LeRobot's SARM layout, so lerobot's SARM reads what is written here):
+- per-episode columns of `meta/episodes/chunk-*/file-*.parquet`, one row per episode, per scheme
+  (`sparse` or `dense`): `{scheme}_subtask_names` (list of str), `{scheme}_subtask_start_frames`,
+  `{scheme}_subtask_end_frames` (list of int64, inclusive frame indices within the episode) and
+  `{scheme}_subtask_start_times`, `{scheme}_subtask_end_times` (list of float64 seconds = frame / fps).
+  Frames are authoritative when reading; times are read only when frame columns are missing.
+- `meta/temporal_proportions_{scheme}.json`: `{"subtask name": proportion, ...}` in stage order (the
+  order lerobot's SARM takes as the stage order).
+
+Exchange files (`import_annotations` / `export_annotations`): CSV with the header
+`episode,scheme,name,start,end`, or JSON `{"unit": "frames"|"seconds", "annotations": [{"episode": 0,
+"scheme": "sparse", "name": "grasp", "start": 0, "end": 12}, ...]}`; start/end in frames or seconds.
+
+Keyframes file (`read_keyframes`), by default `meta/keyframes.json` in the dataset:
+    {"unit": "frames",                      # or "seconds": keys are timestamps within the episode
+     "episodes": {"0": {"12": 0.5, "30": 1.0},          # frame (or time) -> reward in [0, 1]
+                  "3": [[12, 0.5], [30, 1.0], [41, 0.0]]},  # or a list of [frame, reward] pairs
+     "failed": [3]}                         # optional: episodes that failed (see `failed_episodes`)
+
+Every bad input (overlapping or out-of-order subtasks, unknown names, frames beyond the episode,
+rewards outside [0, 1], NaN) raises `ValueError` naming the episode, before anything is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rewardkit.data.targets import check_subtask_frames, stage_tau_targets
+
+SCHEMES = ("sparse", "dense")
+COLUMN_SUFFIXES = ("names", "start_frames", "end_frames", "start_times", "end_times")
+KEYFRAMES_FILE = "meta/keyframes.json"
+EXCHANGE_FIELDS = ("episode", "scheme", "name", "start", "end")
+UNITS = ("frames", "seconds")
+
+
+def _check_scheme(scheme: str) -> None:
+    if scheme not in SCHEMES:
+        raise ValueError(f"annotation scheme must be one of {SCHEMES}, got '{scheme}'")
+
+
+def annotation_columns(scheme: str) -> dict[str, str]:
+    """Column name of each field of a scheme: {"names": "sparse_subtask_names", ...}."""
+    _check_scheme(scheme)
+    return {suffix: f"{scheme}_subtask_{suffix}" for suffix in COLUMN_SUFFIXES}
+
+
+def _as_frame(value: object, what: str, episode_index: int) -> int:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"episode {episode_index}: {what} {value!r} is not a number") from None
+    if math.isnan(number) or math.isinf(number):
+        raise ValueError(f"episode {episode_index}: {what} is {number}")
+    if number != int(number):
+        raise ValueError(f"episode {episode_index}: {what} {number} is not a whole frame index")
+    return int(number)
+
+
+@dataclass(frozen=True)
+class SubtaskAnnotation:
+    """One episode's subtasks in one scheme: names (n,) with inclusive start/end frames (n,).
+
+    Construct it freely, then call `validate(episode_index, ...)`, which every reader and writer here
+    does: it returns a clean copy (str names, int frames) or raises ValueError naming the episode.
+    """
+
+    names: tuple[str, ...]
+    start_frames: tuple[int, ...]
+    end_frames: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        for field_name in ("names", "start_frames", "end_frames"):
+            value = getattr(self, field_name)
+            if isinstance(value, str):
+                raise ValueError(f"{field_name} must be a sequence, not the string {value!r}")
+            object.__setattr__(self, field_name, tuple(np.asarray(value).tolist()) if value is not None else ())
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def validate(
+        self,
+        episode_index: int,
+        length: int | None = None,
+        known_names: Sequence[str] | None = None,
+        in_name_order: bool = False,
+    ) -> SubtaskAnnotation:
+        """Check the annotation of `episode_index`; return it with str names and int frames.
+
+        Checks: the three lists have the same length; frames are whole numbers (no NaN); each subtask
+        ends at or after its start; subtasks are in temporal order and do not overlap (touching is
+        fine); frames lie within [0, length] (`length` itself means the episode's end); names are
+        non-empty and, with `known_names`, in that list (and in its order if `in_name_order`).
+        """
+        n = len(self.names)
+        if len(self.start_frames) != n or len(self.end_frames) != n:
+            raise ValueError(
+                f"episode {episode_index}: {n} subtask names but {len(self.start_frames)} start and "
+                f"{len(self.end_frames)} end frames"
+            )
+        names = []
+        for name in self.names:
+            if not isinstance(name, str) or not name.strip():
+                raise ValueError(f"episode {episode_index}: subtask name {name!r} is not a non-empty string")
+            names.append(name)
+        starts = [_as_frame(v, "start frame", episode_index) for v in self.start_frames]
+        ends = [_as_frame(v, "end frame", episode_index) for v in self.end_frames]
+        if known_names is not None:
+            unknown = [name for name in names if name not in known_names]
+            if unknown:
+                raise ValueError(
+                    f"episode {episode_index}: unknown subtask name(s) {unknown}; expected names from "
+                    f"{list(known_names)}"
+                )
+            if in_name_order:
+                positions = [list(known_names).index(name) for name in names]
+                if positions != sorted(positions):
+                    raise ValueError(
+                        f"episode {episode_index}: subtasks {names} are not in the order {list(known_names)}"
+                    )
+        bound = length if length is not None else max([*ends, 0])
+        try:
+            check_subtask_frames(bound, np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64))
+        except ValueError as e:
+            where = f" ({length} frames)" if length is not None else ""
+            raise ValueError(f"episode {episode_index}{where}: {e}") from None
+        return SubtaskAnnotation(tuple(names), tuple(starts), tuple(ends))
+
+    def start_times(self, fps: float) -> np.ndarray:
+        """(n,) float64 start times in seconds within the episode."""
+        return np.asarray(self.start_frames, dtype=np.float64) / float(fps)
+
+    def end_times(self, fps: float) -> np.ndarray:
+        """(n,) float64 end times in seconds within the episode."""
+        return np.asarray(self.end_frames, dtype=np.float64) / float(fps)
+
+    @classmethod
+    def from_times(
+        cls, names: Sequence[str], start_times: Sequence[float], end_times: Sequence[float], fps: float
+    ) -> SubtaskAnnotation:
+        """Build from seconds: frame = round(time * fps). NaN stays NaN so `validate` reports it."""
+
+        def to_frames(times: Sequence[float]) -> tuple[float, ...]:
+            out = []
+            for t in times:
+                value = float(t)
+                out.append(value if math.isnan(value) or math.isinf(value) else float(round(value * fps)))
+            return tuple(out)
+
+        return cls(tuple(names), to_frames(start_times), to_frames(end_times))  # type: ignore[arg-type]
+
+    def stage_tau(self, length: int, names_order: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """SARM targets of this episode: stage (T,) int64 indices into `names_order`, tau (T,) float32."""
+        order = list(names_order)
+        missing = [name for name in self.names if name not in order]
+        if missing:
+            raise ValueError(f"subtask(s) {missing} are not in the scheme's names {order}")
+        ids = [order.index(name) for name in self.names]
+        return stage_tau_targets(length, self.start_frames, self.end_frames, stage_ids=ids)
+
+
+# ---------------------------------------------------------------------------------------------- parquet
+def _episode_files(root: Path) -> list[Path]:
+    files = sorted((Path(root) / "meta" / "episodes").glob("*/*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"no episode metadata under {Path(root) / 'meta' / 'episodes'}")
+    return files
+
+
+def dataset_fps(root: str | Path) -> float:
+    """Frames per second from `meta/info.json`."""
+    path = Path(root) / "meta" / "info.json"
+    with open(path) as f:
+        return float(json.load(f)["fps"])
+
+
+def episode_lengths(root: str | Path) -> dict[int, int]:
+    """{episode_index: number of frames} from the dataset's episode metadata."""
+    import pyarrow.parquet as pq
+
+    lengths: dict[int, int] = {}
+    for path in _episode_files(Path(root)):
+        table = pq.read_table(path, columns=["episode_index", "length"])
+        for episode_index, length in zip(
+            table["episode_index"].to_pylist(), table["length"].to_pylist(), strict=True
+        ):
+            lengths[int(episode_index)] = int(length)
+    return lengths
+
+
+def read_annotations(
+    root: str | Path, scheme: str, episodes: Iterable[int] | None = None
+) -> dict[int, SubtaskAnnotation]:
+    """Annotations of one scheme from `meta/episodes/*/*.parquet`: {episode_index: SubtaskAnnotation}.
+
+    Episodes without annotation (null or empty lists) are left out. For `sparse`, lerobot's legacy
+    unprefixed columns (`subtask_names`, ...) are read when the prefixed ones are missing. Each
+    annotation is validated against its episode's length (ValueError naming the episode).
+    """
+    import pyarrow.parquet as pq
+
+    _check_scheme(scheme)
+    wanted = None if episodes is None else {int(e) for e in episodes}
+    fps = None
+    found: dict[int, SubtaskAnnotation] = {}
+    for path in _episode_files(Path(root)):
+        available = set(pq.read_schema(path).names)
+        columns = annotation_columns(scheme)
+        if columns["names"] not in available and scheme == "sparse" and "subtask_names" in available:
+            columns = {suffix: f"subtask_{suffix}" for suffix in COLUMN_SUFFIXES}
+        if columns["names"] not in available:
+            continue
+        use_frames = columns["start_frames"] in available and columns["end_frames"] in available
+        keys = ("start_frames", "end_frames") if use_frames else ("start_times", "end_times")
+        if not use_frames and not (columns["start_times"] in available and columns["end_times"] in available):
+            raise ValueError(f"{path}: has {columns['names']} but neither frame nor time columns")
+        table = pq.read_table(
+            path, columns=["episode_index", "length", columns["names"], columns[keys[0]], columns[keys[1]]]
+        )
+        rows = zip(
+            *(table[c].to_pylist() for c in ["episode_index", "length", columns["names"], columns[keys[0]],
+                                              columns[keys[1]]]),
+            strict=True,
+        )
+        for episode_index, length, names, starts, ends in rows:
+            if wanted is not None and episode_index not in wanted:
+                continue
+            if not names:
+                continue
+            if use_frames:
+                annotation = SubtaskAnnotation(names, starts or (), ends or ())
+            else:
+                fps = fps if fps is not None else dataset_fps(root)
+                annotation = SubtaskAnnotation.from_times(names, starts or (), ends or (), fps)
+            found[int(episode_index)] = annotation.validate(int(episode_index), length=int(length))
+    return dict(sorted(found.items()))
+
+
+def _write_atomically(writes: list[tuple[Path, object]], write_one) -> None:
+    """Write every (path, payload) to a temporary file beside it, then rename them all into place."""
+    temporaries: list[tuple[Path, Path]] = []
+    try:
+        for path, payload in writes:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(handle)
+            temporaries.append((Path(name), path))
+            write_one(payload, Path(name))
+        for temporary, path in temporaries:
+            os.replace(temporary, path)
+    finally:
+        for temporary, _ in temporaries:
+            if temporary.exists():
+                temporary.unlink()
+
+
+def write_annotations(
+    root: str | Path,
+    scheme: str,
+    annotations: Mapping[int, SubtaskAnnotation | None],
+    fps: float | None = None,
+    known_names: Sequence[str] | None = None,
+) -> list[Path]:
+    """Write one scheme's annotations into the episode metadata; returns the files rewritten.
+
+    Each episode goes into its own row (found by `episode_index`, whichever file holds it). Only the
+    five `{scheme}_subtask_*` columns change: other episodes keep their values (null where the column
+    is new), all other columns are kept as they are. Every episode file gets the columns so the files
+    keep one schema (lerobot loads them together). A value of None removes an episode's annotation.
+    Everything is validated first (ValueError naming the episode, nothing written); files are
+    written to temporaries and then renamed into place.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    _check_scheme(scheme)
+    root = Path(root)
+    fps = float(fps) if fps is not None else dataset_fps(root)
+    lengths = episode_lengths(root)
+    clean: dict[int, SubtaskAnnotation | None] = {}
+    for episode_index, annotation in annotations.items():
+        episode_index = int(episode_index)
+        if episode_index not in lengths:
+            raise ValueError(f"episode {episode_index} is not in the dataset at {root}")
+        clean[episode_index] = (
+            None if annotation is None
+            else annotation.validate(episode_index, length=lengths[episode_index], known_names=known_names)
+        )
+    columns = annotation_columns(scheme)
+    types = {
+        "names": pa.list_(pa.string()),
+        "start_frames": pa.list_(pa.int64()),
+        "end_frames": pa.list_(pa.int64()),
+        "start_times": pa.list_(pa.float64()),
+        "end_times": pa.list_(pa.float64()),
+    }
+    writes: list[tuple[Path, object]] = []
+    for path in _episode_files(root):
+        table = pq.read_table(path)
+        episode_indices = [int(e) for e in table["episode_index"].to_pylist()]
+        if not any(e in clean for e in episode_indices) and all(
+            c in table.column_names for c in columns.values()
+        ):
+            continue
+        for suffix, column in columns.items():
+            old = table[column].to_pylist() if column in table.column_names else [None] * table.num_rows
+            values = []
+            for row, episode_index in enumerate(episode_indices):
+                if episode_index not in clean:
+                    values.append(old[row])
+                    continue
+                annotation = clean[episode_index]
+                if annotation is None:
+                    values.append(None)
+                elif suffix == "names":
+                    values.append(list(annotation.names))
+                elif suffix in ("start_frames", "end_frames"):
+                    values.append(list(getattr(annotation, suffix)))
+                else:
+                    values.append(getattr(annotation, suffix)(fps).tolist())
+            array = pa.array(values, type=types[suffix])
+            if column in table.column_names:
+                table = table.set_column(table.column_names.index(column), column, array)
+            else:
+                table = table.append_column(column, array)
+        writes.append((path, table))
+    _write_atomically(writes, lambda table, target: pq.write_table(table, target, compression="snappy"))
+    return [path for path, _ in writes]
+
+
+# ---------------------------------------------------------------------------------------------- proportions
+def temporal_proportions_path(root: str | Path, scheme: str) -> Path:
+    """`meta/temporal_proportions_{scheme}.json` of a dataset."""
+    _check_scheme(scheme)
+    return Path(root) / "meta" / f"temporal_proportions_{scheme}.json"
+
+
+def _check_proportions(proportions: Mapping[str, float], where: str) -> dict[str, float]:
+    if not isinstance(proportions, Mapping) or not proportions:
+        raise ValueError(f"{where}: temporal proportions must be a non-empty {{name: proportion}} object")
+    clean = {}
+    for name, value in proportions.items():
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{where}: proportion of '{name}' must be a finite number >= 0, got {value!r}")
+        clean[str(name)] = float(value)
+    if sum(clean.values()) <= 0:
+        raise ValueError(f"{where}: temporal proportions sum to 0")
+    return clean
+
+
+def read_temporal_proportions(root: str | Path, scheme: str) -> dict[str, float]:
+    """{subtask name: proportion} in stage order from `meta/temporal_proportions_{scheme}.json`."""
+    path = temporal_proportions_path(root, scheme)
+    if not path.exists():
+        raise FileNotFoundError(f"no temporal proportions for the {scheme} scheme at {path}")
+    with open(path) as f:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from None
+    return _check_proportions(data, str(path))
+
+
+def write_temporal_proportions(root: str | Path, scheme: str, proportions: Mapping[str, float]) -> Path:
+    """Write `meta/temporal_proportions_{scheme}.json` ({name: proportion}, stage order) atomically."""
+    path = temporal_proportions_path(root, scheme)
+    clean = _check_proportions(proportions, str(path))
+    _write_atomically([(path, clean)], lambda data, target: target.write_text(json.dumps(data, indent=2) + "\n"))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- CSV / JSON
+def export_annotations(
+    path: str | Path,
+    annotations: Mapping[str, Mapping[int, SubtaskAnnotation]],
+    fps: float,
+    unit: str = "frames",
+) -> Path:
+    """Write {scheme: {episode: annotation}} to a CSV (`.csv`) or JSON (`.json`) exchange file.
+
+    One record per subtask: episode, scheme, name, start, end (frames, or seconds = frame / fps).
+    """
+    if unit not in UNITS:
+        raise ValueError(f"unit must be one of {UNITS}, got '{unit}'")
+    path = Path(path)
+    records = []
+    for scheme, by_episode in annotations.items():
+        _check_scheme(scheme)
+        for episode_index, annotation in sorted(by_episode.items()):
+            for name, start, end in zip(annotation.names, annotation.start_frames, annotation.end_frames,
+                                        strict=True):
+                if unit == "seconds":
+                    start, end = start / fps, end / fps
+                records.append({"episode": int(episode_index), "scheme": scheme, "name": name,
+                                "start": start, "end": end})
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        payload = json.dumps({"unit": unit, "fps": fps, "annotations": records}, indent=2) + "\n"
+    elif suffix == ".csv":
+        import io
+
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=EXCHANGE_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+        payload = buffer.getvalue()
+    else:
+        raise ValueError(f"{path}: exchange files must end in .csv or .json")
+    _write_atomically([(path, payload)], lambda text, target: target.write_text(text))
+    return path
+
+
+def import_annotations(
+    path: str | Path,
+    fps: float,
+    unit: str | None = None,
+    lengths: Mapping[int, int] | None = None,
+    known_names: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, dict[int, SubtaskAnnotation]]:
+    """Read a CSV or JSON exchange file into {scheme: {episode: SubtaskAnnotation}}, validated.
+
+    `unit` ("frames" or "seconds"): for CSV it defaults to frames; for JSON the file's "unit" is used
+    (a different explicit `unit` is an error). Seconds become frames as round(seconds * fps). With
+    `lengths` ({episode: frames}) every episode must exist and fit; with `known_names`
+    ({scheme: names}) every name must be in its scheme's list.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"annotation file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from None
+        if not isinstance(data, Mapping) or not isinstance(data.get("annotations"), list):
+            raise ValueError(f"{path}: expected {{\"unit\": ..., \"annotations\": [...]}}")
+        file_unit = data.get("unit", "frames")
+        if unit is not None and unit != file_unit:
+            raise ValueError(f"{path}: the file says unit '{file_unit}' but '{unit}' was asked for")
+        unit = file_unit
+        records = data["annotations"]
+    elif suffix == ".csv":
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            missing = [name for name in EXCHANGE_FIELDS if name not in (reader.fieldnames or [])]
+            if missing:
+                raise ValueError(f"{path}: missing column(s) {missing}; header must be {','.join(EXCHANGE_FIELDS)}")
+            records = list(reader)
+        unit = unit or "frames"
+    else:
+        raise ValueError(f"{path}: exchange files must end in .csv or .json")
+    if unit not in UNITS:
+        raise ValueError(f"{path}: unit must be one of {UNITS}, got '{unit}'")
+
+    grouped: dict[str, dict[int, list[tuple[str, float, float]]]] = {}
+    for number, record in enumerate(records, start=1):
+        if not isinstance(record, Mapping) or any(k not in record for k in EXCHANGE_FIELDS):
+            raise ValueError(f"{path}: record {number} needs the fields {EXCHANGE_FIELDS}, got {record!r}")
+        try:
+            episode_index = int(record["episode"])
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}: record {number} has episode {record['episode']!r}") from None
+        scheme = str(record["scheme"]).strip()
+        if scheme not in SCHEMES:
+            raise ValueError(f"{path}: episode {episode_index}: scheme must be one of {SCHEMES}, got '{scheme}'")
+        values = []
+        for key in ("start", "end"):
+            try:
+                values.append(float(record[key]))
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"{path}: episode {episode_index}: {key} {record[key]!r} is not a number"
+                ) from None
+        grouped.setdefault(scheme, {}).setdefault(episode_index, []).append(
+            (str(record["name"]), values[0], values[1])
+        )
+    result: dict[str, dict[int, SubtaskAnnotation]] = {}
+    for scheme, by_episode in grouped.items():
+        for episode_index, spans in sorted(by_episode.items()):
+            names, starts, ends = zip(*spans, strict=True)
+            if unit == "seconds":
+                annotation = SubtaskAnnotation.from_times(names, starts, ends, fps)
+            else:
+                annotation = SubtaskAnnotation(names, starts, ends)  # type: ignore[arg-type]
+            length = None
+            if lengths is not None:
+                if episode_index not in lengths:
+                    raise ValueError(f"{path}: episode {episode_index} is not in the dataset")
+                length = lengths[episode_index]
+            names_list = None if known_names is None else known_names.get(scheme)
+            try:
+                clean = annotation.validate(episode_index, length=length, known_names=names_list)
+            except ValueError as e:
+                raise ValueError(f"{path}: {scheme}: {e}") from None
+            result.setdefault(scheme, {})[episode_index] = clean
+    return result
+
+
+# ---------------------------------------------------------------------------------------------- keyframes
+@dataclass(frozen=True)
+class Keyframes:
+    """Keyframe rewards read from a keyframes file: {episode: [(frame, reward), ...]} and failed episodes."""
+
+    episodes: dict[int, list[tuple[int, float]]]
+    failed: tuple[int, ...] = ()
+
+
+def read_keyframes(
+    path: str | Path, fps: float | None = None, lengths: Mapping[int, int] | None = None
+) -> Keyframes:
+    """Read a keyframes JSON file (format in the module docstring); `path` may be a dataset folder.
+
+    Timestamps (unit "seconds") become frames as round(t * fps). Checks, each a ValueError naming the
+    episode: rewards in [0, 1] and not NaN; frames whole, >= 0 and (with `lengths`) within the episode;
+    no frame twice; episodes (with `lengths`) in the dataset.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / KEYFRAMES_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"keyframes file not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, Mapping) or not isinstance(data.get("episodes", {}), Mapping):
+        raise ValueError(f"{path}: expected {{\"unit\": ..., \"episodes\": {{episode: {{frame: reward}}}}}}")
+    unit = data.get("unit", "frames")
+    if unit not in UNITS:
+        raise ValueError(f"{path}: unit must be one of {UNITS}, got '{unit}'")
+    if unit == "seconds" and fps is None:
+        raise ValueError(f"{path}: keyframes in seconds need the dataset's fps")
+    episodes: dict[int, list[tuple[int, float]]] = {}
+    for key, entries in data.get("episodes", {}).items():
+        try:
+            episode_index = int(key)
+        except ValueError:
+            raise ValueError(f"{path}: episode key {key!r} is not an episode index") from None
+        pairs = list(entries.items()) if isinstance(entries, Mapping) else entries
+        if not isinstance(pairs, list):
+            raise ValueError(f"{path}: episode {episode_index}: keyframes must be an object or a list of pairs")
+        clean: dict[int, float] = {}
+        for pair in pairs:
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+                raise ValueError(f"{path}: episode {episode_index}: keyframe {pair!r} is not a (frame, reward) pair")
+            where, reward = pair
+            try:
+                position, reward = float(where), float(reward)
+            except (TypeError, ValueError):
+                raise ValueError(f"{path}: episode {episode_index}: keyframe {pair!r} is not numeric") from None
+            if math.isnan(reward) or not 0.0 <= reward <= 1.0:
+                raise ValueError(f"{path}: episode {episode_index}: reward {reward} is outside [0, 1]")
+            if unit == "seconds" and math.isfinite(position):
+                position = float(round(position * float(fps)))  # type: ignore[arg-type]
+            frame = _as_frame(position, "keyframe frame", episode_index)
+            if lengths is not None:
+                if episode_index not in lengths:
+                    raise ValueError(f"{path}: episode {episode_index} is not in the dataset")
+                if not 0 <= frame < lengths[episode_index]:
+                    raise ValueError(
+                        f"{path}: episode {episode_index}: keyframe at frame {frame} is outside the episode "
+                        f"(0..{lengths[episode_index] - 1})"
+                    )
+            if frame < 0:
+                raise ValueError(f"{path}: episode {episode_index}: keyframe frame {frame} is negative")
+            if frame in clean:
+                raise ValueError(f"{path}: episode {episode_index}: two keyframes at frame {frame}")
+            clean[frame] = reward
+        episodes[episode_index] = sorted(clean.items())
+    failed = data.get("failed", [])
+    if not isinstance(failed, list):
+        raise ValueError(f"{path}: 'failed' must be a list of episode indices")
+    return Keyframes(episodes=dict(sorted(episodes.items())), failed=tuple(int(e) for e in failed))
+
+
+def keyframe_failure_frame(keyframes: Sequence[tuple[int, float]]) -> int | None:
+    """The frame where an unrecovered drop starts, or None.
+
+    An episode fails by keyframes when its last keyframe is below the highest reached before it; the
+    failure frame is the first keyframe after the last time that highest level was reached (where
+    progress steps down and never comes back).
+    """
+    pairs = sorted(keyframes)
+    if len(pairs) < 2:
+        return None
+    values = [v for _, v in pairs]
+    peak = max(values)
+    if values[-1] >= peak:
+        return None
+    last_peak = max(i for i, v in enumerate(values) if v == peak)
+    return pairs[last_peak + 1][0]
+
+
+def failed_episodes(
+    root: str | Path | None = None,
+    explicit: Iterable[int] = (),
+    column: str | None = None,
+    success_column: bool = False,
+    keyframes: Keyframes | None = None,
+) -> dict[int, int | None]:
+    """Failed episodes from any of three sources: {episode_index: failure frame or None (unknown)}.
+
+    Args:
+        root: the dataset, needed for `column`.
+        explicit: episode indices known to have failed.
+        column: a per-episode column of `meta/episodes` (bool or 0/1); true means failed, or success
+            when `success_column` is set (then false means failed).
+        keyframes: episodes listed in its `failed` list, and episodes whose keyframes end below the
+            level they reached (`keyframe_failure_frame` gives the frame).
+    """
+    failed: dict[int, int | None] = {int(e): None for e in explicit}
+    if column is not None:
+        import pyarrow.parquet as pq
+
+        if root is None:
+            raise ValueError("a failure column needs the dataset root")
+        for path in _episode_files(Path(root)):
+            if column not in pq.read_schema(path).names:
+                raise ValueError(f"{path}: no column '{column}' in the episode metadata")
+            table = pq.read_table(path, columns=["episode_index", column])
+            for episode_index, value in zip(table["episode_index"].to_pylist(), table[column].to_pylist(),
+                                            strict=True):
+                if value is None:
+                    continue
+                if bool(value) != success_column:
+                    failed.setdefault(int(episode_index), None)
+    if keyframes is not None:
+        for episode_index in keyframes.failed:
+            failed.setdefault(episode_index, None)
+        for episode_index, pairs in keyframes.episodes.items():
+            frame = keyframe_failure_frame(pairs)
+            if frame is not None:
+                failed[episode_index] = frame
+    return dict(sorted(failed.items()))
