@@ -1,0 +1,95 @@
+"""A gymnasium wrapper that runs a `RewardMonitor` on every observation of an env.
+
+The model's output goes into `info["reward_model"]` (a dict of the `MonitorOutput` fields) at reset and
+at every step; by option it replaces the env's reward (the env's own reward stays in
+`info["env_reward"]`) and ends the episode (`terminated=True`) when the monitor detects task completion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from typing import Any
+
+import gymnasium as gym
+
+from rewardkit.online.monitor import MonitorOutput, RewardMonitor
+
+REWARD_MODES = ("progress", "delta", "success")
+INFO_KEY = "reward_model"
+
+
+class RewardWrapper(gym.Wrapper):
+    """Add a learned reward to any gymnasium env whose observations carry (or can be turned into) the
+    model's inputs.
+
+    Args:
+        env: the env to wrap.
+        monitor: the `RewardMonitor` around the reward model (reset with the env).
+        obs_to_model: env observation -> model observation dict (lerobot naming:
+            "observation.images.<cam>", "observation.state", ...); None: the env's observation already is
+            one. Close over the env to add rendered frames (`lambda obs: {"observation.images.top":
+            env.render(), ...}`).
+        replace_reward: return the model's reward instead of the env's.
+        terminate_on_complete: set `terminated=True` at the step where task completion fires.
+        reward_mode: the model reward: "progress" (the monitor's signal: progress, or success probability
+            for a classifier), "delta" (progress increase since the previous step: a potential-based
+            shaping term) or "success" (1.0 once task completion has fired, else 0.0).
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        monitor: RewardMonitor,
+        obs_to_model: Callable[[Any], Mapping[str, Any]] | None = None,
+        replace_reward: bool = False,
+        terminate_on_complete: bool = False,
+        reward_mode: str = "progress",
+    ):
+        super().__init__(env)
+        if reward_mode not in REWARD_MODES:
+            raise ValueError(f"reward_mode must be one of {REWARD_MODES}, got {reward_mode!r}")
+        self.monitor = monitor
+        self.obs_to_model = obs_to_model
+        self.replace_reward = replace_reward
+        self.terminate_on_complete = terminate_on_complete
+        self.reward_mode = reward_mode
+        self._previous_progress = 0.0
+
+    def _observe(self, observation: Any) -> MonitorOutput:
+        model_observation = observation if self.obs_to_model is None else self.obs_to_model(observation)
+        if not isinstance(model_observation, Mapping):
+            raise ValueError(
+                f"the monitor needs a dict observation, got {type(model_observation).__name__}; "
+                "pass obs_to_model to build one from the env's observation"
+            )
+        return self.monitor.step(model_observation)
+
+    def model_reward(self, output: MonitorOutput) -> float:
+        """The reward this wrapper derives from one monitor output (see `reward_mode`)."""
+        if self.reward_mode == "delta":
+            return output.progress - self._previous_progress
+        if self.reward_mode == "success":
+            return float(output.done)
+        return output.signal
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        observation, info = self.env.reset(**kwargs)
+        self.monitor.reset()
+        output = self._observe(observation)
+        self._previous_progress = output.progress
+        info = dict(info)
+        info[INFO_KEY] = asdict(output)
+        return observation, info
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        observation, env_reward, terminated, truncated, info = self.env.step(action)
+        output = self._observe(observation)
+        reward = self.model_reward(output)
+        self._previous_progress = output.progress
+        info = dict(info)
+        info[INFO_KEY] = {**asdict(output), "reward": reward}
+        info["env_reward"] = env_reward
+        if self.terminate_on_complete and output.completed:
+            terminated = True
+        return observation, (reward if self.replace_reward else env_reward), terminated, truncated, info

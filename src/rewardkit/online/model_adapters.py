@@ -1,0 +1,1 @@
+"""Online adapters for the causal SARM and RewACT families (registered on import)."""

@@ -1,0 +1,182 @@
+"""`RewardMonitor`: any rewardkit model, one observation at a time, with task-complete and stall signals.
+
+A robot loop or a gym env calls `monitor.step(observation)` once per control step. The monitor asks the
+model's online adapter (`rewardkit.online.adapters`) for this step's progress / success probability
+(the adapter encodes the one new frame and keeps the history the model needs), then turns that signal
+into two decisions:
+
+- **task complete** (an event, fires once per episode): the signal reaches `complete_threshold` and
+  stays at or above `release_threshold` (hysteresis: a lower bar once armed, so noise around the
+  threshold does not restart the count) for `hold_seconds`;
+- **stalled** (a level): progress has not risen by more than `stall_epsilon` above its best value for
+  `stall_seconds`.
+
+Time is the step count over `fps` when `fps` is given (deterministic, what a fixed-rate loop means),
+the `timestamp` passed to `step` when given, else the wall clock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rewardkit.online.adapters import OnlineModel, make_online_model
+
+SIGNALS = ("auto", "progress", "success_prob")
+
+
+@dataclass
+class MonitorOutput:
+    """The monitor's verdict on one step.
+
+    Args:
+        progress: the model's task progress in [0, 1] (a classifier's success probability).
+        success_prob: P(task has succeeded) from a success head, else None.
+        signal: the value the completion rule reads (success_prob when the model has one, else progress).
+        completed: True on the single step at which task completion is detected (an event).
+        done: True from that step on (a level), until `reset()`.
+        stalled: no progress increase > stall_epsilon for stall_seconds (never while done).
+        seconds_since_progress: time since progress last rose by more than stall_epsilon.
+        step: index of this step since the last reset (0-based).
+        time_s: this step's time since the last reset, in seconds.
+        latency_ms: wall time of this `step` call, in milliseconds.
+        extras: model-specific outputs (stage, action, ...).
+    """
+
+    progress: float
+    success_prob: float | None
+    signal: float
+    completed: bool
+    done: bool
+    stalled: bool
+    seconds_since_progress: float
+    step: int
+    time_s: float
+    latency_ms: float
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class RewardMonitor:
+    """Online reward for a robot loop or gym env.
+
+    Args:
+        model: a rewardkit model (causal SARM, RewACT, success classifier), an `OnlineModel` adapter, or
+            a function observation -> progress.
+        fps: the control rate; with it, time is step / fps. None: `step(timestamp=...)` or wall clock.
+        complete_threshold: the signal level that arms task completion.
+        release_threshold: the level below which an armed completion is cancelled (hysteresis);
+            default complete_threshold - 0.1.
+        hold_seconds: how long the signal must stay armed before completion fires (0: at once).
+        stall_seconds: how long without progress before `stalled` (None: never).
+        stall_epsilon: the progress increase that counts as progress.
+        signal: which output the completion rule reads: "progress", "success_prob", or "auto"
+            (success_prob when the model gives one, else progress).
+        adapter_kwargs: passed to the model's online adapter (e.g. a task text for SARM).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        fps: float | None = None,
+        complete_threshold: float = 0.9,
+        release_threshold: float | None = None,
+        hold_seconds: float = 0.5,
+        stall_seconds: float | None = 5.0,
+        stall_epsilon: float = 0.01,
+        signal: str = "auto",
+        **adapter_kwargs: Any,
+    ):
+        if release_threshold is None:
+            release_threshold = complete_threshold - 0.1
+        if not 0.0 <= release_threshold <= complete_threshold <= 1.0:
+            raise ValueError(
+                f"need 0 <= release_threshold <= complete_threshold <= 1, got {release_threshold}, "
+                f"{complete_threshold}"
+            )
+        if hold_seconds < 0 or (stall_seconds is not None and stall_seconds <= 0) or stall_epsilon < 0:
+            raise ValueError("hold_seconds and stall_epsilon must be >= 0 and stall_seconds > 0 (or None)")
+        if fps is not None and fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        if signal not in SIGNALS:
+            raise ValueError(f"signal must be one of {SIGNALS}, got {signal!r}")
+        self.online: OnlineModel = make_online_model(model, **adapter_kwargs)
+        self.fps = fps
+        self.complete_threshold = complete_threshold
+        self.release_threshold = release_threshold
+        self.hold_seconds = hold_seconds
+        self.stall_seconds = stall_seconds
+        self.stall_epsilon = stall_epsilon
+        self.signal = signal
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new episode: clear the model's history and both rules."""
+        self.online.reset()
+        self.step_index = 0
+        self._start_clock: float | None = None
+        self._armed_since: float | None = None
+        self._done = False
+        self._best_progress: float | None = None
+        self._last_progress_time = 0.0
+        self.last: MonitorOutput | None = None
+
+    @property
+    def done(self) -> bool:
+        """Whether task completion has fired since the last reset."""
+        return self._done
+
+    def _now(self, timestamp: float | None) -> float:
+        if self.fps is not None and timestamp is None:
+            return self.step_index / self.fps
+        clock = time.monotonic() if timestamp is None else float(timestamp)
+        if self._start_clock is None:
+            self._start_clock = clock
+        return clock - self._start_clock
+
+    def step(self, observation: Mapping[str, Any], timestamp: float | None = None) -> MonitorOutput:
+        """Feed one observation (lerobot naming; see `rewardkit.online.adapters`) and get this step's
+        progress, success probability, task-complete event and stall signal."""
+        started = time.perf_counter()
+        now = self._now(timestamp)
+        output = self.online.step_features(self.online.encode(observation))
+        progress = float(output.progress)
+        success_prob = None if output.success_prob is None else float(output.success_prob)
+        use_success = self.signal == "success_prob" or (self.signal == "auto" and success_prob is not None)
+        if use_success and success_prob is None:
+            raise ValueError("signal='success_prob' but the model gives no success probability")
+        value = success_prob if use_success else progress
+
+        completed = False
+        if not self._done:
+            if self._armed_since is None:
+                if value >= self.complete_threshold:
+                    self._armed_since = now
+            elif value < self.release_threshold:
+                self._armed_since = None
+            if self._armed_since is not None and now - self._armed_since >= self.hold_seconds - 1e-9:
+                self._done = completed = True
+
+        if self._best_progress is None or progress > self._best_progress + self.stall_epsilon:
+            self._best_progress = progress
+            self._last_progress_time = now
+        since = now - self._last_progress_time
+        stalled = self.stall_seconds is not None and not self._done and since >= self.stall_seconds - 1e-9
+
+        self.last = MonitorOutput(
+            progress=progress,
+            success_prob=success_prob,
+            signal=value,
+            completed=completed,
+            done=self._done,
+            stalled=stalled,
+            seconds_since_progress=since,
+            step=self.step_index,
+            time_s=now,
+            latency_ms=(time.perf_counter() - started) * 1e3,
+            extras=dict(output.extras),
+        )
+        self.step_index += 1
+        return self.last
