@@ -1,0 +1,198 @@
+"""Configuration of SARM (Stage-Aware Reward Modeling, arXiv 2509.25358) on cached frozen features."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from lerobot.configs.rewards import RewardModelConfig
+from lerobot.optim import AdamWConfig, CosineDecayWithWarmupSchedulerConfig
+
+from rewardkit.models.base import RewardKitConfig
+
+ANNOTATION_MODES = ("single_stage", "dense_only", "dual")
+WINDOWS = ("causal", "centred")
+
+
+@RewardModelConfig.register_subclass("rewardkit_sarm")
+@dataclass
+class StageAwareConfig(RewardKitConfig):
+    """SARM: a stage classifier and a within-stage progress (tau) regressor over frozen features.
+
+    Defaults follow lerobot's SARM (hidden 768, 8 layers, 12 heads, 8 observation steps 30 frames apart,
+    rewind augmentation, language perturbation). The model reads cached image features of every camera,
+    the task's cached text features and the robot state; it never sees pixels.
+
+    Args:
+        annotation_mode: "single_stage" (no annotations: one stage, linear progress), "dense_only" (dense
+            subtask annotations; the sparse head is one "task" stage) or "dual" (sparse and dense
+            annotations, both heads trained).
+        window: "causal" (default): the window ends at the frame being scored (history only, so the reward
+            can be computed online); "centred": the frame sits in the middle of the window (lerobot's
+            choice, needed to run lerobot checkpoints).
+        n_obs_steps: Frames in the window besides the scored one (window = n_obs_steps + 1 frames).
+        frame_gap: Frames between consecutive window frames.
+        frame_gap_seconds: When set, the frame gap in seconds; resolved to `frame_gap` frames with the
+            dataset's fps when training starts (datasets differ in fps).
+        max_rewind_steps: Most frames appended by rewind augmentation (must be < n_obs_steps).
+        rewind_probability: Chance, drawn per sample, that a training window is followed by rewound frames.
+        language_perturbation_probability: Chance, drawn per sample, that the task text is replaced by an
+            unrelated text whose targets are 0 (the model learns that wrong instructions make no progress).
+        teacher_forcing_ratio: Chance, per sample, that the tau regressor is conditioned on the true stage
+            rather than the predicted one while training (the paper's 75/25).
+        cameras: Camera keys read, in order (None: every camera of the dataset, resolved at training).
+        encoder: Frozen-encoder spec whose cached features the model reads (e.g. "clip").
+        use_state: Read `observation.state` (normalised with `state_mean`/`state_std`); False feeds zeros.
+        state_mean: Per-dimension state mean (set from the training episodes).
+        state_std: Per-dimension state standard deviation (set from the training episodes).
+        image_dim: Image feature size (set from the cache).
+        text_dim: Text feature size (set from the cache).
+        hidden_dim: Transformer width.
+        num_heads: Attention heads.
+        num_layers: Transformer layers (each of the two transformers).
+        max_state_dim: State vectors are zero-padded (or cut) to this size.
+        dropout: Dropout in the transformers.
+        stage_loss_weight: Weight of the stage cross-entropy against the tau regression loss.
+        train_on_failures: Failed episodes train the model with failure-aware targets (else they are
+            left out of training).
+        num_sparse_stages: Number of sparse stages (1 in single_stage and dense_only modes).
+        sparse_subtask_names: Sparse stage names, in order.
+        sparse_temporal_proportions: Mean fraction of an episode each sparse stage takes (sum 1).
+        num_dense_stages: Number of dense stages (dense_only / dual).
+        dense_subtask_names: Dense stage names, in order.
+        dense_temporal_proportions: Mean fraction of an episode each dense stage takes (sum 1).
+        label_batch_size: Windows per forward pass in `label_episode`.
+    """
+
+    annotation_mode: str = "single_stage"
+    window: str = "causal"
+    n_obs_steps: int = 8
+    frame_gap: int = 30
+    frame_gap_seconds: float | None = None
+    max_rewind_steps: int = 4
+    rewind_probability: float = 0.8
+    language_perturbation_probability: float = 0.2
+    teacher_forcing_ratio: float = 0.75
+    cameras: list[str] | None = None
+    encoder: str = "clip"
+    use_state: bool = True
+    state_mean: list[float] | None = None
+    state_std: list[float] | None = None
+    image_dim: int = 512
+    text_dim: int = 512
+    hidden_dim: int = 768
+    num_heads: int = 12
+    num_layers: int = 8
+    max_state_dim: int = 32
+    dropout: float = 0.1
+    stage_loss_weight: float = 1.0
+    train_on_failures: bool = True
+    num_sparse_stages: int = 1
+    sparse_subtask_names: list[str] | None = None
+    sparse_temporal_proportions: list[float] | None = None
+    num_dense_stages: int | None = None
+    dense_subtask_names: list[str] | None = None
+    dense_temporal_proportions: list[float] | None = None
+    label_batch_size: int = 256
+    input_features: dict = field(default_factory=dict)
+    output_features: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.annotation_mode not in ANNOTATION_MODES:
+            raise ValueError(f"annotation_mode must be one of {ANNOTATION_MODES}, got '{self.annotation_mode}'")
+        if self.window not in WINDOWS:
+            raise ValueError(f"window must be one of {WINDOWS}, got '{self.window}'")
+        if self.n_obs_steps < 1 or self.frame_gap < 1:
+            raise ValueError(f"need n_obs_steps >= 1 and frame_gap >= 1, got {self.n_obs_steps}, {self.frame_gap}")
+        if self.window == "centred" and self.n_obs_steps % 2:
+            raise ValueError(f"a centred window needs an even n_obs_steps, got {self.n_obs_steps}")
+        if not 0 <= self.max_rewind_steps < self.n_obs_steps:
+            raise ValueError(
+                f"max_rewind_steps ({self.max_rewind_steps}) must be in [0, n_obs_steps={self.n_obs_steps})"
+            )
+        if self.hidden_dim % self.num_heads:
+            raise ValueError(f"hidden_dim {self.hidden_dim} is not divisible by num_heads {self.num_heads}")
+        if self.annotation_mode in ("single_stage", "dense_only"):
+            self.num_sparse_stages = 1
+            self.sparse_subtask_names = ["task"]
+            self.sparse_temporal_proportions = [1.0]
+        if self.annotation_mode == "single_stage":
+            self.num_dense_stages = None
+            self.dense_subtask_names = None
+            self.dense_temporal_proportions = None
+        for scheme in ("sparse", "dense"):
+            names = getattr(self, f"{scheme}_subtask_names")
+            proportions = getattr(self, f"{scheme}_temporal_proportions")
+            if names is not None:
+                setattr(self, f"num_{scheme}_stages", len(names))
+            if names is not None and proportions is not None and len(names) != len(proportions):
+                raise ValueError(
+                    f"{scheme}: {len(names)} subtask names but {len(proportions)} temporal proportions"
+                )
+
+    # ---- derived -------------------------------------------------------------------------------
+    @property
+    def uses_dual_heads(self) -> bool:
+        """Whether the dense head is trained (dense_only and dual modes)."""
+        return self.annotation_mode in ("dense_only", "dual")
+
+    @property
+    def window_size(self) -> int:
+        """Frames in an observation window (n_obs_steps + 1)."""
+        return self.n_obs_steps + 1
+
+    @property
+    def sequence_length(self) -> int:
+        """Positions of a training sequence: the window plus room for rewound frames."""
+        return self.window_size + self.max_rewind_steps
+
+    @property
+    def current_position(self) -> int:
+        """Position of the scored frame inside the window."""
+        return self.n_obs_steps if self.window == "causal" else self.n_obs_steps // 2
+
+    @property
+    def window_offsets(self) -> list[int]:
+        """Frame offsets of the window relative to the scored frame (clamped to the episode later)."""
+        if self.window == "causal":
+            return [-self.frame_gap * i for i in range(self.n_obs_steps, -1, -1)]
+        half = self.n_obs_steps // 2
+        return [self.frame_gap * i for i in range(-half, half + 1)]
+
+    def stages(self, scheme: str) -> int:
+        """Number of stages of a head ("sparse" or "dense")."""
+        if scheme == "sparse":
+            return self.num_sparse_stages
+        return self.num_dense_stages or self.num_sparse_stages
+
+    def proportions(self, scheme: str) -> list[float]:
+        """Temporal proportions of a head (uniform when not given)."""
+        given = self.sparse_temporal_proportions if scheme == "sparse" else self.dense_temporal_proportions
+        count = self.stages(scheme)
+        return list(given) if given else [1.0 / count] * count
+
+    # ---- lerobot's config interface ---------------------------------------------------------------
+    def get_optimizer_preset(self) -> AdamWConfig:
+        """AdamW as lerobot's SARM: lr 5e-5, weight decay 1e-3."""
+        return AdamWConfig(lr=5e-5, weight_decay=1e-3, betas=(0.9, 0.999), eps=1e-8)
+
+    def get_scheduler_preset(self) -> CosineDecayWithWarmupSchedulerConfig:
+        """Linear warm-up (500 steps) then cosine decay to 5e-6 over 50k steps (scaled to shorter runs)."""
+        return CosineDecayWithWarmupSchedulerConfig(
+            peak_lr=5e-5, decay_lr=5e-6, num_warmup_steps=500, num_decay_steps=50000
+        )
+
+    def validate_features(self) -> None:
+        pass
+
+    @property
+    def observation_delta_indices(self) -> list[int]:
+        return self.window_offsets
+
+    @property
+    def action_delta_indices(self) -> None:
+        return None
+
+    @property
+    def reward_delta_indices(self) -> None:
+        return None

@@ -1,0 +1,202 @@
+"""Train SARM on a LeRobot dataset from its feature cache (built first when missing).
+
+Order of work: open the dataset, check that the annotation mode's annotations exist (before anything
+slow), build or open the cache, compute every episode's targets once, hold out validation episodes, train.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rewardkit.data.dataset import STATE_KEY, DatasetConfig, DatasetError, RewardDataset, open_from_config
+from rewardkit.models.sarm.configuration_sarm import StageAwareConfig
+from rewardkit.models.sarm.data import EpisodeSlice, SARMTrainingData, perturbation_texts
+from rewardkit.models.sarm.modeling_sarm import StageAwareRewardModel
+from rewardkit.training import Trainer, TrainingConfig, TrainResult, split_episodes
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SARMTrainConfig(TrainingConfig):
+    """`rewardkit train --model.type=sarm`: SARM from the feature cache.
+
+    Args:
+        dataset: The LeRobot dataset (`--dataset.root` / `--dataset.repo_id` / `--dataset.episodes`).
+        model: SARM's configuration (`--model.annotation_mode=dual`, `--model.hidden_dim=...`, ...).
+        output_dir: Where checkpoints go (`<output_dir>/checkpoints/<step>/pretrained_model`).
+        cache_dir: Root of feature caches (default `$REWARDKIT_CACHE` or ~/.cache/rewardkit/features).
+        failed_episodes: Episode indices that failed (their targets stay below 1 and never finish).
+        num_perturbation_texts: Unrelated instructions encoded once for language perturbation.
+    """
+
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: StageAwareConfig = field(default_factory=StageAwareConfig)
+    output_dir: str = "outputs/train/sarm"
+    cache_dir: str | None = None
+    failed_episodes: list[int] | None = None
+    num_perturbation_texts: int = 64
+
+
+def _scheme_annotations(dataset: RewardDataset, scheme: str) -> tuple[dict, list[str], list[float] | None]:
+    """(episode -> (names, starts, ends)), global names, proportions of one scheme; empty when none."""
+    try:
+        from rewardkit.data import annotations as io
+    except ImportError:  # the annotations module is not installed in this build
+        return {}, [], None
+    per_episode = io.read_annotations(dataset.root, scheme) or {}
+    result = {}
+    for ep, value in per_episode.items():
+        names = [str(n) for n in getattr(value, "names", value[0] if isinstance(value, tuple) else [])]
+        starts = np.asarray(getattr(value, "start_frames", value[1] if isinstance(value, tuple) else []))
+        ends = np.asarray(getattr(value, "end_frames", value[2] if isinstance(value, tuple) else []))
+        if names:
+            result[int(ep)] = (names, starts, ends)
+    proportions = io.read_temporal_proportions(dataset.root, scheme)
+    names = list(proportions) if proportions else list(dict.fromkeys(n for v in result.values() for n in v[0]))
+    return result, names, [float(proportions[n]) for n in names] if proportions else None
+
+
+def check_annotations(dataset: RewardDataset, model: StageAwareConfig) -> dict[str, tuple[dict, list[str]]]:
+    """Annotations of the schemes the mode needs; an error naming what is missing before training starts."""
+    needed = {"single_stage": [], "dense_only": ["dense"], "dual": ["sparse", "dense"]}[model.annotation_mode]
+    found = {}
+    for scheme in needed:
+        per_episode, names, proportions = _scheme_annotations(dataset, scheme)
+        if not per_episode or len(names) < 2:
+            raise DatasetError(
+                f"--model.annotation_mode={model.annotation_mode} needs {scheme} subtask annotations, but "
+                f"dataset {dataset.root} has none (meta/episodes columns {scheme}_subtask_names/"
+                f"{scheme}_subtask_start_frames/{scheme}_subtask_end_frames); annotate it with "
+                f"`rewardkit annotate` or train with --model.annotation_mode=single_stage"
+            )
+        if proportions is None:
+            from rewardkit.data.targets import temporal_proportions
+
+            lengths = {e.episode_index: e.length for e in dataset.episodes()}
+            table = [(n, s, e, lengths[ep]) for ep, (n, s, e) in per_episode.items() if ep in lengths]
+            proportions = list(temporal_proportions(table, names).values())
+        setattr(model, f"{scheme}_subtask_names", names)
+        setattr(model, f"{scheme}_temporal_proportions", proportions)
+        setattr(model, f"num_{scheme}_stages", len(names))
+        found[scheme] = (per_episode, names)
+    return found
+
+
+def episode_targets(
+    length: int,
+    scheme_annotation: tuple[list[str], np.ndarray, np.ndarray] | None,
+    names: list[str],
+    proportions: list[float],
+    failed: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(stage (T,) int64, tau (T,) float32) of one episode for one head.
+
+    No annotation (single stage): stage 0, tau linear 0..1. A failed episode keeps its progress at the level
+    reached, capped below 1 (`failure_progress`), converted back to stage + tau with the proportions.
+    """
+    from rewardkit.data import targets
+
+    if scheme_annotation is None or len(names) < 2:
+        stage, tau = targets.single_stage_targets(length)
+        stage = np.zeros(length, dtype=np.int64)
+    else:
+        episode_names, starts, ends = scheme_annotation
+        unknown = [n for n in episode_names if n not in names]
+        if unknown:
+            raise DatasetError(f"subtask(s) {unknown} are not among the scheme's names {names}")
+        ids = [names.index(n) for n in episode_names]
+        stage, tau = targets.stage_tau_targets(length, starts, ends, stage_ids=ids)
+    if failed:
+        progress = targets.normalized_progress(stage, tau, proportions) if len(names) > 1 else tau
+        progress = targets.failure_progress(length, progress)
+        if len(names) > 1:
+            stage, tau = targets.stage_tau_from_progress(progress, proportions)
+        else:
+            tau = progress
+    return stage.astype(np.int64), tau.astype(np.float32)
+
+
+def prepare(cfg: SARMTrainConfig) -> tuple[StageAwareRewardModel, SARMTrainingData, SARMTrainingData | None]:
+    """Model (config resolved against the dataset) and its training / validation data."""
+    from rewardkit.cache import FeatureCache, build_cache
+    from rewardkit.encoders import make_encoder
+
+    dataset = open_from_config(cfg.dataset)
+    model_config = cfg.model
+    model_config.cameras = list(model_config.cameras or dataset.camera_keys)
+    for camera in model_config.cameras:
+        dataset.check_camera(camera)
+    annotations = check_annotations(dataset, model_config)
+    if model_config.frame_gap_seconds is not None:
+        model_config.frame_gap = max(1, round(model_config.frame_gap_seconds * dataset.fps))
+
+    episodes = dataset.episodes()
+    tasks = sorted({e.task for e in episodes})
+    bank = perturbation_texts(cfg.num_perturbation_texts, seed=cfg.seed, exclude=tasks)
+    if model_config.language_perturbation_probability <= 0:
+        bank = []
+    cache = FeatureCache.for_dataset(dataset, model_config.encoder, model_config.cameras, cache_dir=cfg.cache_dir)
+    if cache is None or any(t not in cache.tasks for t in bank):
+        logger.info("building the feature cache (%s) for %s", model_config.encoder, model_config.cameras)
+        encoder = make_encoder(model_config.encoder)
+        cache = build_cache(dataset, encoder, model_config.cameras, cache_dir=cfg.cache_dir, texts=bank)
+        del encoder
+    model_config.image_dim = model_config.text_dim = cache.feature_dim
+
+    failed = set(cfg.failed_episodes or [])
+    usable = [e for e in episodes if model_config.train_on_failures or e.episode_index not in failed]
+    train_ids, val_ids = split_episodes([e.episode_index for e in usable], cfg.val_fraction, cfg.seed)
+    total = cache.total_frames
+    targets = {}
+    for scheme in ["sparse", "dense"] if model_config.uses_dual_heads else ["sparse"]:
+        per_episode, names = annotations.get(scheme, ({}, ["task"]))
+        stage = np.zeros(total, dtype=np.int64)
+        tau = np.zeros(total, dtype=np.float32)
+        for e in usable:
+            s, t = episode_targets(e.length, per_episode.get(e.episode_index), names,
+                                   model_config.proportions(scheme), e.episode_index in failed)
+            stage[e.from_index : e.to_index], tau[e.from_index : e.to_index] = s, t
+        targets[scheme] = (stage, tau)
+
+    state = None
+    if model_config.use_state and STATE_KEY in dataset.features:
+        state = np.zeros((total, len(dataset.state_names)), dtype=np.float32)
+        for e in usable:
+            state[e.from_index : e.to_index] = dataset.read_columns(e.episode_index, [STATE_KEY])[STATE_KEY]
+        rows = np.concatenate([np.arange(e.from_index, e.to_index) for e in usable if e.episode_index in train_ids])
+        model_config.state_mean = state[rows].mean(0).tolist()
+        model_config.state_std = np.maximum(state[rows].std(0), 1e-3).tolist()
+    elif model_config.use_state:
+        model_config.use_state = False
+
+    task_ids = {t: i for i, t in enumerate(tasks)}
+    text_table = np.stack([cache.text_features(t) for t in tasks])
+    negatives = [cache.text_features(t) for t in bank]
+    perturbation = np.stack(negatives) if negatives else None
+    image_features = {c: cache.image_features(c) for c in model_config.cameras}
+
+    def data(ids: list[int], augment: bool) -> SARMTrainingData:
+        slices = [EpisodeSlice(e.episode_index, e.from_index, e.length, task_ids[e.task])
+                  for e in usable if e.episode_index in set(ids)]
+        return SARMTrainingData(model_config, image_features, slices, text_table, targets, state,
+                                perturbation, augment=augment)
+
+    model = StageAwareRewardModel(model_config)
+    return model, data(train_ids, True), data(val_ids, False) if val_ids else None
+
+
+def train_sarm(cfg: SARMTrainConfig) -> TrainResult:
+    """Train SARM end to end; returns where the last checkpoint is."""
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    model, train_data, val_data = prepare(cfg)
+    logger.info("SARM: %d training samples, %d validation samples, %.1fM parameters", len(train_data),
+                len(val_data) if val_data else 0, sum(p.numel() for p in model.parameters()) / 1e6)
+    trainer = Trainer(model, train_data, cfg, cfg.output_dir, val_data,
+                      run_config={"model": model.config.__dict__})
+    return trainer.train()
