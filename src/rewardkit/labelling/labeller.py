@@ -58,7 +58,9 @@ def strided_positions(length: int, stride: int) -> np.ndarray:
     return positions
 
 
-def interpolate_outputs(positions: np.ndarray, outputs: dict[str, np.ndarray], length: int) -> dict[str, np.ndarray]:
+def interpolate_outputs(
+    positions: np.ndarray, outputs: dict[str, np.ndarray], length: int
+) -> dict[str, np.ndarray]:
     """Fill every frame from outputs known at `positions` (N,): per-frame outputs (N,) -> (T,) linearly;
     stage probabilities (N, K) -> (T, K) per column, renormalised to sum to 1."""
     frames = np.arange(length, dtype=np.float64)
@@ -68,7 +70,9 @@ def interpolate_outputs(positions: np.ndarray, outputs: dict[str, np.ndarray], l
         if values.ndim == 1:
             filled[name] = np.interp(frames, positions, values).astype(np.float32)
         else:
-            columns = np.stack([np.interp(frames, positions, values[:, k]) for k in range(values.shape[1])], 1)
+            columns = np.stack(
+                [np.interp(frames, positions, values[:, k]) for k in range(values.shape[1])], 1
+            )
             columns = np.clip(columns, 0.0, None)
             total = columns.sum(axis=1, keepdims=True)
             filled[name] = np.divide(columns, total, out=columns, where=total > 0).astype(np.float32)
@@ -127,7 +131,9 @@ def episode_inputs(
     frames: Callable[[str], np.ndarray] | None = None
     if needs.encoder:
         if features is None:
-            raise ValueError(f"the model reads cached '{needs.encoder}' features but no feature cache was given")
+            raise ValueError(
+                f"the model reads cached '{needs.encoder}' features but no feature cache was given"
+            )
         image_features = {cam: features.episode_features(episode.episode_index, cam) for cam in needs.cameras}
         text_features = features.text_features(episode.task)
         for cam, array in image_features.items():
@@ -171,7 +177,9 @@ def check_outputs(
     (1e-4 slack, then clipped). Raises `LabellingError` naming the model, the episode and the output.
     """
     if "progress" not in outputs:
-        raise LabellingError(f"{model_name} returned no 'progress' for episode {episode_index} (got {sorted(outputs)})")
+        raise LabellingError(
+            f"{model_name} returned no 'progress' for episode {episode_index} (got {sorted(outputs)})"
+        )
     checked = {}
     for name, value in outputs.items():
         array = _to_numpy(value)
@@ -241,10 +249,14 @@ class ShardState:
         from accelerate.utils import gather_object
 
         state = PartialState()
-        return cls(state.process_index, state.num_processes, gather_object if state.num_processes > 1 else None)
+        return cls(
+            state.process_index, state.num_processes, gather_object if state.num_processes > 1 else None
+        )
 
 
-def shard_episodes(episodes: Sequence[EpisodeInfo], process_index: int, num_processes: int) -> list[EpisodeInfo]:
+def shard_episodes(
+    episodes: Sequence[EpisodeInfo], process_index: int, num_processes: int
+) -> list[EpisodeInfo]:
     """This process's episodes: longest first to the least-loaded process (balanced by frames).
 
     Deterministic: every process computes the same split. Returns episodes in index order.
@@ -286,7 +298,9 @@ def label_dataset(
     labels = []
     for ep in tqdm(episodes, desc="labelling", unit="episode", disable=not show_progress):
         inputs = episode_inputs(dataset, needs, ep, features)
-        labels.append(EpisodeLabels(ep.episode_index, ep.from_index, label_one_episode(model, inputs, stride)))
+        labels.append(
+            EpisodeLabels(ep.episode_index, ep.from_index, label_one_episode(model, inputs, stride))
+        )
     if shard.num_processes > 1:
         if shard.gather is None:
             raise ValueError("a ShardState with several processes needs a gather function")

@@ -1,0 +1,68 @@
+"""`rewardkit eval`: VOC, MAE, stage accuracy and failure AUROC on held-out episodes, beside two baselines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rewardkit.cli_utils import announce, parse_config
+from rewardkit.data.dataset import DatasetConfig
+
+HELP = "evaluate reward models on held-out episodes (VOC, MAE, AUROC) with baselines; JSON + HTML report"
+
+
+@dataclass
+class EvalConfig:
+    """Evaluate one or more models side by side, always beside two baselines (elapsed fraction, constant).
+
+    Args:
+        dataset: the LeRobot dataset; `--dataset.episodes=[...]` selects the held-out episodes (default: all).
+        models: checkpoint folders or hub ids, e.g. `--models='[out/sarm,out/rewact]'`.
+        names: display names for `models` (default: the paths).
+        failed_episodes: indices of failed attempts (for failure AUROC / failure MAE).
+        output_dir: where eval.json, report.html and plots/ go.
+        stride: labelling stride (1: every frame).
+        episode_plots: per-episode plots per model in the report (failed episodes first).
+        device: where to run the models (default: each checkpoint's device).
+    """
+
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    models: list[str] = field(default_factory=list)
+    names: list[str] | None = None
+    failed_episodes: list[int] = field(default_factory=list)
+    output_dir: str = "outputs/eval"
+    stride: int = 1
+    episode_plots: int = 3
+    device: str | None = None
+
+
+def main(argv: list[str]) -> int:
+    cfg = parse_config(EvalConfig, argv, "eval", HELP)
+    if not cfg.models:
+        raise ValueError("give the models to evaluate with --models='[CHECKPOINT,...]'")
+    names = cfg.names or cfg.models
+    if len(names) != len(cfg.models):
+        raise ValueError(f"--names has {len(names)} entries for {len(cfg.models)} models")
+    if len(set(names)) != len(names):
+        raise ValueError(f"model names must differ, got {names}")
+
+    import rewardkit
+    from rewardkit.data.dataset import open_from_config
+    from rewardkit.evaluation import evaluate_dataset, ground_truth_from_dataset
+
+    dataset = open_from_config(cfg.dataset)
+    unknown = sorted(set(cfg.failed_episodes) - set(dataset.episode_indices))
+    if unknown and cfg.dataset.episodes is None:
+        raise ValueError(f"--failed_episodes {unknown} are not episodes of {dataset.root}")
+    truths = ground_truth_from_dataset(dataset, cfg.failed_episodes)
+    models = {
+        name: rewardkit.load(path, device=cfg.device) for name, path in zip(names, cfg.models, strict=True)
+    }
+    report = evaluate_dataset(models, dataset, truths, cfg.output_dir, cfg.stride, cfg.episode_plots)
+    for name, result in report.results.items():
+        s = result["summary"]
+        auroc = "n/a" if s["final_progress_auroc"] is None else f"{s['final_progress_auroc']:.3f}"
+        voc = "n/a" if s["voc_success_mean"] is None else f"{s['voc_success_mean']:.3f}"
+        print(f"{name}: VOC(success) {voc}, failure AUROC {auroc}")
+    announce("json", report.json_path)
+    announce("report", report.html_path)
+    return 0

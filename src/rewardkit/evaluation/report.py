@@ -1,0 +1,152 @@
+"""The evaluation report: a JSON with every number and a self-contained HTML page (images embedded).
+
+The HTML has no script and no external resource (images are base64 data URIs), so it opens anywhere,
+offline, as a single file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rewardkit.evaluation.evaluate import CONSTANT_BASELINE, ELAPSED_BASELINE
+
+TIME_BASELINE_NOTE = (
+    "A predictor of pure time (the elapsed-fraction baseline, progress = t / (T - 1)) scores a perfect VOC "
+    "of 1.0 on every successful episode without looking at a single frame, so VOC on successful episodes "
+    "does not show that a model watches the task. What a model adds over time shows in the failure "
+    "columns: failure AUROC (does its final progress tell failed attempts from successful ones; both "
+    "baselines score 0.5) and failure MAE (does its curve follow a failed attempt's progress instead of "
+    "rising regardless)."
+)
+
+SUMMARY_COLUMNS = (
+    ("voc_success_mean", "VOC success (mean)"),
+    ("voc_success_std", "VOC success (std)"),
+    ("voc_failure_mean", "VOC failure (mean)"),
+    ("voc_mean", "VOC all (mean)"),
+    ("voc_std", "VOC all (std)"),
+    ("mae_success", "MAE success"),
+    ("mae_failure", "MAE failure"),
+    ("final_progress_auroc", "failure AUROC (final progress)"),
+    ("stage_accuracy", "stage accuracy"),
+)
+
+
+def _atomic_write_text(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    return path
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN/inf become None, numpy scalars plain numbers."""
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _format(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _image_tag(path: Path, caption: str) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
+
+
+def render_html(
+    results: Mapping[str, Mapping[str, Any]],
+    images: Sequence[tuple[str, Path]],
+    title: str,
+    context: Mapping[str, Any],
+) -> str:
+    """The report page: context, the time-baseline note, the summary table, per-episode tables, images."""
+    e = html.escape
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<link rel="icon" href="data:,">',
+        f"<title>{e(title)}</title>",
+        "<style>body{font-family:sans-serif;margin:2em;max-width:1300px}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+        "th:first-child,td:first-child{text-align:left}tr.baseline{color:#666;font-style:italic}"
+        ".note{background:#fff6d6;border-left:4px solid #e0a800;padding:.6em 1em}"
+        "img{max-width:100%}figure{margin:1em 0}</style></head><body>",
+        f"<h1>{e(title)}</h1>",
+        "<ul>" + "".join(f"<li><b>{e(str(k))}</b>: {e(str(v))}</li>" for k, v in context.items()) + "</ul>",
+        f'<p class="note"><b>Read this first.</b> {e(TIME_BASELINE_NOTE)}</p>',
+        "<h2>Summary</h2><table><tr><th>model</th><th>episodes (failed)</th>"
+        + "".join(f"<th>{e(label)}</th>" for _, label in SUMMARY_COLUMNS)
+        + "</tr>",
+    ]
+    for name, result in results.items():
+        summary = result["summary"]
+        css = ' class="baseline"' if name in (ELAPSED_BASELINE, CONSTANT_BASELINE) else ""
+        cells = "".join(f"<td>{_format(summary.get(key))}</td>" for key, _ in SUMMARY_COLUMNS)
+        parts.append(
+            f"<tr{css}><td>{e(name)}</td><td>{summary['num_episodes']} ({summary['num_failed']})</td>{cells}</tr>"
+        )
+    parts.append("</table>")
+    parts.append("<h2>Per episode</h2>")
+    for name, result in results.items():
+        parts.append(f"<h3>{e(name)}</h3><table><tr><th>episode</th><th>length</th><th>outcome</th>")
+        parts.append("<th>VOC</th><th>final progress</th><th>MAE</th><th>stage accuracy</th></tr>")
+        for row in result["episodes"]:
+            parts.append(
+                f"<tr><td>{row['episode_index']}</td><td>{row['length']}</td>"
+                f"<td>{'success' if row['success'] else 'failure'}</td><td>{_format(row['voc'])}</td>"
+                f"<td>{_format(row['final_progress'])}</td><td>{_format(row['mae'])}</td>"
+                f"<td>{_format(row['stage_accuracy'])}</td></tr>"
+            )
+        parts.append("</table>")
+    if images:
+        parts.append("<h2>Plots</h2>")
+        parts.extend(_image_tag(path, caption) for caption, path in images)
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(
+    output_dir: str | Path,
+    results: Mapping[str, Mapping[str, Any]],
+    images: Sequence[tuple[str, Path]] = (),
+    title: str = "rewardkit evaluation",
+    context: Mapping[str, Any] | None = None,
+) -> tuple[Path, Path]:
+    """Write `eval.json` (every number) and `report.html` (self-contained) into `output_dir`.
+
+    `results`: {model name: evaluate_predictions(...)}; `images`: (caption, PNG path) pairs to embed.
+    Returns (json path, html path).
+    """
+    output_dir = Path(output_dir)
+    context = dict(context or {})
+    payload = {
+        "title": title,
+        "context": context,
+        "note": TIME_BASELINE_NOTE,
+        "models": results,
+        "images": [{"caption": c, "file": str(p)} for c, p in images],
+    }
+    json_path = _atomic_write_text(output_dir / "eval.json", json.dumps(_clean(payload), indent=2))
+    html_path = _atomic_write_text(output_dir / "report.html", render_html(results, images, title, context))
+    return json_path, html_path
