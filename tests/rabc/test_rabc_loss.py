@@ -240,3 +240,31 @@ def test_unsupported_policy_is_named_and_native_reduction_is_left_alone():
 
     with pytest.raises(ValueError, match="'mystery'"):
         enable_per_sample_loss(Unknown())
+
+
+def test_make_sample_weighter_builds_ours_and_adapts_the_policy(tmp_path):
+    from lerobot.utils.sample_weighting import SampleWeightingConfig
+
+    from rewardkit.rabc import UniformWeighter, make_sample_weighter
+
+    path = tmp_path / "sarm_progress.parquet"
+    pd.DataFrame(
+        {"index": np.arange(10), "episode_index": np.zeros(10, int), "progress_sparse": np.linspace(0, 1, 10)}
+    ).to_parquet(path)
+    policy = tiny_act()
+    assert "reduction" not in str(type(policy).forward.__code__.co_varnames)
+    weighter = make_sample_weighter(SampleWeightingConfig(type="rabc"), policy, "cpu", dataset_root=tmp_path)
+    assert isinstance(weighter, RABCWeighter) and weighter.chunk_size == policy.config.chunk_size
+    loss, _ = policy.forward(act_batch(2), reduction="none")
+    assert loss.shape == (2,)
+    custom = SampleWeightingConfig(
+        type="rabc", progress_path=str(path), extra_params={"chunk_size": 3, "nan_weight": 0.0}
+    )
+    assert make_sample_weighter(custom, tiny_act(), "cpu").chunk_size == 3
+    assert isinstance(
+        make_sample_weighter(SampleWeightingConfig(type="uniform"), tiny_act(), "cpu"), UniformWeighter
+    )
+    with pytest.raises(ValueError, match="unknown sample_weighting.type"):
+        make_sample_weighter(SampleWeightingConfig(type="curriculum"), tiny_act(), "cpu")
+    with pytest.raises(ValueError, match="extra_params"):
+        make_sample_weighter(SampleWeightingConfig(extra_params={"kapa": 1}), tiny_act(), "cpu")
