@@ -184,7 +184,7 @@ def test_cache_model_gets_cached_features_and_the_cache_is_built_when_missing(ti
     ds = open_dataset(root=root)
     opened = []
 
-    def fake_open(dataset, encoder, cameras):
+    def fake_open(dataset, encoder, cameras, *options):
         opened.append((encoder, list(cameras)))
         return _FakeCache(truths)
 

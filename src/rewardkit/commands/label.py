@@ -33,6 +33,10 @@ class LabelConfig:
         output: where to write the parquet (default: `<dataset root>/sarm_progress.parquet`, the name lerobot's
             RA-BC looks for). A new file: the dataset's own files are never modified.
         stride: label every Nth frame (and the last) and interpolate the rest linearly (1: every frame).
+        dtype: "float32" (default) or "bfloat16": the encoder runs in it (cache build) and the model under
+            autocast to it.
+        cache_dir: feature-cache root for models that read cached features (default `$REWARDKIT_CACHE` or
+            ~/.cache/rewardkit/features).
         push_to_hub: upload the parquet to the dataset's hub repo (`--dataset.repo_id`) as
             sarm_progress.parquet. Off unless given.
     """
@@ -41,6 +45,8 @@ class LabelConfig:
     model: ModelPathConfig = field(default_factory=ModelPathConfig)
     output: str | None = None
     stride: int = 1
+    dtype: str = "float32"
+    cache_dir: str | None = None
     push_to_hub: bool = False
 
 
@@ -65,7 +71,19 @@ def main(argv: list[str]) -> int:
         device = str(PartialState().device)
     dataset = open_from_config(cfg.dataset)
     model = rewardkit.load(cfg.model.path, device=device)
-    path = label_to_parquet(model, cfg.model.path, dataset, cfg.output, cfg.stride, shard=shard)
+    from rewardkit.encoders import resolve_dtype
+
+    dtype = resolve_dtype(cfg.dtype)
+    path = label_to_parquet(
+        model,
+        cfg.model.path,
+        dataset,
+        cfg.output,
+        cfg.stride,
+        shard=shard,
+        dtype=dtype,
+        cache_dir=cfg.cache_dir,
+    )
     if path is None:  # not the main process
         return 0
     announce("progress", path)

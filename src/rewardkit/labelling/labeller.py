@@ -93,21 +93,32 @@ class FeatureSource:
         raise NotImplementedError
 
 
-def open_feature_cache(dataset: RewardDataset, encoder_spec: str, cameras: Sequence[str]) -> FeatureSource:
-    """Build (for frames not yet cached) and open the feature cache of `dataset` for `encoder_spec`.
+def open_feature_cache(
+    dataset: RewardDataset,
+    encoder_spec: str,
+    cameras: Sequence[str],
+    device: str = "cpu",
+    dtype: Any = None,
+    cache_dir: str | Path | None = None,
+) -> FeatureSource:
+    """The feature cache of `dataset` for `encoder_spec`, built first for the frames not yet cached.
 
-    One encoder pass over every uncached frame of `cameras`; a complete cache is a no-op.
+    A cache that already holds every chosen episode of `cameras` is opened without building the encoder;
+    otherwise one encoder pass (on `device`, in `dtype`) encodes the uncached frames.
     """
-    from rewardkit.cache import build_cache
+    from rewardkit.cache import FeatureCache, build_cache
     from rewardkit.encoders import make_encoder
 
-    encoder = make_encoder(encoder_spec)
-    cache = build_cache(dataset, encoder, list(cameras))
-    if cache is None:  # a builder that only writes: open what it wrote
-        from rewardkit.cache import FeatureCache
+    existing = FeatureCache.for_dataset(dataset, encoder_spec, list(cameras), cache_dir=cache_dir)
+    if existing is not None:
+        return existing
+    encoder = make_encoder(encoder_spec, device=device, dtype=dtype if dtype is not None else "float32")
+    return build_cache(dataset, encoder, list(cameras), cache_dir=cache_dir)
 
-        cache = FeatureCache.for_dataset(dataset, encoder, list(cameras))
-    return cache
+
+def resolve_cameras(needs: ModelInputs, dataset: RewardDataset) -> list[str]:
+    """The cameras a model reads: the ones it names, or every camera of the dataset when it names none."""
+    return list(needs.cameras) if needs.cameras else list(dataset.camera_keys)
 
 
 def episode_inputs(
@@ -122,7 +133,8 @@ def episode_inputs(
     Cache-reading models (`needs.encoder` set) need `features`; raw-image models get
     `frames(camera) -> (T, H, W, 3) uint8`, decoded when called.
     """
-    for camera in needs.cameras:
+    cameras = resolve_cameras(needs, dataset) if needs.encoder else list(needs.cameras)
+    for camera in cameras:
         dataset.check_camera(camera)
     state = None
     if needs.state:
@@ -134,7 +146,7 @@ def episode_inputs(
             raise ValueError(
                 f"the model reads cached '{needs.encoder}' features but no feature cache was given"
             )
-        image_features = {cam: features.episode_features(episode.episode_index, cam) for cam in needs.cameras}
+        image_features = {cam: features.episode_features(episode.episode_index, cam) for cam in cameras}
         text_features = features.text_features(episode.task)
         for cam, array in image_features.items():
             if len(array) != episode.length:
@@ -281,31 +293,54 @@ def label_dataset(
     features: FeatureSource | None = None,
     shard: ShardState | None = None,
     show_progress: bool = True,
+    dtype: Any = None,
+    cache_dir: str | Path | None = None,
 ) -> list[EpisodeLabels]:
     """Label every frame of every selected episode of `dataset` with `model`.
 
-    When the model reads cached features and `features` is None, the feature cache is built (frames not
-    yet cached) and opened first. With `shard`, only this process's episodes are labelled and the results
-    gathered from every process. Returns all episodes' labels (on every process), sorted by index.
+    When the model reads cached features and `features` is None, the feature cache (under `cache_dir`,
+    default `$REWARDKIT_CACHE`) is built for frames not yet cached and opened first. `dtype` (e.g.
+    torch.bfloat16): the encoder runs in it and the model under autocast to it. With `shard`, only this
+    process's episodes are labelled and the results gathered from every process. Returns all episodes'
+    labels (on every process), sorted by index.
     """
+    import contextlib
+
+    import torch
     from tqdm import tqdm
 
     needs: ModelInputs = model.required_inputs()
     shard = shard or ShardState()
     episodes = shard_episodes(dataset.episodes(), shard.process_index, shard.num_processes)
-    if needs.encoder and features is None:
-        features = open_feature_cache(dataset, needs.encoder, needs.cameras)
+    device = _model_device(model)
+    if needs.encoder and features is None and episodes:
+        cameras = resolve_cameras(needs, dataset)
+        features = open_feature_cache(dataset, needs.encoder, cameras, str(device), dtype, cache_dir)
+    autocast = (
+        torch.autocast(device.type, dtype=dtype)
+        if dtype is not None and dtype != torch.float32
+        else contextlib.nullcontext()
+    )
     labels = []
     for ep in tqdm(episodes, desc="labelling", unit="episode", disable=not show_progress):
         inputs = episode_inputs(dataset, needs, ep, features)
-        labels.append(
-            EpisodeLabels(ep.episode_index, ep.from_index, label_one_episode(model, inputs, stride))
-        )
+        with autocast:
+            outputs = label_one_episode(model, inputs, stride)
+        labels.append(EpisodeLabels(ep.episode_index, ep.from_index, outputs))
     if shard.num_processes > 1:
         if shard.gather is None:
             raise ValueError("a ShardState with several processes needs a gather function")
         labels = list(shard.gather(labels))
     return sorted(labels, key=lambda e: e.episode_index)
+
+
+def _model_device(model: Any):
+    import torch
+
+    try:
+        return next(model.parameters()).device
+    except (AttributeError, StopIteration):
+        return torch.device("cpu")
 
 
 def default_output_path(dataset: RewardDataset) -> Path:
@@ -322,13 +357,15 @@ def label_to_parquet(
     features: FeatureSource | None = None,
     shard: ShardState | None = None,
     show_progress: bool = True,
+    dtype: Any = None,
+    cache_dir: str | Path | None = None,
 ) -> Path | None:
     """Label `dataset` and write the progress parquet (main process only).
 
     Returns the path written on the main process, None on the others.
     """
     shard = shard or ShardState()
-    labels = label_dataset(model, dataset, stride, features, shard, show_progress)
+    labels = label_dataset(model, dataset, stride, features, shard, show_progress, dtype, cache_dir)
     if not shard.is_main_process:
         return None
     path = Path(output) if output is not None else default_output_path(dataset)
