@@ -315,7 +315,7 @@ class StageAwareRewardModel(RewardKitModel):
             raise ValueError(f"episode {inputs.episode_index}: no cached features for camera(s) {missing}")
         device = self._state_std.device
         features = torch.stack(
-            [torch.as_tensor(np.asarray(inputs.image_features[c])) for c in cameras]
+            [torch.from_numpy(np.array(inputs.image_features[c], dtype=np.float32)) for c in cameras]
         ).to(device=device, dtype=torch.float32)  # (N, T, D)
         length = int(features.shape[1])
         frames = np.arange(length) if inputs.frame_indices is None else np.asarray(inputs.frame_indices)

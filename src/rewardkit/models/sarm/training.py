@@ -29,7 +29,9 @@ class SARMTrainConfig(TrainingConfig):
         model: SARM's configuration (`--model.annotation_mode=dual`, `--model.hidden_dim=...`, ...).
         output_dir: Where checkpoints go (`<output_dir>/checkpoints/<step>/pretrained_model`).
         cache_dir: Root of feature caches (default `$REWARDKIT_CACHE` or ~/.cache/rewardkit/features).
-        failed_episodes: Episode indices that failed (their targets stay below 1 and never finish).
+        failed_episodes: Episode indices that failed (their targets stay below 1 and never finish); also
+            read from `failure_column` and the dataset's meta/keyframes.json ("failed" list, drops).
+        failure_column: A per-episode column of meta/episodes marking failed episodes (true = failed).
         num_perturbation_texts: Unrelated instructions encoded once for language perturbation.
     """
 
@@ -38,24 +40,23 @@ class SARMTrainConfig(TrainingConfig):
     output_dir: str = "outputs/train/sarm"
     cache_dir: str | None = None
     failed_episodes: list[int] | None = None
+    failure_column: str | None = None
     num_perturbation_texts: int = 64
 
 
 def _scheme_annotations(dataset: RewardDataset, scheme: str) -> tuple[dict, list[str], list[float] | None]:
     """(episode -> (names, starts, ends)), global names, proportions of one scheme; empty when none."""
-    try:
-        from rewardkit.data import annotations as io
-    except ImportError:  # the annotations module is not installed in this build
-        return {}, [], None
-    per_episode = io.read_annotations(dataset.root, scheme) or {}
+    from rewardkit.data import annotations as io
+
     result = {}
-    for ep, value in per_episode.items():
-        names = [str(n) for n in getattr(value, "names", value[0] if isinstance(value, tuple) else [])]
-        starts = np.asarray(getattr(value, "start_frames", value[1] if isinstance(value, tuple) else []))
-        ends = np.asarray(getattr(value, "end_frames", value[2] if isinstance(value, tuple) else []))
-        if names:
-            result[int(ep)] = (names, starts, ends)
-    proportions = io.read_temporal_proportions(dataset.root, scheme)
+    for ep, value in io.read_annotations(dataset.root, scheme).items():
+        if len(value):
+            result[int(ep)] = ([str(n) for n in value.names], np.asarray(value.start_frames),
+                               np.asarray(value.end_frames))
+    try:
+        proportions = io.read_temporal_proportions(dataset.root, scheme)
+    except FileNotFoundError:
+        proportions = None
     names = list(proportions) if proportions else list(dict.fromkeys(n for v in result.values() for n in v[0]))
     return result, names, [float(proportions[n]) for n in names] if proportions else None
 
@@ -92,11 +93,12 @@ def episode_targets(
     names: list[str],
     proportions: list[float],
     failed: bool,
+    fail_frame: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(stage (T,) int64, tau (T,) float32) of one episode for one head.
 
     No annotation (single stage): stage 0, tau linear 0..1. A failed episode keeps its progress at the level
-    reached, capped below 1 (`failure_progress`), converted back to stage + tau with the proportions.
+    reached, capped below 1, and drops to 0 at `fail_frame` when known (`failure_progress`), converted back to stage + tau with the proportions.
     """
     from rewardkit.data import targets
 
@@ -112,12 +114,22 @@ def episode_targets(
         stage, tau = targets.stage_tau_targets(length, starts, ends, stage_ids=ids)
     if failed:
         progress = targets.normalized_progress(stage, tau, proportions) if len(names) > 1 else tau
-        progress = targets.failure_progress(length, progress)
+        progress = targets.failure_progress(length, progress, fail_frame=fail_frame)
         if len(names) > 1:
             stage, tau = targets.stage_tau_from_progress(progress, proportions)
         else:
             tau = progress
     return stage.astype(np.int64), tau.astype(np.float32)
+
+
+def find_failed_episodes(dataset: RewardDataset, cfg: SARMTrainConfig) -> dict[int, int | None]:
+    """{failed episode: failure frame or None} from the flag, the failure column and the keyframes file."""
+    from rewardkit.data import annotations as io
+
+    keyframes_path = dataset.root / io.KEYFRAMES_FILE
+    keyframes = io.read_keyframes(keyframes_path, fps=dataset.fps) if keyframes_path.exists() else None
+    return io.failed_episodes(dataset.root, explicit=cfg.failed_episodes or (), column=cfg.failure_column,
+                              keyframes=keyframes)
 
 
 def prepare(cfg: SARMTrainConfig) -> tuple[StageAwareRewardModel, SARMTrainingData, SARMTrainingData | None]:
@@ -147,7 +159,7 @@ def prepare(cfg: SARMTrainConfig) -> tuple[StageAwareRewardModel, SARMTrainingDa
         del encoder
     model_config.image_dim = model_config.text_dim = cache.feature_dim
 
-    failed = set(cfg.failed_episodes or [])
+    failed = find_failed_episodes(dataset, cfg)
     usable = [e for e in episodes if model_config.train_on_failures or e.episode_index not in failed]
     train_ids, val_ids = split_episodes([e.episode_index for e in usable], cfg.val_fraction, cfg.seed)
     total = cache.total_frames
@@ -158,7 +170,8 @@ def prepare(cfg: SARMTrainConfig) -> tuple[StageAwareRewardModel, SARMTrainingDa
         tau = np.zeros(total, dtype=np.float32)
         for e in usable:
             s, t = episode_targets(e.length, per_episode.get(e.episode_index), names,
-                                   model_config.proportions(scheme), e.episode_index in failed)
+                                   model_config.proportions(scheme), e.episode_index in failed,
+                                   failed.get(e.episode_index))
             stage[e.from_index : e.to_index], tau[e.from_index : e.to_index] = s, t
         targets[scheme] = (stage, tau)
 
