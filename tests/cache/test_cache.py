@@ -188,3 +188,33 @@ def test_cli_prints_cache_path(tiny_dataset, tmp_path, capsys):
     assert cache.episode_indices == [0] and cache.is_complete
     assert main([*args[:3], "--cameras=[observation.images.side]", f"--cache_dir={tmp_path}"]) == 2
     assert "observation.images.side" in capsys.readouterr().err
+
+
+def test_changed_videos_get_a_new_cache_and_pickling_is_cheap(tiny_dataset, encoder, tmp_path):
+    import os
+    import pickle
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(tiny_dataset[0], root)
+    dataset = open_dataset(root=root)
+    cache = build_cache(
+        dataset, encoder, [TOP], cache_dir=tmp_path / "features", episodes=[2], progress=False
+    )
+    cache.episode_features(2, TOP)  # opens the memory map
+    assert len(pickle.dumps(cache)) < 20_000  # the features are not copied into the pickle
+    assert np.array_equal(
+        pickle.loads(pickle.dumps(cache)).episode_features(2, TOP), cache.episode_features(2, TOP)
+    )
+
+    # Same name, same shape, other video content (here: another modification time): never the old features.
+    video = next((root / "videos").rglob("*.mp4"))
+    os.utime(video, ns=(video.stat().st_atime_ns, video.stat().st_mtime_ns + 10**9))
+    dataset = open_dataset(root=root)
+    assert (
+        FeatureCache.for_dataset(dataset, "clip-random:tiny", [TOP], cache_dir=tmp_path / "features") is None
+    )
+    rebuilt = build_cache(
+        dataset, encoder, [TOP], cache_dir=tmp_path / "features", episodes=[2], progress=False
+    )
+    assert rebuilt.path != cache.path

@@ -1,6 +1,6 @@
 """Reading the frozen-feature cache, and where caches live.
 
-A cache is one folder per (dataset identity, encoder spec, encoder image size), under the cache root
+A cache is one folder per (dataset identity and video files, encoder spec, encoder image size), under the cache root
 (`cache_dir`, else `$REWARDKIT_CACHE`, else `~/.cache/rewardkit/features`), named `<dataset>-<hash>`:
 
     key.json                   what the folder is for (written first, atomically)
@@ -38,6 +38,24 @@ def default_cache_root() -> Path:
     """`$REWARDKIT_CACHE` if set, else `~/.cache/rewardkit/features`."""
     env = os.environ.get("REWARDKIT_CACHE")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "rewardkit" / "features"
+
+
+def dataset_fingerprint(dataset) -> str:
+    """`RewardDataset.identity` plus the size and modification time of every video file.
+
+    The identity alone (name, frame and episode counts, feature names) cannot tell apart two datasets of
+    the same name and shape (two synthetic sets with different seeds); the video files can. Metadata files
+    are left out on purpose: writing annotations into `meta/` must not throw the features away.
+    """
+    videos = Path(dataset.root) / "videos"
+    entries = []
+    if videos.is_dir():
+        for file in sorted(videos.rglob("*")):
+            if file.is_file():
+                stat = file.stat()
+                entries.append([str(file.relative_to(videos)), stat.st_size, stat.st_mtime_ns])
+    digest = hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:32]
+    return f"{dataset.identity}|videos:{digest}"
 
 
 def cache_key(dataset_identity: str, encoder_spec: str, image_size: int) -> dict:
@@ -81,7 +99,7 @@ class FeatureCache:
     Attributes:
         path: the cache folder.
         encoder_spec, image_size, feature_dim: the encoder that made the features.
-        dataset_identity: `RewardDataset.identity` of the dataset encoded.
+        dataset_identity: `dataset_fingerprint` of the dataset encoded (identity + video files).
         cameras: cameras with at least one finished episode.
         tasks: task texts with text features.
         is_complete: the last build finished (its manifest was written).
@@ -139,6 +157,7 @@ class FeatureCache:
         if not root.is_dir():
             return None
         episodes = dataset.episode_indices
+        fingerprint = dataset_fingerprint(dataset)
         for candidate in sorted(root.glob("*/" + KEY)):
             try:
                 key = _read_json(candidate)
@@ -146,7 +165,7 @@ class FeatureCache:
                 continue
             if key.get("format_version") != FORMAT_VERSION or key.get("encoder_spec") != spec:
                 continue
-            if key.get("dataset_identity") != dataset.identity:
+            if key.get("dataset_identity") != fingerprint:
                 continue
             if image_size is not None and int(key.get("image_size", -1)) != int(image_size):
                 continue
@@ -267,6 +286,12 @@ class FeatureCache:
                 "or rebuild the cache with `build_cache(..., texts=[...])`"
             )
         return texts[task]
+
+    def __getstate__(self) -> dict:
+        # Memory maps would be pickled by value (the whole array) into DataLoader workers: reopen instead.
+        state = dict(self.__dict__)
+        state["_memmaps"] = {}
+        return state
 
     def __repr__(self) -> str:
         return (
