@@ -136,7 +136,7 @@ def test_vlm_episode_that_never_gets_a_valid_answer_is_reported(dataset_copy, ch
     with chat_server(script) as server:
         code = main(["annotate", "vlm", f"--dataset.root={dataset_copy}", f"--names={','.join(NAMES)}",
                      f"--base_url={server.base_url}", "--model=fake", "--max_retries=1",
-                     "--dataset.episodes=[1,2]"])
+                     "--episodes=[1,2]"])
     assert code == 1
     assert sorted(read_annotations(dataset_copy, "sparse")) == [1]
     assert len(server.requests) == 3

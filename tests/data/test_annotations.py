@@ -270,3 +270,33 @@ def test_stage_tau_from_annotation_uses_scheme_order():
     stage, tau = A(["b", "d"], [0, 5], [4, 9]).stage_tau(10, ["a", "b", "c", "d"])
     assert stage.tolist() == [1] * 5 + [3] * 5
     np.testing.assert_allclose(tau[:5], [0, 0.25, 0.5, 0.75, 1])
+
+
+def test_files_written_by_hf_datasets_keep_their_feature_schema_in_step(split_dataset):
+    import datasets
+    from lerobot.datasets.io_utils import load_episodes
+
+    for path in sorted((split_dataset / "meta" / "episodes").rglob("*.parquet")):
+        datasets.Dataset.from_parquet(str(path)).to_parquet(str(path))  # embeds b"huggingface" features
+    write_annotations(split_dataset, "sparse", SPARSE)
+    features = json.loads(pq.read_schema(
+        split_dataset / "meta" / "episodes" / "chunk-000" / "file-001.parquet").metadata[b"huggingface"])
+    assert "sparse_subtask_end_times" in features["info"]["features"]
+    assert load_episodes(split_dataset)["sparse_subtask_names"] == [["reach"], None, ["reach", "place"]]
+
+
+def test_load_progress_targets_combines_keyframes_failures_and_linear(split_dataset):
+    from rewardkit.data.annotations import load_progress_targets
+    from rewardkit.data.targets import keyframe_progress, linear_progress
+
+    (split_dataset / "meta" / "keyframes.json").write_text(json.dumps(
+        {"episodes": {"0": {"5": 0.5, "10": 1.0}, "2": {"4": 0.6, "8": 0.1}}}))
+    targets = load_progress_targets(split_dataset, keyframes=split_dataset, failed={1: 12})
+    np.testing.assert_allclose(targets[0], keyframe_progress(20, {5: 0.5, 10: 1.0}))
+    expected_1 = np.minimum(linear_progress(24), 0.9)
+    expected_1[12:] = 0
+    np.testing.assert_allclose(targets[1], expected_1)
+    np.testing.assert_allclose(targets[2], keyframe_progress(16, {4: 0.6, 8: 0.1}))  # the drop is the failure
+    assert max(t.max() for t in (targets[1], targets[2])) < 1
+    with pytest.raises(ValueError, match="episode 1: fail_frame"):
+        load_progress_targets(split_dataset, failed={1: 40})

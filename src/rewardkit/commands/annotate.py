@@ -45,7 +45,7 @@ USAGE = """usage: rewardkit annotate <import|export|show|vlm> [--flag=value ...]
   show     --dataset.root=DS --output_dir=DIR [--scheme=both] [--camera=KEY] [--num_frames=6]
   vlm      --dataset.root=DS --names="reach,grasp,place" [--scheme=sparse] [--backend=openai]
            [--base_url=http://localhost:8000/v1] [--model=NAME] [--sample_fps=2] [--skip_existing=true]
-           [--dataset.episodes=[0,1]]
+           [--episodes=[0,1]]
 
 `rewardkit annotate <subcommand> --help` lists every flag of a subcommand."""
 
@@ -284,6 +284,7 @@ class VlmConfig:
     """Args:
     dataset: the LeRobot dataset to annotate (`--dataset.root=PATH`); `--dataset.episodes` picks episodes.
     names: comma-separated subtask names, in the order they happen.
+    episodes: episodes to annotate, e.g. `--episodes=[0,3]` (same as `--dataset.episodes`; default all).
     scheme: `sparse` or `dense`: which columns to write.
     backend: `openai` (an OpenAI-compatible HTTP server, e.g. vLLM) or `transformers` (a local model).
     base_url: the openai backend's API root (`/chat/completions` is appended).
@@ -302,6 +303,7 @@ class VlmConfig:
 
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     names: str = ""
+    episodes: list[int] | None = None
     scheme: str = "sparse"
     backend: str = "openai"
     base_url: str = "http://localhost:8000/v1"
@@ -345,6 +347,8 @@ def run_vlm(cfg: VlmConfig, backend=None) -> int:
         raise ValueError(f"--names has a name twice: {names}")
     if cfg.scheme not in SCHEMES:
         raise ValueError(f"--scheme must be sparse or dense, got '{cfg.scheme}'")
+    if cfg.episodes is not None:
+        cfg.dataset.episodes = list(cfg.episodes)
     dataset = open_from_config(cfg.dataset)
     if not dataset.camera_keys:
         raise ValueError(f"{dataset.root}: no camera to annotate from")

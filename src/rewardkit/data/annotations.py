@@ -266,6 +266,27 @@ def _write_atomically(writes: list[tuple[Path, object]], write_one) -> None:
                 temporary.unlink()
 
 
+def _with_feature_metadata(table, columns: Iterable[str]):
+    """Keep a Hugging Face `datasets` schema (parquet key b"huggingface") in step with added columns.
+
+    Files written by `datasets` carry their features; a column missing from them makes loading fail,
+    so the subtask columns are declared there (in this `datasets` version's own format).
+    """
+    metadata = table.schema.metadata or {}
+    if b"huggingface" not in metadata:
+        return table
+    import datasets
+    import pyarrow as pa
+
+    info = json.loads(metadata[b"huggingface"])
+    features = info.get("info", {}).get("features")
+    if not isinstance(features, dict):
+        return table
+    declared = datasets.Features.from_arrow_schema(pa.schema([table.schema.field(c) for c in columns])).to_dict()
+    features.update(declared)
+    return table.replace_schema_metadata({**metadata, b"huggingface": json.dumps(info).encode()})
+
+
 def write_annotations(
     root: str | Path,
     scheme: str,
@@ -335,7 +356,7 @@ def write_annotations(
                 table = table.set_column(table.column_names.index(column), column, array)
             else:
                 table = table.append_column(column, array)
-        writes.append((path, table))
+        writes.append((path, _with_feature_metadata(table, columns.values())))
     _write_atomically(writes, lambda table, target: pq.write_table(table, target, compression="snappy"))
     return [path for path, _ in writes]
 
@@ -645,3 +666,57 @@ def failed_episodes(
             if frame is not None:
                 failed[episode_index] = frame
     return dict(sorted(failed.items()))
+
+
+def load_progress_targets(
+    root: str | Path,
+    keyframes: str | Path | Keyframes | None = None,
+    failed: Mapping[int, int | None] | Iterable[int] | None = None,
+    episodes: Iterable[int] | None = None,
+    start: float = 0.05,
+    end: float = 0.95,
+    max_progress: float = 0.9,
+) -> dict[int, np.ndarray]:
+    """Per-frame progress targets of a dataset's episodes: {episode_index: (T,) float32 in [0, 1]}.
+
+    Args:
+        root: the dataset folder.
+        keyframes: a keyframes file, a dataset folder holding `meta/keyframes.json`, or `Keyframes`;
+            episodes with keyframes get `keyframe_progress`, the others `linear_progress(start, end)`.
+        failed: failed episodes, as indices or {episode: failure frame or None} (see `failed_episodes`
+            to gather them from a column or a list).
+        episodes: which episodes (default all).
+        max_progress: the cap of a failed episode (it never ends at 1).
+
+    An episode fails if it is in `failed`, in the keyframes file's `failed` list, or its keyframes end
+    below the level they reached (the drop is already in its keyframe targets; it is capped too).
+    Where a failure frame is known from `failed`, progress falls to 0 there (`failure_progress`).
+    """
+    from rewardkit.data.targets import episode_progress
+
+    lengths = episode_lengths(root)
+    if isinstance(keyframes, (str, Path)):
+        keyframes = read_keyframes(keyframes, fps=dataset_fps(root), lengths=lengths)
+    failures: dict[int, int | None] = (
+        {int(e): f for e, f in failed.items()} if isinstance(failed, Mapping)
+        else {int(e): None for e in (failed or ())}
+    )
+    by_episode = keyframes.episodes if keyframes is not None else {}
+    if keyframes is not None:
+        for episode_index in keyframes.failed:
+            failures.setdefault(episode_index, None)
+    selected = sorted(lengths) if episodes is None else [int(e) for e in episodes]
+    targets = {}
+    for episode_index in selected:
+        if episode_index not in lengths:
+            raise ValueError(f"episode {episode_index} is not in the dataset at {root}")
+        pairs = by_episode.get(episode_index)
+        is_failed = episode_index in failures or (pairs is not None and keyframe_failure_frame(pairs) is not None)
+        try:
+            targets[episode_index] = episode_progress(
+                lengths[episode_index], pairs, failed=is_failed, fail_frame=failures.get(episode_index),
+                start=start, end=end, max_progress=max_progress,
+            )
+        except ValueError as e:
+            raise ValueError(f"episode {episode_index}: {e}") from None
+    return targets
