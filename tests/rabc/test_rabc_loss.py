@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from rewardkit.rabc import RABCWeighter, enable_per_sample_loss, weighted_mean
+from rewardkit.rabc.per_sample_loss import act_per_sample_loss
 
 STATE_DIM, ACTION_DIM, IMAGE = 4, 3, "observation.images.front"
 
@@ -268,3 +269,70 @@ def test_make_sample_weighter_builds_ours_and_adapts_the_policy(tmp_path):
         make_sample_weighter(SampleWeightingConfig(type="curriculum"), tiny_act(), "cpu")
     with pytest.raises(ValueError, match="extra_params"):
         make_sample_weighter(SampleWeightingConfig(extra_params={"kapa": 1}), tiny_act(), "cpu")
+
+
+def tiny_rewact(reward_head: str = "scalar", use_vae: bool = True):
+    from rewardkit.models.rewact import RewACTConfig, RewACTPolicy
+
+    inputs, outputs = _features()
+    config = RewACTConfig(
+        input_features=inputs,
+        output_features=outputs,
+        device="cpu",
+        chunk_size=4,
+        n_action_steps=4,
+        dim_model=32,
+        n_heads=2,
+        dim_feedforward=64,
+        n_encoder_layers=1,
+        n_decoder_layers=1,
+        n_vae_encoder_layers=1,
+        latent_dim=8,
+        use_vae=use_vae,
+        pretrained_backbone_weights=None,
+        reward_head=reward_head,
+        reward_num_bins=11,
+        reward_loss_weight=2.0,
+    )
+    torch.manual_seed(0)
+    policy = RewACTPolicy(config)
+    policy.set_progress_targets(np.linspace(0.0, 1.0, 8, dtype=np.float32))
+    return policy
+
+
+@pytest.mark.parametrize("reward_head", ["scalar", "distributional"])
+def test_rewact_per_sample_loss_includes_the_reward_loss(reward_head):
+    policy = enable_per_sample_loss(tiny_rewact(reward_head))
+    policy.train()
+    batch = act_batch(3)
+    batch["index"] = torch.tensor([1, 4, 7])
+    torch.manual_seed(1)
+    own, own_logs = policy.forward(batch)
+    torch.manual_seed(1)
+    per_sample, logs = policy.forward(batch, reduction="none")
+    assert per_sample.shape == (3,)
+    assert weighted_mean(per_sample, torch.ones(3)).item() == pytest.approx(own.item(), rel=1e-4)
+    assert logs["reward_loss"] == pytest.approx(own_logs["reward_loss"], rel=1e-4)
+    # Without the reward term the per-sample loss would be ACT's alone: the reward term is really there.
+    torch.manual_seed(1)
+    act_only, _ = act_per_sample_loss(policy, batch)
+    assert not torch.allclose(act_only, per_sample)
+
+
+def test_weighted_rewact_trains_two_steps_and_ignores_zero_weight_samples():
+    policy = enable_per_sample_loss(tiny_rewact("distributional"))
+    batch = act_batch(3)
+    batch["index"] = torch.tensor([0, 3, 6])
+    weights = torch.tensor([1.0, 0.0, 0.4])
+    torch.manual_seed(5)
+    reference = _weighted_step_grads(policy, batch, weights)
+    scrambled = {k: v.clone() for k, v in batch.items()}
+    scrambled["action"][1] *= -7.0
+    scrambled["index"][1] = 7  # another reward target too
+    torch.manual_seed(5)
+    after = _weighted_step_grads(policy, scrambled, weights)
+    assert any(name.startswith("reward_head") for name in reference)
+    for name, grad in reference.items():
+        torch.testing.assert_close(grad, after[name], rtol=1e-4, atol=1e-6, msg=name)
+    losses = _lerobot_update(policy, batch, _FixedWeights(weights))
+    assert all(np.isfinite(losses))

@@ -145,7 +145,53 @@ def diffusion_per_sample_loss(policy: nn.Module, batch: dict[str, Tensor]) -> tu
     return loss, {"mse_loss": loss.mean().item()}
 
 
+def _reward_loss_per_sample(policy: nn.Module, head_out: Tensor, target: Tensor) -> Tensor:
+    """RewACT's reward loss per sample (B,): squared error (scalar head) or two-hot cross-entropy
+    (distributional head); 0 for samples without a target (NaN)."""
+    valid = ~torch.isnan(target)
+    target = torch.where(valid, target, torch.zeros_like(target)).clamp(0.0, 1.0)
+    if policy.config.reward_head == "scalar":
+        loss = (head_out[:, 0] - target).pow(2)
+    else:
+        # Two-hot target: the mass split between the two bins around the target, expected value = target.
+        num_bins = policy.config.reward_num_bins
+        position = target * (num_bins - 1)
+        lower = position.floor().long().clamp(max=num_bins - 2)
+        upper_share = position - lower
+        distribution = torch.zeros_like(head_out)
+        distribution.scatter_(1, lower[:, None], (1 - upper_share)[:, None])
+        distribution.scatter_add_(1, (lower + 1)[:, None], upper_share[:, None])
+        loss = -(distribution * head_out.log_softmax(dim=-1)).sum(dim=-1)
+    return torch.where(valid, loss, torch.zeros_like(loss))
+
+
+def rewact_per_sample_loss(policy: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict]:
+    """RewACT's loss per sample: ACT's (masked L1 + kl_weight * KL) + reward_loss_weight * reward loss.
+
+    Uses RewACT's own target look-up (`progress_targets_for`), its decoder features (captured by its
+    hook during ACT's forward) and its reward head. With equal weights and a target for every sample the
+    weighted mean equals RewACT's own loss; samples without a target add no reward loss.
+
+    Args:
+        policy: a `rewardkit.models.rewact.RewACTPolicy`.
+        batch: ACT's training batch plus "index" (B,) (or "progress" (B,)).
+
+    Returns:
+        (loss (B,), logs with the batch means of "l1_loss", "kld_loss", "reward_loss").
+    """
+    weight = policy.config.reward_loss_weight
+    target = policy.progress_targets_for(batch) if weight > 0 else None
+    loss, logs = act_per_sample_loss(policy, batch)
+    head_out = policy.reward_head(policy._take_reward_features())
+    if target is not None:
+        reward_loss = _reward_loss_per_sample(policy, head_out, target.to(head_out.device))
+        loss = loss + weight * reward_loss
+        logs["reward_loss"] = reward_loss.mean().item()
+    return loss, logs
+
+
 register_per_sample_loss("act")(act_per_sample_loss)
+register_per_sample_loss("rewact")(rewact_per_sample_loss)
 register_per_sample_loss("diffusion")(diffusion_per_sample_loss)
 
 

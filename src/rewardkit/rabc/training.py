@@ -58,6 +58,10 @@ def train_policy(argv: list[str]) -> SampleWeighter | None:
     from lerobot.utils.import_utils import register_third_party_plugins
 
     register_third_party_plugins()
+    try:  # registers the `rewact` policy type even when its lerobot plugin package is not installed
+        import rewardkit.models.rewact  # noqa: F401
+    except ImportError:
+        pass
     saved_argv = sys.argv
     # lerobot's config parser (and its `--policy.path` handling) reads sys.argv.
     sys.argv = ["rewardkit train-policy", *argv]
