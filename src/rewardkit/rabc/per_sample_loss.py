@@ -14,7 +14,9 @@ and `enable_per_sample_loss(policy)` gives a policy a `forward(batch, reduction=
 - anything else is an error naming the policy type and the supported ones.
 
 The registry is keyed by the exact type name, not by class inheritance, so a subclass with extra
-losses (RewACT extends ACT with a reward loss) is never silently trained with its parent's loss.
+losses is never silently trained with its parent's loss: RewACT (type "rewact", an ACT subclass with a
+reward loss) has its own entry, ACT's per-sample loss plus its reward loss per sample. Registered here:
+"act", "rewact", "diffusion".
 
 Each per-sample loss reuses the policy's own network (ACT's `model`, Diffusion's U-Net and encoders)
 and reduces the elementwise loss per sample instead of over the batch. With equal weights, the weighted

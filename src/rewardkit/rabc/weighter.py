@@ -44,7 +44,6 @@ class ProgressTable:
         head_mode: "sparse" or "dense" (column `progress_<head_mode>`).
         index: (N,) int64 global frame index.
         episode_index: (N,) int64 episode of each frame.
-        frame_index: (N,) int64 frame within its episode.
         progress: (N,) float64 progress, NaN where unknown.
     """
 
@@ -52,7 +51,6 @@ class ProgressTable:
     head_mode: str
     index: np.ndarray
     episode_index: np.ndarray
-    frame_index: np.ndarray
     progress: np.ndarray
 
 
@@ -88,8 +86,8 @@ def read_progress(path: str | Path, head_mode: str = "sparse") -> ProgressTable:
     if missing:
         available = [c for c in names if c.startswith("progress")]
         raise ValueError(f"progress file {path} lacks column(s) {missing}; progress columns: {available}")
-    wanted = ["index", "episode_index", column] + (["frame_index"] if "frame_index" in names else [])
-    table = pq.read_table(path, columns=wanted)
+    # One thread: on a busy machine pyarrow's thread pool costs more than it gains for a few columns.
+    table = pq.read_table(path, columns=["index", "episode_index", column], use_threads=False)
 
     def integers(name: str) -> np.ndarray:
         values = table.column(name).to_numpy()
@@ -103,7 +101,6 @@ def read_progress(path: str | Path, head_mode: str = "sparse") -> ProgressTable:
         head_mode=head_mode,
         index=index,
         episode_index=integers("episode_index"),
-        frame_index=integers("frame_index") if "frame_index" in names else np.full_like(index, -1),
         progress=table.column(column).to_numpy(zero_copy_only=False).astype(np.float64, copy=False),
     )
 
@@ -159,8 +156,11 @@ class RABCWeighter(SampleWeighter):
         )
         num_slots = int(table.index.max()) + 1 if table.index.size else 0
         # NaN marks a frame absent from the file: looking it up is an error, not a silent default.
-        by_index = np.full(num_slots, np.nan, dtype=np.float32)
-        by_index[table.index] = self.weights
+        if num_slots == table.index.size and bool(np.all(table.index == np.arange(num_slots))):
+            by_index = self.weights
+        else:
+            by_index = np.full(num_slots, np.nan, dtype=np.float32)
+            by_index[table.index] = self.weights
         self._weight_by_index = torch.from_numpy(by_index).to(self.device)
 
     @classmethod

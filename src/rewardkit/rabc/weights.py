@@ -95,13 +95,17 @@ def compute_deltas(
         raise ValueError("index and episode_index must be non-negative")
 
     num_slots = int(index.max()) + 1
-    # Dense tables by global index: a scatter, then every look-up is an array gather.
-    episode_at = np.full(num_slots, -1, dtype=np.int64)
-    episode_at[index] = episode_index
-    if np.count_nonzero(episode_at >= 0) != index.size:
-        raise ValueError("duplicate frame indices in the progress table")
-    progress_at = np.full(num_slots, np.nan, dtype=np.float64)
-    progress_at[index] = progress
+    if num_slots == index.size and index[0] == 0 and bool(np.all(index[1:] > index[:-1])):
+        # The usual file: rows are frames 0..N-1 in order, already a table by global index.
+        episode_at, progress_at = episode_index, progress
+    else:
+        # Dense tables by global index: a scatter, then every look-up is an array gather.
+        episode_at = np.full(num_slots, -1, dtype=np.int64)
+        episode_at[index] = episode_index
+        if np.count_nonzero(episode_at >= 0) != index.size:
+            raise ValueError("duplicate frame indices in the progress table")
+        progress_at = np.full(num_slots, np.nan, dtype=np.float64)
+        progress_at[index] = progress
 
     last_index = np.full(int(episode_index.max()) + 1, -1, dtype=np.int64)
     np.maximum.at(last_index, episode_index, index)
@@ -147,10 +151,14 @@ def rabc_weights(
         std = float(known.std()) if known.size else 0.0
         delta_mean = mean if delta_mean is None else delta_mean
         delta_std = std if delta_std is None else delta_std
-    soft = np.clip((deltas - (delta_mean - 2.0 * delta_std)) / (4.0 * delta_std + epsilon), 0.0, 1.0)
-    weights = np.where(deltas > kappa, 1.0, np.where(deltas >= 0.0, soft, 0.0))
+    # Eq. 8 then eq. 9, in place on one float32 buffer.
+    weights = (deltas - (delta_mean - 2.0 * delta_std)).astype(np.float32)
+    weights *= np.float32(1.0 / (4.0 * delta_std + epsilon))
+    np.clip(weights, 0.0, 1.0, out=weights)
+    weights[deltas > kappa] = 1.0
+    weights[deltas < 0.0] = 0.0
     weights[~finite] = nan_weight
-    return weights.astype(np.float32), float(delta_mean), float(delta_std)
+    return weights, float(delta_mean), float(delta_std)
 
 
 def summarize_weights(
