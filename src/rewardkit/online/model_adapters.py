@@ -1,1 +1,171 @@
-"""Online adapters for the causal SARM and RewACT families (registered on import)."""
+"""Online adapters for the causal SARM and RewACT families (registered on import).
+
+SARM: each step encodes ONE new frame per camera with the frozen encoder, writes its features into a
+ring buffer of the last `n_obs_steps * frame_gap + 1` frames, gathers the window (offsets
+`config.window_offsets`, clamped to the first frame since reset, exactly as `window_indices` does when
+labelling a recorded episode) and runs the two transformers over that window only.
+
+RewACT: each step runs the policy's reward path (`predict_reward`, backbone + encoder + decoder query 0)
+on the current frames, after the checkpoint's pre-processor (normalisation); with `act=True` it runs
+`select_action` instead and returns the action in `extras["action"]`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from rewardkit.online.adapters import (
+    STATE_KEY,
+    StepOutput,
+    frame_to_uint8_hwc,
+    register_online_adapter,
+    require,
+    state_vector,
+)
+
+
+class SarmOnline:
+    """Causal SARM one observation at a time (see the module docstring).
+
+    Args:
+        model: a `StageAwareRewardModel` with a causal window.
+        task: the task text (default: `observation["task"]` at each step).
+        encoder: the frozen encoder (default: built from `model.config.encoder`); pass one to share it.
+    """
+
+    def __init__(self, model: Any, task: str | None = None, encoder: Any = None):
+        config = model.config
+        if config.window != "causal":
+            raise ValueError(
+                f"SARM window '{config.window}' needs future frames; only a causal SARM (window='causal') "
+                "can run online"
+            )
+        if not config.cameras:
+            raise ValueError("the SARM config names no cameras; train it (or set config.cameras) first")
+        self.model = model.eval()
+        self.config = config
+        self.task = task
+        if encoder is None:
+            from rewardkit.encoders import make_encoder
+
+            encoder = make_encoder(config.encoder)
+        self.encoder = encoder
+        self.offsets = np.asarray(config.window_offsets, dtype=np.int64)  # (W,), last is 0
+        self.history = int(-self.offsets.min()) + 1
+        self.device = next(model.parameters()).device
+        self._text_features: dict[str, torch.Tensor] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        self.frame_count = 0
+        self._features: torch.Tensor | None = None  # (history, N, D) ring buffer
+        self._states: torch.Tensor | None = None  # (history, S) ring buffer
+
+    def text_features(self, task: str) -> torch.Tensor:
+        """(D,) text features of `task`, encoded once per task."""
+        if task not in self._text_features:
+            self._text_features[task] = self.encoder.encode_texts([task])[0].to(self.device, torch.float32)
+        return self._text_features[task]
+
+    @torch.no_grad()
+    def encode(self, observation: Mapping[str, Any]) -> dict[str, Any]:
+        """(N, D) features of the current frame of each camera (one encoder call when sizes match)."""
+        frames = [frame_to_uint8_hwc(require(observation, cam, "SARM"), cam) for cam in self.config.cameras]
+        if len({f.shape for f in frames}) == 1:
+            features = self.encoder.encode_images(np.stack(frames))
+        else:
+            features = torch.cat([self.encoder.encode_images(f[None]) for f in frames])
+        task = self.task if self.task is not None else observation.get("task")
+        if not task:
+            raise ValueError(
+                "SARM needs the task text: pass task=... to the monitor or 'task' in the observation"
+            )
+        out: dict[str, Any] = {
+            "image": torch.as_tensor(features).to(self.device, torch.float32),
+            "task": task,
+        }
+        if self.config.use_state:
+            out["state"] = state_vector(observation, "SARM").to(self.device)
+        return out
+
+    @torch.no_grad()
+    def step_features(self, features: dict[str, Any]) -> StepOutput:
+        image = features["image"]
+        if self._features is None:
+            self._features = image.new_zeros((self.history, *image.shape))
+        slot = self.frame_count % self.history
+        self._features[slot] = image
+        state = features.get("state")
+        if state is not None:
+            if self._states is None:
+                self._states = state.new_zeros((self.history, state.shape[0]))
+            self._states[slot] = state
+        # Window frames (absolute indices), clamped to the first frame, then mapped to ring slots.
+        frames = np.clip(self.frame_count + self.offsets, 0, None)
+        slots = torch.as_tensor(frames % self.history, device=self.device)
+        batch = {
+            "image_features": self._features[slots].transpose(0, 1)[None],  # (1, N, W, D)
+            "text_features": self.text_features(features["task"])[None],  # (1, D)
+        }
+        if state is not None:
+            batch["state"] = self._states[slots][None]  # (1, W, S)
+        self.frame_count += 1
+        current = self.config.current_position
+        progress, stage_probs = self.model.predict_scheme(batch, "sparse")
+        extras = {
+            "stage": int(stage_probs[0, current].argmax()),
+            "stage_probs": stage_probs[0, current].cpu().numpy(),
+        }
+        return StepOutput(progress=float(progress[0, current]), extras=extras)
+
+
+class RewactOnline:
+    """RewACT's reward (and optionally its action) one observation at a time.
+
+    Args:
+        policy: a `RewACTPolicy` (with `policy.preprocessor` set, as `rewardkit.load` does, unless the
+            observations given are already normalised).
+        act: run `select_action` (action + reward, ACT's action queue) instead of `predict_reward`; the
+            (normalised) action goes to `extras["action"]`.
+    """
+
+    def __init__(self, policy: Any, act: bool = False):
+        self.policy = policy.eval()
+        self.config = policy.config
+        self.act = act
+        self.cameras = list(self.config.image_features)
+        self.device = next(policy.parameters()).device
+
+    def reset(self) -> None:
+        self.policy.reset()
+
+    @torch.no_grad()
+    def encode(self, observation: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+        """The policy's input batch: cameras (1, 3, H, W) float in [0, 1], state (1, S), normalised."""
+        batch: dict[str, Any] = {}
+        for cam in self.cameras:
+            frame = frame_to_uint8_hwc(require(observation, cam, "RewACT"), cam)
+            batch[cam] = torch.from_numpy(frame).permute(2, 0, 1)[None].float().div_(255.0)
+        if self.config.robot_state_feature is not None:
+            batch[STATE_KEY] = state_vector(observation, "RewACT")[None]
+        if self.policy.preprocessor is not None:
+            batch = self.policy.preprocessor(batch)
+        return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+    @torch.no_grad()
+    def step_features(self, features: dict[str, torch.Tensor]) -> StepOutput:
+        if self.act:
+            result = self.policy.select_action(features)
+            if not isinstance(result, tuple):
+                raise ValueError("RewACT config.return_reward is false: select_action gives no reward")
+            action, reward = result
+            return StepOutput(progress=float(reward.reshape(-1)[0]), extras={"action": action})
+        return StepOutput(progress=float(self.policy.predict_reward(features).reshape(-1)[0]))
+
+
+register_online_adapter("rewardkit_sarm", SarmOnline)
+register_online_adapter("rewact", RewactOnline)

@@ -139,6 +139,10 @@ class SuccessClassifierRewardModel(RewardKitModel):
         else:
             self.cnn = None
             in_dim = config.feature_dim
+            # Per-dimension statistics of the training features: frozen features vary little between
+            # frames of one scene (a few % of their norm), so the head reads them standardised.
+            self.register_buffer("feature_mean", torch.zeros(in_dim))
+            self.register_buffer("feature_std", torch.ones(in_dim))
         self.image_projection = nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, hidden))
         self.camera_embedding = nn.Parameter(torch.zeros(len(config.cameras), hidden))
         self.state_projection = nn.Linear(config.state_dim, hidden) if config.use_state else None
@@ -218,6 +222,8 @@ class SuccessClassifierRewardModel(RewardKitModel):
                 raise ValueError(f"batch has neither '{FEATURES_KEY}' nor camera image(s) {missing}")
             features = self.encode_frames([batch[c] for c in cams])
         features = features.to(self.camera_embedding.device, torch.float32)
+        if self.cnn is None:
+            features = (features - self.feature_mean) / self.feature_std
         return self.image_projection(features) + self.camera_embedding
 
     def logits_from_tokens(self, camera_tokens: Tensor, state: Tensor | None) -> Tensor:
@@ -245,14 +251,17 @@ class SuccessClassifierRewardModel(RewardKitModel):
         return self.logits_from_tokens(self._camera_tokens(batch), batch.get(STATE_KEY))
 
     # ---- inference -----------------------------------------------------------------------------
+    @torch.no_grad()
     def predict_success_prob(self, batch: dict[str, Tensor]) -> Tensor:
         """P(success) per sample, (B,) in [0, 1]."""
         return torch.sigmoid(self.logits(batch))
 
+    @torch.no_grad()
     def predict_progress(self, batch: dict[str, Tensor]) -> Tensor:
         """The success probability, (B,) in [0, 1] (this model's progress signal)."""
         return self.predict_success_prob(batch)
 
+    @torch.no_grad()
     def predict_success(self, batch: dict[str, Tensor]) -> Tensor:
         """1.0 where P(success) >= config.threshold, else 0.0; (B,)."""
         return (self.predict_success_prob(batch) >= self.config.threshold).float()
@@ -308,6 +317,14 @@ class SuccessClassifierRewardModel(RewardKitModel):
         return {"progress": success_prob, "success_prob": success_prob.copy()}
 
     # ---- training ------------------------------------------------------------------------------
+    def set_feature_statistics(self, features: Tensor | np.ndarray) -> None:
+        """Set the frozen-feature standardisation from training features (N, C, D) (or (N, D))."""
+        if self.cnn is not None:
+            raise ValueError("feature statistics are only used with backbone='frozen'")
+        flat = torch.as_tensor(np.asarray(features), dtype=torch.float32).reshape(-1, self.config.feature_dim)
+        self.feature_mean.copy_(flat.mean(0))
+        self.feature_std.copy_(flat.std(0).clamp_min(1e-4) if flat.shape[0] > 1 else torch.ones_like(flat[0]))
+
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         """Binary cross-entropy on batch["success"] (B,), optionally weighted by batch["weight"] (B,)."""
         if LABEL_KEY not in batch:

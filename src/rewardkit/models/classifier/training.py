@@ -77,6 +77,8 @@ class ClassifierTrainConfig:
         batch_size: frames per step.
         lr: AdamW learning rate.
         weight_decay: AdamW weight decay.
+        cache_dir: root of the feature cache (frozen backbone; default `$REWARDKIT_CACHE` or
+            ~/.cache/rewardkit/features).
         val_episodes: episodes held out for the AUROC (default: measured on the training frames).
         seed: random seed.
         log_every: log the loss every this many steps.
@@ -90,6 +92,7 @@ class ClassifierTrainConfig:
     batch_size: int = 64
     lr: float = 3e-4
     weight_decay: float = 1e-4
+    cache_dir: str | None = None
     val_episodes: list[int] | None = None
     seed: int = 0
     log_every: int = 100
@@ -117,12 +120,21 @@ def episode_labels(dataset: RewardDataset, episode_index: int, labels: SuccessLa
 
 
 def frozen_episode_features(
-    dataset: RewardDataset, encoder_spec: str, cameras: list[str], episodes: list[int], device: str = "cpu"
+    dataset: RewardDataset,
+    encoder_spec: str,
+    cameras: list[str],
+    episodes: list[int],
+    device: str = "cpu",
+    cache_dir: str | None = None,
 ) -> dict[int, np.ndarray]:
-    """episode -> (T, C, D) float32 frozen-encoder features, read from (or written to) the feature cache."""
+    """episode -> (T, C, D) float32 frozen-encoder features, read from (or first written to) the feature cache."""
     from rewardkit.cache import build_cache
+    from rewardkit.encoders import make_encoder
 
-    cache = build_cache(dataset, encoder=encoder_spec, cameras=cameras, episodes=episodes, device=device)
+    cache = build_cache(
+        dataset, make_encoder(encoder_spec, device=device), cameras, cache_dir=cache_dir, episodes=episodes,
+        progress=False,
+    )  # fmt: skip
     return {
         ep: np.stack(
             [np.asarray(cache.episode_features(ep, cam), dtype=np.float32) for cam in cameras], axis=1
@@ -252,6 +264,8 @@ def train_classifier(cfg: ClassifierTrainConfig) -> tuple[SuccessClassifierRewar
     model = SuccessClassifierRewardModel(model_cfg)
     if model_cfg.backbone == "finetune" and model_cfg.pretrained_cnn:
         model.cnn.load_imagenet_weights()
+    if model_cfg.backbone == "frozen":
+        model.set_feature_statistics(arrays[FEATURES_KEY])
     model.to(model_cfg.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     count = len(arrays[LABEL_KEY])
