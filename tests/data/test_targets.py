@@ -65,6 +65,7 @@ def test_keyframe_progress_initial_and_keyframe_at_zero():
         ({2: -0.1}, "in \\[0, 1\\]"),
         ({10: 0.5}, "keyframe frames"),
         ([(2, 0.5), (2, 0.6)], "two keyframes"),
+        ([(2.5, 0.5)], "whole frame"),
     ],
 )
 def test_keyframe_progress_rejects_bad_keyframes(keyframes, message):

@@ -50,6 +50,20 @@ USAGE = """usage: rewardkit annotate <import|export|show|vlm> [--flag=value ...]
 `rewardkit annotate <subcommand> --help` lists every flag of a subcommand."""
 
 
+def sampled_frames(dataset, episode_index: int, camera: str, indices: np.ndarray) -> np.ndarray:
+    """The frames at `indices` (N,) of one episode: (N, H, W, 3) uint8, decoding in order and keeping
+    only those (a long episode is never held in memory whole)."""
+    wanted = {int(i): position for position, i in enumerate(indices)}
+    kept: list[np.ndarray] = [np.empty(0)] * len(indices)
+    last = int(max(indices))
+    for index, frame in enumerate(dataset.iter_frames(episode_index, camera)):
+        if index in wanted:
+            kept[wanted[index]] = frame
+        if index >= last:
+            break
+    return np.stack(kept)
+
+
 def _split_names(names: str | None) -> list[str] | None:
     if names is None:
         return None
@@ -267,7 +281,7 @@ def run_show(cfg: ShowConfig) -> int:
         if not annotations:
             continue
         frame_indices = np.unique(np.linspace(0, episode.length - 1, max(cfg.num_frames, 1)).round().astype(int))
-        frames = dataset.read_frames(episode.episode_index, camera)[frame_indices]
+        frames = sampled_frames(dataset, episode.episode_index, camera, frame_indices)
         path = Path(cfg.output_dir) / f"episode_{episode.episode_index:06d}.png"
         plot_episode_timeline(path, episode.episode_index, frames, frame_indices, episode.length, dataset.fps,
                               annotations, proportions)
@@ -366,7 +380,7 @@ def run_vlm(cfg: VlmConfig, backend=None) -> int:
         logger.info("skipping %d episode(s) already annotated (%s)", skipped, cfg.scheme)
     for episode in tqdm(episodes, desc=f"vlm {cfg.scheme}", unit="episode"):
         indices = sample_frame_indices(episode.length, dataset.fps, cfg.sample_fps, cfg.max_frames)
-        frames = dataset.read_frames(episode.episode_index, camera)[indices]
+        frames = sampled_frames(dataset, episode.episode_index, camera, indices)
         try:
             annotation = annotate_episode(
                 backend, frames, indices, episode.length, dataset.fps, names, episode.episode_index,

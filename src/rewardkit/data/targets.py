@@ -71,7 +71,10 @@ def keyframe_progress(
     pairs = list(keyframes.items()) if isinstance(keyframes, Mapping) else list(keyframes)
     if not 0.0 <= initial <= 1.0:
         raise ValueError(f"initial progress must be in [0, 1], got {initial}")
-    frames = np.array([int(f) for f, _ in pairs], dtype=np.int64)
+    raw_frames = np.array([float(f) for f, _ in pairs], dtype=np.float64)
+    if (~np.isfinite(raw_frames)).any() or (raw_frames != np.round(raw_frames)).any():
+        raise ValueError(f"keyframe frames must be whole frame indices, got {raw_frames.tolist()}")
+    frames = raw_frames.astype(np.int64)
     values = np.array([float(v) for _, v in pairs], dtype=np.float64)
     if np.isnan(values).any() or ((values < 0) | (values > 1)).any():
         raise ValueError(f"keyframe rewards must be in [0, 1] (no NaN), got {values.tolist()}")
