@@ -20,7 +20,8 @@ PREPROCESSOR_FILE = "policy_preprocessor.json"
 def load_rewact(folder: Path) -> RewACTPolicy:
     """Load a RewACT checkpoint folder strictly, with its pre-processor when the folder has one."""
     from lerobot.configs import PreTrainedConfig
-    from lerobot.policies.factory import make_pre_post_processors
+    from lerobot.processor import PolicyProcessorPipeline
+    from lerobot.processor.converters import batch_to_transition, transition_to_batch
     from safetensors import SafetensorError
 
     read_config_dict(folder)
@@ -37,7 +38,12 @@ def load_rewact(folder: Path) -> RewACTPolicy:
         raise CheckpointError(f"corrupt weights file {folder / 'model.safetensors'}: {e}") from e
     policy.to(config.device)
     if (folder / PREPROCESSOR_FILE).is_file():
-        policy.preprocessor, _ = make_pre_post_processors(config, pretrained_path=str(folder))
+        policy.preprocessor = PolicyProcessorPipeline.from_pretrained(
+            str(folder),
+            config_filename=PREPROCESSOR_FILE,
+            to_transition=batch_to_transition,
+            to_output=transition_to_batch,
+        )
     return policy.eval()
 
 

@@ -28,17 +28,20 @@ class RewACTConfig(ACTConfig):
         reward_num_bins: number of bins of the distributional head (>= 2).
         reward_loss_weight: weight of the reward loss in the total loss (action L1 + kl_weight * KL +
             reward_loss_weight * reward loss). 0 trains a plain ACT with an untrained head.
-        reward_targets: where the per-frame progress targets come from: "linear" (0 up to
-            `reward_target_start` of each episode, 1 from `reward_target_end`, linear between), "keyframe"
-            (keyframe rewards from the JSON file `reward_targets_path`, interpolated monotonically),
-            "failure" (linear, but the episodes in `failed_episodes` keep the level reached and never end at
-            1), or "parquet" (a progress parquet written by `rewardkit label`, path `reward_targets_path`).
+        reward_targets: where the per-frame progress targets come from (`rewardkit.data.targets`):
+            "linear" (0 up to `reward_target_start` of each episode, 1 from `reward_target_end`, linear
+            between), "keyframe" (keyframe rewards from the JSON file `reward_targets_path`,
+            {"<episode_index>": [[frame_index, reward], ...]}, interpolated monotonically; episodes without
+            keyframes get linear targets), "failure" (linear, with the failed episodes below), or "parquet"
+            (a progress parquet written by `rewardkit label`, path `reward_targets_path`, so a SARM can
+            teach RewACT).
         reward_target_start: fraction of an episode before which the linear target is 0.
         reward_target_end: fraction of an episode from which the linear target is 1.
         reward_targets_path: the keyframes JSON or progress parquet for `reward_targets` "keyframe"/"parquet".
         reward_target_column: the parquet column holding the progress (e.g. "progress_sparse",
             "progress_dense"); frames missing from the parquet (or NaN) do not contribute to the reward loss.
-        failed_episodes: episode indices that failed (used by `reward_targets="failure"`).
+        failed_episodes: episode indices that failed: their targets keep the level reached and never end at
+            1 (`failure_progress`); used by "linear", "keyframe" and "failure" targets.
         reward_refresh: at inference, "every_step": `select_action` returns a fresh reward for the latest
             observation on every call (on queued steps this runs the backbone, encoder and one decoder
             query, not the whole chunk); "on_refill": the reward is computed only when the action queue

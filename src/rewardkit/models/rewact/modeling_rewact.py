@@ -340,18 +340,13 @@ def build_progress_targets(config: RewACTConfig, dataset_meta: Any) -> np.ndarra
     failed = set(config.failed_episodes)
     targets = np.full(total, np.nan, dtype=np.float32)
     for episode, start, stop in zip(*(table[c].tolist() for c in columns), strict=True):
-        length = stop - start
-        if config.reward_targets == "keyframe":
-            if episode not in keyframes:
-                continue  # no annotation: this episode's frames train the actions only
-            progress = progress_targets_lib.keyframe_progress(length, keyframes[episode])
-        else:
-            progress = progress_targets_lib.linear_progress(
-                length, config.reward_target_start, config.reward_target_end
-            )
-            if config.reward_targets == "failure" and episode in failed:
-                progress = progress_targets_lib.failure_progress(length, progress)
-        targets[start:stop] = progress
+        targets[start:stop] = progress_targets_lib.episode_progress(
+            stop - start,
+            keyframes=keyframes.get(episode),
+            failed=episode in failed,
+            start=config.reward_target_start,
+            end=config.reward_target_end,
+        )
     return targets
 
 
