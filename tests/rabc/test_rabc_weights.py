@@ -173,6 +173,12 @@ def test_progress_file_errors_name_the_file(tmp_path):
         read_progress(tmp_path / "missing.parquet")
     with pytest.raises(ValueError, match="head_mode"):
         read_progress(path, "both")
+    with pytest.raises(ValueError, match="nan_weight"):
+        RABCWeighter.from_file(path, chunk_size=1, nan_weight=float("nan"))
+    empty = tmp_path / "empty.parquet"
+    pd.DataFrame({"index": [], "episode_index": [], "progress_sparse": []}).astype("int64").to_parquet(empty)
+    with pytest.raises(ValueError, match="no frames"):
+        RABCWeighter.from_file(empty, chunk_size=1)
 
 
 def test_mean_weight_curve_and_kappa_suggestion_agree_with_direct_weights():

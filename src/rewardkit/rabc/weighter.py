@@ -138,6 +138,10 @@ class RABCWeighter(SampleWeighter):
         nan_weight: float = 1.0,
         device: torch.device | str | None = None,
     ) -> None:
+        if not 0.0 <= nan_weight <= 1.0:
+            raise ValueError(f"nan_weight must lie in [0, 1], got {nan_weight}")
+        if table.index.size == 0:
+            raise ValueError(f"progress file {table.path} has no frames")
         self.path = table.path
         self.head_mode = table.head_mode
         self.chunk_size = int(chunk_size)
@@ -154,7 +158,7 @@ class RABCWeighter(SampleWeighter):
         self.summary: WeightSummary = summarize_weights(
             self.weights, self.deltas, self.delta_mean, self.delta_std
         )
-        num_slots = int(table.index.max()) + 1 if table.index.size else 0
+        num_slots = int(table.index.max()) + 1
         # NaN marks a frame absent from the file: looking it up is an error, not a silent default.
         if num_slots == table.index.size and bool(np.all(table.index == np.arange(num_slots))):
             by_index = self.weights
