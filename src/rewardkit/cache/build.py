@@ -93,7 +93,7 @@ def build_cache(
     """Encode every frame of `cameras` in the chosen episodes once, and the text of every task.
 
     Args:
-        dataset: the dataset (its `identity` keys the cache).
+        dataset: the dataset (its identity and video files key the cache: `dataset_fingerprint`).
         encoder: the frozen encoder (its `spec` and `image_size` key the cache).
         cameras: camera keys to encode; an unknown one is a `DatasetError` naming it and the dataset.
         cache_dir: root under which the cache folder is made (default `$REWARDKIT_CACHE` or
@@ -121,7 +121,9 @@ def build_cache(
             )
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    episode_list = [int(e) for e in (dataset.episode_indices if episodes is None else episodes)]
+    episode_list = list(
+        dict.fromkeys(int(e) for e in (dataset.episode_indices if episodes is None else episodes))
+    )
     infos = {ep: dataset.episode(ep) for ep in episode_list}  # raises on an out-of-range episode
     path = cache_path_for(dataset, encoder, cache_dir)
     path.mkdir(parents=True, exist_ok=True)
