@@ -125,3 +125,11 @@ def test_split_holds_out_whole_episodes():
     train, val = split_episodes(list(range(10)), 0.2, seed=0)
     assert len(val) == 2 and not set(train) & set(val) and sorted(train + val) == list(range(10))
     assert split_episodes([4], 0.5, 0) == ([4], [])
+
+
+def test_trainers_of_different_precision_in_one_process(tmp_path):
+    # accelerate keeps a process-wide state: a bf16 trainer after an fp32 one must still be bf16.
+    for precision in ("no", "bf16"):
+        trainer = _trainer(tmp_path / precision, mixed_precision=precision, steps=1, save_every=0)
+        assert trainer.accelerator.mixed_precision == precision
+        assert torch.isfinite(torch.tensor(trainer.train_step(trainer.next_batch(0))["loss"]))

@@ -132,6 +132,13 @@ class Trainer:
         self.train_data = train_data
         self.val_data = val_data
         self.run_config = run_config or {}
+        from accelerate.state import AcceleratorState
+
+        state = AcceleratorState._shared_state
+        if state and str(state.get("_mixed_precision", config.mixed_precision)) != config.mixed_precision:
+            # accelerate keeps one process-wide state; a second trainer with another precision (a
+            # benchmark, a test) needs it rebuilt. Distributed launches run one trainer per process.
+            AcceleratorState._reset_state()
         self.accelerator = Accelerator(mixed_precision=config.mixed_precision)
         self.model = model
         self.optimizer = self._make_optimizer(model)

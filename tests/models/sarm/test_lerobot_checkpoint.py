@@ -40,7 +40,7 @@ def test_lerobot_checkpoint_gives_lerobot_outputs(lerobot_checkpoint):
     ours = rewardkit.load(folder)
     assert isinstance(ours, StageAwareRewardModel) and ours.config.window == "centred"
     rng = np.random.default_rng(0)
-    length, batch = 20, 6
+    length, batch = 14, 6
     features = rng.normal(size=(length, DIM)).astype(np.float32)
     text = rng.normal(size=DIM).astype(np.float32)
     state = rng.normal(size=(length, 5)).astype(np.float32)

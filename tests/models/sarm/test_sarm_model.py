@@ -110,7 +110,7 @@ def test_each_annotation_mode_trains_and_the_loss_falls(tmp_path, overrides):
     model = _model(**overrides)
     train = synthetic_data(model.config)
     val = synthetic_data(model.config, augment=False)
-    config = TrainingConfig(steps=40, batch_size=16, lr=3e-3, warmup_steps=2, val_fraction=0, val_every=0,
+    config = TrainingConfig(steps=25, batch_size=12, lr=4e-3, warmup_steps=2, val_fraction=0, val_every=0,
                             val_batches=0, save_every=0, log_every=1000, progress_bar=False, seed=3)
     trainer = Trainer(model, train, config, tmp_path, val)
     before = trainer.evaluate()["val_loss"]
