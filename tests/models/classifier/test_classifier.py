@@ -61,9 +61,9 @@ def _finetune_cfg(root, tmp_path, **model):
         model=SuccessClassifierConfig(**values),
         labels=SuccessLabelConfig(source="last_k", last_k=5, failed_episodes=[3]),
         output_dir=str(tmp_path / "ckpt"),
-        steps=25,
+        steps=30,
         batch_size=32,
-        lr=2e-3,
+        lr=1e-3,
     )
 
 
