@@ -281,6 +281,12 @@ class Trainer:
             self.load_checkpoint(last)
             logger.info("resumed from %s at step %d", last.resolve(), self.step)
         else:
+            existing = self.output_dir / CHECKPOINTS
+            if existing.is_dir() and any(existing.iterdir()):
+                raise ValueError(
+                    f"{existing} already holds checkpoints: pass --resume=true to continue that run, or choose "
+                    "another --output_dir"
+                )
             torch.manual_seed(config.seed)
         run = self._start_wandb()
         is_main = self.accelerator.is_main_process
