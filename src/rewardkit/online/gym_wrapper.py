@@ -31,7 +31,7 @@ class RewardWrapper(gym.Wrapper):
             one. Close over the env to add rendered frames (`lambda obs: {"observation.images.top":
             env.render(), ...}`).
         replace_reward: return the model's reward instead of the env's.
-        terminate_on_complete: set `terminated=True` at the step where task completion fires.
+        terminate_on_complete: set `terminated=True` once task completion has fired.
         reward_mode: the model reward: "progress" (the monitor's signal: progress, or success probability
             for a classifier), "delta" (progress increase since the previous step: a potential-based
             shaping term) or "success" (1.0 once task completion has fired, else 0.0).
@@ -90,6 +90,7 @@ class RewardWrapper(gym.Wrapper):
         info = dict(info)
         info[INFO_KEY] = {**asdict(output), "reward": reward}
         info["env_reward"] = env_reward
-        if self.terminate_on_complete and output.completed:
+        # `done`, not the one-step `completed` event: completion detected at reset also ends the episode.
+        if self.terminate_on_complete and output.done:
             terminated = True
         return observation, (reward if self.replace_reward else env_reward), terminated, truncated, info
