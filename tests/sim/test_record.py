@@ -95,10 +95,11 @@ def test_stall_episode_stops_moving(recorded):
 def test_sim_writes_the_expert_stages_as_sarm_annotations(recorded):
     from rewardkit.data.annotations import read_annotations, read_temporal_proportions
 
-    annotations = read_annotations(recorded, "sparse")
     meta = json.loads((recorded / "meta" / "rewardkit_sim.json").read_text())
-    for episode in meta["episodes"]:
-        annotation = annotations[episode["episode_index"]]
-        assert list(annotation.names) == [s["name"] for s in episode["stage_spans"]]
-        assert annotation.end_frames[-1] == episode["length"] - 1
-    assert read_temporal_proportions(recorded, "sparse") == {"reach the goal": pytest.approx(1.0)}
+    for scheme in ("sparse", "dense"):
+        annotations = read_annotations(recorded, scheme)
+        for episode in meta["episodes"]:
+            annotation = annotations[episode["episode_index"]]
+            assert list(annotation.names) == [s["name"] for s in episode["stage_spans"]]
+            assert annotation.end_frames[-1] == episode["length"] - 1
+        assert read_temporal_proportions(recorded, scheme) == {"reach the goal": pytest.approx(1.0)}

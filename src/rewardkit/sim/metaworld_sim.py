@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 FAILURE_KINDS = ("action_noise", "drop", "stall")
 SIM_META_FILE = "meta/rewardkit_sim.json"
+SCHEMES = ("sparse", "dense")  # SARM annotation schemes written (the same expert stages in both)
 GROUND_TRUTH_COLUMNS = ("ground_truth.success", "ground_truth.stage", "ground_truth.progress")
 STATE_NAMES = ("hand_x", "hand_y", "hand_z", "gripper", "object_x", "object_y", "object_z",
                "goal_x", "goal_y", "goal_z")  # fmt: skip
@@ -391,7 +392,10 @@ def _write_sim_meta(
 
 
 def _write_stage_annotations(root: Path) -> bool:
-    """Write the expert's stages in LeRobot's SARM columns (sparse scheme) and their temporal proportions.
+    """Write the expert's stages in LeRobot's SARM columns and their temporal proportions.
+
+    The experts have one level of phases, so the same stages go in both schemes (sparse and dense): a
+    SARM in `dual` mode (our and lerobot's default for annotated data) finds what it needs.
 
     Reads the spans from `meta/rewardkit_sim.json`. The proportions come from the successful episodes
     only (a failure's repeated stages would skew them). Returns False (and logs why) when rewardkit's
@@ -404,7 +408,8 @@ def _write_stage_annotations(root: Path) -> bool:
         logger.warning("rewardkit.data.annotations is not available: stage spans are only in %s", SIM_META_FILE)
         return False
     annotations = sim_stage_annotations(root)
-    write_annotations(root, "sparse", annotations)
+    for scheme in SCHEMES:
+        write_annotations(root, scheme, annotations)
     meta = json.loads((root / SIM_META_FILE).read_text())
     names_order: list[str] = []
     for episode in meta["episodes"]:
@@ -416,7 +421,8 @@ def _write_stage_annotations(root: Path) -> bool:
     ]
     if successes:
         present = [n for n in names_order if any(n in names for names, *_ in successes)]
-        write_temporal_proportions(root, "sparse", temporal_proportions(successes, present))
+        for scheme in SCHEMES:
+            write_temporal_proportions(root, scheme, temporal_proportions(successes, present))
     return True
 
 
