@@ -100,11 +100,13 @@ def open_feature_cache(
     device: str = "cpu",
     dtype: Any = None,
     cache_dir: str | Path | None = None,
+    encoder: Any = None,
 ) -> FeatureSource:
     """The feature cache of `dataset` for `encoder_spec`, built first for the frames not yet cached.
 
     A cache that already holds every chosen episode of `cameras` is opened without building the encoder;
-    otherwise one encoder pass (on `device`, in `dtype`) encodes the uncached frames.
+    otherwise one encoder pass (on `device`, in `dtype`; or `encoder`, an already built `FrozenEncoder`
+    of that spec) encodes the uncached frames.
     """
     from rewardkit.cache import FeatureCache, build_cache
     from rewardkit.encoders import make_encoder
@@ -112,7 +114,8 @@ def open_feature_cache(
     existing = FeatureCache.for_dataset(dataset, encoder_spec, list(cameras), cache_dir=cache_dir)
     if existing is not None:
         return existing
-    encoder = make_encoder(encoder_spec, device=device, dtype=dtype if dtype is not None else "float32")
+    if encoder is None:
+        encoder = make_encoder(encoder_spec, device=device, dtype=dtype if dtype is not None else "float32")
     return build_cache(dataset, encoder, list(cameras), cache_dir=cache_dir)
 
 
@@ -295,6 +298,7 @@ def label_dataset(
     show_progress: bool = True,
     dtype: Any = None,
     cache_dir: str | Path | None = None,
+    encoder: Any = None,
 ) -> list[EpisodeLabels]:
     """Label every frame of every selected episode of `dataset` with `model`.
 
@@ -302,7 +306,7 @@ def label_dataset(
     default `$REWARDKIT_CACHE`) is built for frames not yet cached and opened first. `dtype` (e.g.
     torch.bfloat16): the encoder runs in it and the model under autocast to it. With `shard`, only this
     process's episodes are labelled and the results gathered from every process. Returns all episodes'
-    labels (on every process), sorted by index.
+    labels (on every process), sorted by index. `encoder`: an already built encoder for the cache build.
     """
     import contextlib
 
@@ -315,7 +319,7 @@ def label_dataset(
     device = _model_device(model)
     if needs.encoder and features is None and episodes:
         cameras = resolve_cameras(needs, dataset)
-        features = open_feature_cache(dataset, needs.encoder, cameras, str(device), dtype, cache_dir)
+        features = open_feature_cache(dataset, needs.encoder, cameras, str(device), dtype, cache_dir, encoder)
     autocast = (
         torch.autocast(device.type, dtype=dtype)
         if dtype is not None and dtype != torch.float32
@@ -359,13 +363,14 @@ def label_to_parquet(
     show_progress: bool = True,
     dtype: Any = None,
     cache_dir: str | Path | None = None,
+    encoder: Any = None,
 ) -> Path | None:
     """Label `dataset` and write the progress parquet (main process only).
 
     Returns the path written on the main process, None on the others.
     """
     shard = shard or ShardState()
-    labels = label_dataset(model, dataset, stride, features, shard, show_progress, dtype, cache_dir)
+    labels = label_dataset(model, dataset, stride, features, shard, show_progress, dtype, cache_dir, encoder)
     if not shard.is_main_process:
         return None
     path = Path(output) if output is not None else default_output_path(dataset)
