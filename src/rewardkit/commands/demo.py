@@ -59,7 +59,7 @@ class DemoConfig:
     output_dir: str = "outputs/demo"
     encoder: str = DEFAULT_ENCODER
     skip_rewact: bool = False
-    rewact_steps: int = 150
+    rewact_steps: int = 100
     batch_size: int = 16
     hidden_dim: int = 64
     dataset_root: str | None = None
@@ -204,6 +204,8 @@ def _video_episode(ground_truth: dict, split: DemoSplit) -> int:
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Run the demo; returns the summary written to `<output_dir>/demo.json`."""
+    import torch
+
     import rewardkit
     from rewardkit.cache import build_cache
     from rewardkit.data.dataset import open_dataset
@@ -213,8 +215,6 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     from rewardkit.sim import bundled_dataset_path
     from rewardkit.sim.metaworld_sim import read_ground_truth
     from rewardkit.viz.video import write_episode_video
-
-    import torch
 
     if cfg.num_threads > 0:
         torch.set_num_threads(cfg.num_threads)
