@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 MODEL_PREFIX = "--model."
 POLICY_PREFIX = "--policy."
@@ -37,13 +38,20 @@ def main(argv: list[str]) -> int:
     from lerobot.utils.import_utils import register_third_party_plugins
 
     import rewardkit.models.rewact  # noqa: F401  (registers the `rewact` policy type)
+    from rewardkit.cli_utils import announce  # this function is the body of the `rewardkit train` command
 
     register_third_party_plugins()
     saved_argv = sys.argv
     # lerobot's config parser (and its `--policy.path` handling) reads sys.argv.
-    sys.argv = ["lerobot-train", *lerobot_train_args(argv)]
+    args = lerobot_train_args(argv)
+    sys.argv = ["lerobot-train", *args]
     try:
         lerobot_train.train()
     finally:
         sys.argv = saved_argv
+    output_dirs = [arg.split("=", 1)[1] for arg in args if arg.startswith("--output_dir=")]
+    if output_dirs:
+        checkpoint = Path(output_dirs[-1]) / "checkpoints" / "last" / "pretrained_model"
+        if checkpoint.is_dir():
+            announce("checkpoint", checkpoint)
     return 0
