@@ -40,6 +40,14 @@ CONFIGS = {"default": dict(hidden_dim=768, num_layers=8, num_heads=12),
            "small": dict(hidden_dim=256, num_layers=2, num_heads=8)}
 
 
+class Results(dict):
+    """Measurements, each also printed as soon as it is taken (a crash later keeps what was measured)."""
+
+    def __setitem__(self, key: str, value) -> None:
+        print(f"  {key}: {value:.4g}" if isinstance(value, float) else f"  {key}: {value}", flush=True)
+        super().__setitem__(key, value)
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -206,10 +214,14 @@ def main() -> int:
     parser.add_argument("--val-steps", type=int, default=30, help="training steps before the fp32/bf16 val loss")
     parser.add_argument("--episodes", type=int, default=4)
     parser.add_argument("--episode-length", type=int, default=90)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default); on a "
+                        "shared, overloaded CPU 1 avoids threads spinning against each other")
     args_global = parser.parse_args()
+    if args_global.threads:
+        torch.set_num_threads(args_global.threads)
     from rewardkit.data.synthetic import make_synthetic_dataset
 
-    results: dict = {}
+    results = Results()
     with tempfile.TemporaryDirectory(prefix="bench_sarm_") as tmp:
         tmp_path = Path(tmp)
         root = tmp_path / "ds"
