@@ -112,3 +112,23 @@ def test_evaluate_stage_accuracy_and_missing_data():
         evaluate_predictions({}, truths)
     with pytest.raises(ValueError, match="episode 0: 3 predictions for 4 frames"):
         evaluate_predictions({0: {"progress": np.zeros(3)}}, truths)
+
+
+def test_ground_truth_from_the_datasets_annotations(tiny_dataset, tmp_path):
+    import shutil
+
+    from rewardkit.data.annotations import SubtaskAnnotation, write_annotations
+    from rewardkit.data.dataset import open_dataset
+    from rewardkit.data.targets import linear_progress
+    from rewardkit.evaluation import ground_truth_from_dataset
+
+    root, truths = tiny_dataset
+    copy = tmp_path / "ds"
+    shutil.copytree(root, copy)
+    write_annotations(copy, "sparse", {0: SubtaskAnnotation(("reach", "push"), (0, 8), (7, 19))})
+    gt = ground_truth_from_dataset(open_dataset(root=copy), failed_episodes=[2])
+    assert [gt[i].success for i in range(3)] == [True, True, False]
+    np.testing.assert_allclose(gt[1].progress, linear_progress(truths[1].length))
+    assert gt[2].progress.max() < 1.0 and gt[2].progress[-1] < 1.0  # a failed attempt never ends at 1
+    np.testing.assert_array_equal(gt[0].stages, [0] * 8 + [1] * 12)
+    assert gt[1].stages is None

@@ -18,7 +18,11 @@ class EvalConfig:
         dataset: the LeRobot dataset; `--dataset.episodes=[...]` selects the held-out episodes (default: all).
         models: checkpoint folders or hub ids, e.g. `--models='[out/sarm,out/rewact]'`.
         names: display names for `models` (default: the paths).
-        failed_episodes: indices of failed attempts (for failure AUROC / failure MAE).
+        failed_episodes: indices of failed attempts (for failure AUROC / failure MAE), besides those the
+            dataset marks itself (`failure_column`, `keyframes`).
+        failure_column: a per-episode boolean column of meta/episodes that marks failed episodes.
+        keyframes: a keyframes JSON file (progress targets from keyframes; its failures count too).
+        stage_scheme: subtask annotations ("sparse" or "dense" LeRobot columns) giving the true stages.
         output_dir: where eval.json, report.html and plots/ go.
         stride: labelling stride (1: every frame).
         episode_plots: per-episode plots per model in the report (failed episodes first).
@@ -29,6 +33,9 @@ class EvalConfig:
     models: list[str] = field(default_factory=list)
     names: list[str] | None = None
     failed_episodes: list[int] = field(default_factory=list)
+    failure_column: str | None = None
+    keyframes: str | None = None
+    stage_scheme: str = "sparse"
     output_dir: str = "outputs/eval"
     stride: int = 1
     episode_plots: int = 3
@@ -53,7 +60,10 @@ def main(argv: list[str]) -> int:
     unknown = sorted(set(cfg.failed_episodes) - set(dataset.episode_indices))
     if unknown and cfg.dataset.episodes is None:
         raise ValueError(f"--failed_episodes {unknown} are not episodes of {dataset.root}")
-    truths = ground_truth_from_dataset(dataset, cfg.failed_episodes)
+    truths = ground_truth_from_dataset(
+        dataset, cfg.failed_episodes, keyframes=cfg.keyframes, failure_column=cfg.failure_column,
+        stage_scheme=cfg.stage_scheme,
+    )  # fmt: skip
     models = {
         name: rewardkit.load(path, device=cfg.device) for name, path in zip(names, cfg.models, strict=True)
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,25 +54,46 @@ def ground_truth_from_dataset(
     dataset: Any,
     failed_episodes: Sequence[int] = (),
     progress_target: Callable[[int, bool], np.ndarray | None] | None = None,
+    keyframes: str | Path | None = None,
+    failure_column: str | None = None,
+    stage_scheme: str | None = "sparse",
 ) -> dict[int, EpisodeTruth]:
-    """Ground truth for the selected episodes of a `RewardDataset`.
+    """Ground truth for the selected episodes of a `RewardDataset`, from the dataset's own annotations.
 
-    `failed_episodes`: indices of failed attempts. `progress_target(length, failed) -> (T,) or None`:
-    the targets (default: `linear_progress` for successful episodes, none for failed ones, whose
-    failure-aware targets need annotations).
+    Failures: `failed_episodes`, a per-episode `failure_column` of meta/episodes (true = failed), and the
+    keyframes file (`keyframes`: its failed list, or keyframes that drop). Targets:
+    `rewardkit.data.annotations.load_progress_targets` (keyframes when given, else linear 5%/95%; failed
+    episodes get failure-aware targets that never end at 1), or `progress_target(length, failed) -> (T,)`
+    when given. True stages: the `stage_scheme` subtask annotations (LeRobot columns) when present.
     """
-    from rewardkit.data.targets import linear_progress
+    from rewardkit.data import annotations
+    from rewardkit.data.targets import stage_tau_targets
 
-    def default_target(length: int, failed: bool) -> np.ndarray | None:
-        return None if failed else linear_progress(length)
-
-    target = progress_target or default_target
-    failed = {int(i) for i in failed_episodes}
+    root = Path(dataset.root)
+    selected = [ep.episode_index for ep in dataset.episodes()]
+    keyframe_data = None
+    if keyframes is not None:
+        keyframe_data = annotations.read_keyframes(
+            keyframes, fps=dataset.fps, lengths={ep.episode_index: ep.length for ep in dataset.episodes()}
+        )
+    failures = annotations.failed_episodes(
+        root, explicit=failed_episodes, column=failure_column, keyframes=keyframe_data
+    )
+    if progress_target is None:
+        targets = annotations.load_progress_targets(
+            root, keyframes=keyframe_data, failed=failures, episodes=selected
+        )
+    stages = annotations.read_annotations(root, stage_scheme, selected) if stage_scheme else {}
     truths = {}
     for ep in dataset.episodes():
-        is_failed = ep.episode_index in failed
+        failed = ep.episode_index in failures
+        target = progress_target(ep.length, failed) if progress_target else targets[ep.episode_index]
+        true_stages = None
+        if ep.episode_index in stages:
+            subtasks = stages[ep.episode_index]
+            true_stages = stage_tau_targets(ep.length, subtasks.start_frames, subtasks.end_frames)[0]
         truths[ep.episode_index] = EpisodeTruth(
-            ep.episode_index, ep.length, not is_failed, target(ep.length, is_failed), None, ep.task
+            ep.episode_index, ep.length, not failed, target, true_stages, ep.task
         )
     return truths
 
