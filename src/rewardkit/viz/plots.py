@@ -31,7 +31,7 @@ def _pyplot():
     return plt
 
 
-def save_figure(figure: Any, path: str | Path, dpi: int = 100) -> Path:
+def save_figure(figure: Any, path: str | Path, dpi: int = 80) -> Path:
     """Save a matplotlib figure as PNG atomically (temporary file, then rename) and close it."""
     plt = _pyplot()
     path = Path(path)
