@@ -168,6 +168,9 @@ def _train_rewact(cfg: DemoConfig, dataset_root: Path, split: DemoSplit, repo_id
         "--model.use_vae=false",
         "--model.chunk_size=10",
         "--model.n_action_steps=10",
+        # From scratch (no pretrained backbone): ACT's fine-tuning rate 1e-5 learns nothing in a short run.
+        "--model.optimizer_lr=3e-4",
+        "--model.optimizer_lr_backbone=3e-4",
         "--model.reward_targets=failure",
         f"--model.failed_episodes=[{','.join(str(i) for i in split.train_failed)}]",
     ]
