@@ -153,7 +153,7 @@ def trained_classifier(two_camera_dataset):
 
     cfg = ClassifierTrainConfig(
         dataset=DatasetConfig(root=str(two_camera_dataset[0])),
-        model=SuccessClassifierConfig(backbone="finetune", cnn="convnet", image_size=32, hidden_dim=32, device="cpu"),
+        model=SuccessClassifierConfig(backbone="finetune", cnn="convnet", image_size=16, hidden_dim=32, device="cpu"),
         labels=SuccessLabelConfig(source="last_k", last_k=5, failed_episodes=[3]),
         steps=30, batch_size=32, lr=1e-3,
     )  # fmt: skip

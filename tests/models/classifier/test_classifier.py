@@ -54,7 +54,7 @@ def test_auroc_hand_computed_cases():
 
 # ---- training -----------------------------------------------------------------------------------
 def _finetune_cfg(root, tmp_path, **model):
-    values = dict(backbone="finetune", cnn="convnet", image_size=32, hidden_dim=32, device="cpu")
+    values = dict(backbone="finetune", cnn="convnet", image_size=16, hidden_dim=32, device="cpu")
     values.update(model)
     return ClassifierTrainConfig(
         dataset=DatasetConfig(root=str(root)),
@@ -151,7 +151,7 @@ def test_train_cli_writes_checkpoint_and_metrics(two_camera_dataset, tmp_path, c
     out = tmp_path / "cli_ckpt"
     code = main([
         "--model.type=classifier", f"--dataset.root={root}", "--model.backbone=finetune", "--model.cnn=convnet",
-        "--model.image_size=32", "--model.hidden_dim=16", "--labels.source=last_k", "--labels.last_k=4",
+        "--model.image_size=16", "--model.hidden_dim=16", "--labels.source=last_k", "--labels.last_k=4",
         "--labels.failed_episodes=[3]", "--steps=3", "--batch_size=8", f"--output_dir={out}",
         "--model.device=cpu",
     ])  # fmt: skip
