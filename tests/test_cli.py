@@ -1,7 +1,4 @@
 import json
-import subprocess
-import sys
-
 from rewardkit.cli import available_commands, main
 
 
@@ -24,10 +21,17 @@ def test_unknown_command(capsys):
     assert "unknown command 'frobnicate'" in capsys.readouterr().err
 
 
-def test_every_command_has_help():
-    for name in available_commands():
-        result = subprocess.run(
-            [sys.executable, "-m", "rewardkit.cli", name, "--help"], capture_output=True, text=True, timeout=120
-        )
-        assert result.returncode == 0, (name, result.stderr[-2000:])
-        assert "usage" in result.stdout.lower(), name
+def test_every_command_has_help(capsys):
+    """`rewardkit <command> --help` prints usage and exits 0 for every command (in-process: one import)."""
+    commands = available_commands()
+    assert {"info", "cache", "train", "label", "eval", "viz", "annotate", "weights", "train-policy", "sim", "demo"} <= set(
+        commands
+    )
+    for name in commands:
+        try:
+            code = main([name, "--help"])
+        except SystemExit as e:  # draccus/argparse exit after printing help
+            code = e.code
+        out = capsys.readouterr().out
+        assert code in (0, None), name
+        assert "usage" in out.lower(), name

@@ -128,7 +128,8 @@ class RewACTPolicy(ACTPolicy):
         valid = ~torch.isnan(target)
         if not bool(valid.any()):
             return head_out.sum() * 0.0
-        head_out, target = head_out[valid], target[valid].clamp(0.0, 1.0)
+        # Targets may arrive as float64 (a parquet table) while the head runs in float32/bf16.
+        head_out, target = head_out[valid], target[valid].clamp(0.0, 1.0).to(head_out.dtype)
         if self.config.reward_head == "scalar":
             return F.mse_loss(head_out[:, 0], target)
         # Two-hot encoding: the target's mass split between its two neighbouring bins, so that the
