@@ -68,6 +68,18 @@ def test_preprocess_matches_clip_normalisation(encoder):
     torch.testing.assert_close(pixels, expected, rtol=1e-5, atol=1e-5)
 
 
+def test_preprocess_equals_the_processor_lerobots_sarm_uses(encoder):
+    """lerobot's SARM turns frames into PIL images and calls transformers' CLIP image processor on them; we
+    feed the same pixels (batched uint8 tensors), so lerobot checkpoints see identical inputs."""
+    from PIL import Image
+    from transformers import CLIPImageProcessor
+
+    frames = _frames(3, size=20, seed=5)  # upscaled to 32: resampling matters
+    processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    theirs = processor(images=[Image.fromarray(f) for f in frames], return_tensors="pt")["pixel_values"]
+    torch.testing.assert_close(encoder.preprocess(frames), theirs, rtol=0, atol=1e-6)
+
+
 def test_preprocess_resizes_and_centre_crops(encoder):
     # A constant frame stays constant through resize + crop; a wide frame is cropped to a square.
     frames = np.full((1, 48, 96, 3), 200, dtype=np.uint8)

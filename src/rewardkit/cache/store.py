@@ -28,7 +28,8 @@ import numpy as np
 
 from rewardkit.data.dataset import DatasetError
 
-FORMAT_VERSION = 1
+# 2: images preprocessed by transformers' CLIPImageProcessor (what lerobot's SARM uses), not our own resize.
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 KEY = "key.json"
 TEXTS = "texts.npz"
