@@ -147,26 +147,6 @@ def diffusion_per_sample_loss(policy: nn.Module, batch: dict[str, Tensor]) -> tu
     return loss, {"mse_loss": loss.mean().item()}
 
 
-def _reward_loss_per_sample(policy: nn.Module, head_out: Tensor, target: Tensor) -> Tensor:
-    """RewACT's reward loss per sample (B,): squared error (scalar head) or two-hot cross-entropy
-    (distributional head); 0 for samples without a target (NaN)."""
-    valid = ~torch.isnan(target)
-    target = torch.where(valid, target, torch.zeros_like(target)).clamp(0.0, 1.0)
-    if policy.config.reward_head == "scalar":
-        loss = (head_out[:, 0] - target).pow(2)
-    else:
-        # Two-hot target: the mass split between the two bins around the target, expected value = target.
-        num_bins = policy.config.reward_num_bins
-        position = target * (num_bins - 1)
-        lower = position.floor().long().clamp(max=num_bins - 2)
-        upper_share = position - lower
-        distribution = torch.zeros_like(head_out)
-        distribution.scatter_(1, lower[:, None], (1 - upper_share)[:, None])
-        distribution.scatter_add_(1, (lower + 1)[:, None], upper_share[:, None])
-        loss = -(distribution * head_out.log_softmax(dim=-1)).sum(dim=-1)
-    return torch.where(valid, loss, torch.zeros_like(loss))
-
-
 def rewact_per_sample_loss(policy: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict]:
     """RewACT's loss per sample: ACT's (masked L1 + kl_weight * KL) + reward_loss_weight * reward loss.
 
@@ -186,7 +166,7 @@ def rewact_per_sample_loss(policy: nn.Module, batch: dict[str, Tensor]) -> tuple
     loss, logs = act_per_sample_loss(policy, batch)
     head_out = policy.reward_head(policy._take_reward_features())
     if target is not None:
-        reward_loss = _reward_loss_per_sample(policy, head_out, target.to(head_out.device))
+        reward_loss = policy.reward_loss_per_sample(head_out, target.to(head_out.device))
         loss = loss + weight * reward_loss
         logs["reward_loss"] = reward_loss.mean().item()
     return loss, logs

@@ -251,7 +251,7 @@ def test_failure_keyframe_and_parquet_targets(rewact_data, tmp_path):
     assert failed[43] < 1.0 and failed[19] == 1.0
 
     keyframes = tmp_path / "keyframes.json"
-    keyframes.write_text(json.dumps({"2": [[4, 0.5], [12, 1.0]]}))
+    keyframes.write_text(json.dumps({"unit": "frames", "episodes": {"2": [[4, 0.5], [12, 1.0]]}}))
     table = build_progress_targets(tiny_config(reward_targets="keyframe", reward_targets_path=str(keyframes)), meta)
     np.testing.assert_array_equal(table[44:60], keyframe_progress(16, [(4, 0.5), (12, 1.0)]))
     np.testing.assert_array_equal(table[:20], linear_progress(20))

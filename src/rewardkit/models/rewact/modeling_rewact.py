@@ -26,19 +26,18 @@ The ACT network is lerobot's own (`lerobot.policies.act.modeling_act.ACT`), unto
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812
 from lerobot.policies.act.modeling_act import ACTPolicy
 from lerobot.utils.constants import OBS_IMAGES, OBS_STATE
 from torch import Tensor, nn
 
 from rewardkit.data import targets as progress_targets_lib
+from rewardkit.data.annotations import read_keyframes
 from rewardkit.models.base import CheckpointError, EpisodeInputs, ModelInputs
 from rewardkit.models.rewact.configuration_rewact import RewACTConfig
 
@@ -123,25 +122,33 @@ class RewACTPolicy(ACTPolicy):
             return head_out.softmax(dim=-1) @ self.reward_bin_centers
         return head_out[:, 0]
 
+    def reward_loss_per_sample(self, head_out: Tensor, target: Tensor) -> Tensor:
+        """Reward loss of each sample, (B,): squared error (scalar head) or two-hot cross-entropy
+        (distributional head); 0 for samples without a target (NaN in `target`, (B,))."""
+        valid = ~torch.isnan(target)
+        # Targets may arrive as float64 (a parquet table) while the head runs in float32/bf16.
+        target = torch.where(valid, target, torch.zeros_like(target)).clamp(0.0, 1.0).to(head_out.dtype)
+        if self.config.reward_head == "scalar":
+            loss = (head_out[:, 0] - target).pow(2)
+        else:
+            # Two-hot encoding: the target's mass split between its two neighbouring bins, so that the
+            # expected value of the target distribution is the target itself.
+            num_bins = self.config.reward_num_bins
+            position = target * (num_bins - 1)
+            lower = position.floor().long().clamp(max=num_bins - 2)
+            upper_weight = position - lower
+            target_dist = torch.zeros_like(head_out)
+            target_dist.scatter_(1, lower[:, None], (1 - upper_weight)[:, None])
+            target_dist.scatter_add_(1, (lower + 1)[:, None], upper_weight[:, None])
+            loss = -(target_dist * head_out.log_softmax(dim=-1)).sum(dim=-1)
+        return torch.where(valid, loss, torch.zeros_like(loss))
+
     def _reward_loss(self, head_out: Tensor, target: Tensor) -> Tensor:
         """Mean reward loss over the samples with a target; `target` is (B,) with NaN for none."""
         valid = ~torch.isnan(target)
         if not bool(valid.any()):
             return head_out.sum() * 0.0
-        # Targets may arrive as float64 (a parquet table) while the head runs in float32/bf16.
-        head_out, target = head_out[valid], target[valid].clamp(0.0, 1.0).to(head_out.dtype)
-        if self.config.reward_head == "scalar":
-            return F.mse_loss(head_out[:, 0], target)
-        # Two-hot encoding: the target's mass split between its two neighbouring bins, so that the
-        # expected value of the target distribution is the target itself.
-        num_bins = self.config.reward_num_bins
-        position = target * (num_bins - 1)
-        lower = position.floor().long().clamp(max=num_bins - 2)
-        upper_weight = position - lower
-        target_dist = torch.zeros_like(head_out)
-        target_dist.scatter_(1, lower[:, None], (1 - upper_weight)[:, None])
-        target_dist.scatter_add_(1, (lower + 1)[:, None], upper_weight[:, None])
-        return -(target_dist * head_out.log_softmax(dim=-1)).sum(dim=-1).mean()
+        return self.reward_loss_per_sample(head_out, target).sum() / valid.sum()
 
     # ---- targets ---------------------------------------------------------------------------------
     def set_progress_targets(self, targets: np.ndarray | Tensor) -> None:
@@ -337,8 +344,12 @@ def build_progress_targets(config: RewACTConfig, dataset_meta: Any) -> np.ndarra
     columns = ["episode_index", "dataset_from_index", "dataset_to_index"]
     table = episodes.select_columns(columns).with_format("numpy")[:]
     total = max(int(dataset_meta.total_frames), int(table["dataset_to_index"].max(initial=0)))
-    keyframes = _read_keyframes(Path(config.reward_targets_path)) if config.reward_targets == "keyframe" else {}
+    keyframes: dict[int, list[tuple[int, float]]] = {}
     failed = set(config.failed_episodes)
+    if config.reward_targets == "keyframe":
+        lengths = {int(e): int(b - a) for e, a, b in zip(*(table[c].tolist() for c in columns), strict=True)}
+        read = read_keyframes(Path(config.reward_targets_path), fps=dataset_meta.fps, lengths=lengths)
+        keyframes, failed = read.episodes, failed | set(read.failed)
     targets = np.full(total, np.nan, dtype=np.float32)
     for episode, start, stop in zip(*(table[c].tolist() for c in columns), strict=True):
         targets[start:stop] = progress_targets_lib.episode_progress(
@@ -372,20 +383,3 @@ def read_progress_parquet(path: Path, column: str, total_frames: int) -> np.ndar
     targets = np.full(total_frames, np.nan, dtype=np.float32)
     targets[index] = values
     return targets
-
-
-def _read_keyframes(path: Path) -> dict[int, list[tuple[int, float]]]:
-    """Keyframes JSON: {"<episode_index>": [[frame_index, reward], ...] or {"<frame_index>": reward}}."""
-    if not path.is_file():
-        raise FileNotFoundError(f"keyframes file {path} not found")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"keyframes file {path} is not valid JSON: {e}") from e
-    if not isinstance(data, dict):
-        raise ValueError(f"keyframes file {path} must map episode index -> keyframes")
-    keyframes = {}
-    for episode, frames in data.items():
-        pairs = frames.items() if isinstance(frames, dict) else frames
-        keyframes[int(episode)] = [(int(frame), float(reward)) for frame, reward in pairs]
-    return keyframes
