@@ -15,12 +15,3 @@ def rewact_data(tiny_dataset):
     dataset = LeRobotDataset("local/tiny", root=root, delta_timestamps={"action": [i / 10 for i in range(5)]})
     batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=len(dataset), shuffle=False)))
     return root, dataset.meta, batch
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models on a shared, loaded CPU: one thread avoids OpenMP spin contention (about 10x faster)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
