@@ -81,7 +81,7 @@ def bench_sarm(
     dim = encoder.feature_dim
     torch.manual_seed(0)
     config = StageAwareConfig(
-        cameras=[CAMERA], encoder=encoder_spec, image_dim=dim, text_dim=dim, device="cpu"
+        cameras=[CAMERA], encoder=encoder_spec, image_dim=dim, text_dim=dim, device="cpu", **SARM_SIZES[size]
     )
     model = StageAwareRewardModel(config).eval()
     monitor = RewardMonitor(model, fps=30, encoder=encoder)

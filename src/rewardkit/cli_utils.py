@@ -6,9 +6,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
 
-C = TypeVar("C")
 logger = logging.getLogger("rewardkit")
 
 
@@ -22,7 +20,7 @@ def setup_logging(level: int = logging.INFO) -> None:
     logging.getLogger("rewardkit").setLevel(level)
 
 
-def parse_config(config_class: type[C], argv: Sequence[str], prog: str, description: str = "") -> C:
+def parse_config[C](config_class: type[C], argv: Sequence[str], prog: str, description: str = "") -> C:
     """Parse `--a.b=value` flags into `config_class` (a dataclass), lerobot's style, via draccus."""
     import draccus
 
