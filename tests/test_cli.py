@@ -1,4 +1,5 @@
 import json
+
 from rewardkit.cli import available_commands, main
 
 

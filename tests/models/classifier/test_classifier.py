@@ -10,6 +10,7 @@ import torch
 
 import rewardkit
 from rewardkit.data.dataset import DatasetConfig, DatasetError, open_dataset
+from rewardkit.encoders import make_encoder
 from rewardkit.models.base import EpisodeInputs
 from rewardkit.models.classifier import SuccessClassifierConfig, SuccessClassifierRewardModel, success_auroc
 from rewardkit.models.classifier.labels import balanced_weights, labels_from_reward, labels_last_k
@@ -140,10 +141,17 @@ def test_frozen_backbone_trains_on_cached_features_and_labels_from_the_cache(two
     )
     features = {cam: cached[0][:, i] for i, cam in enumerate(CAMERAS)}
     inputs = EpisodeInputs(episode_index=0, task="", length=18, fps=10, image_features=features)
-    out = model.label_episode(inputs)
-    # online path (encoder on raw frames) agrees with the cached (float16) path
-    online = model.predict_progress({cam: torch.from_numpy(dataset.read_frames(0, cam)) for cam in CAMERAS})
-    np.testing.assert_allclose(out["progress"], online.numpy(), atol=2e-2)
+    # The cache holds the encoder's features of the decoded frames, rounded to float16.
+    encoder = make_encoder("clip-random:tiny")
+    frames = {cam: dataset.read_frames(0, cam) for cam in CAMERAS}
+    fresh = {cam: encoder.encode_images(frames[cam]).numpy() for cam in CAMERAS}
+    for cam in CAMERAS:
+        np.testing.assert_array_equal(np.asarray(features[cam]), fresh[cam].astype(np.float16))
+    assert model.label_episode(inputs)["progress"].shape == (18,)
+    # The online path (encoder on raw frames) and the labelling path agree exactly on the same features.
+    online = model.predict_progress({cam: torch.from_numpy(frames[cam]) for cam in CAMERAS})
+    fresh_inputs = EpisodeInputs(episode_index=0, task="", length=18, fps=10, image_features=fresh)
+    np.testing.assert_allclose(model.label_episode(fresh_inputs)["progress"], online.numpy(), atol=1e-5)
 
 
 def test_train_cli_writes_checkpoint_and_metrics(two_camera_dataset, tmp_path, capsys):
