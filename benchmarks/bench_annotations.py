@@ -39,14 +39,16 @@ def make_metadata(root: Path, lengths: list[int], files: int) -> None:
     (root / "meta" / "info.json").write_text(json.dumps({"fps": FPS, "codebase_version": "v3.0"}))
     bounds = np.cumsum([0, *lengths])
     for k, chunk in enumerate(np.array_split(np.arange(len(lengths)), files)):
-        table = pa.table({
-            "episode_index": pa.array(chunk, pa.int64()),
-            "length": pa.array([lengths[i] for i in chunk], pa.int64()),
-            "dataset_from_index": pa.array(bounds[chunk], pa.int64()),
-            "dataset_to_index": pa.array(bounds[chunk + 1], pa.int64()),
-            "meta/episodes/chunk_index": pa.array([0] * len(chunk), pa.int64()),
-            "meta/episodes/file_index": pa.array([k] * len(chunk), pa.int64()),
-        })
+        table = pa.table(
+            {
+                "episode_index": pa.array(chunk, pa.int64()),
+                "length": pa.array([lengths[i] for i in chunk], pa.int64()),
+                "dataset_from_index": pa.array(bounds[chunk], pa.int64()),
+                "dataset_to_index": pa.array(bounds[chunk + 1], pa.int64()),
+                "meta/episodes/chunk_index": pa.array([0] * len(chunk), pa.int64()),
+                "meta/episodes/file_index": pa.array([k] * len(chunk), pa.int64()),
+            }
+        )
         pq.write_table(table, root / "meta" / "episodes" / "chunk-000" / f"file-{k:03d}.parquet")
 
 
@@ -69,9 +71,14 @@ def rows_in_place(root: Path, expected: dict[int, SubtaskAnnotation], column: st
         rows += table.num_rows
         if column not in table.column_names:
             continue
-        for episode_index, names in zip(table["episode_index"].to_pylist(), table[column].to_pylist(),
-                                        strict=True):
-            if episode_index is not None and names is not None and tuple(names) == expected[episode_index].names:
+        for episode_index, names in zip(
+            table["episode_index"].to_pylist(), table[column].to_pylist(), strict=True
+        ):
+            if (
+                episode_index is not None
+                and names is not None
+                and tuple(names) == expected[episode_index].names
+            ):
                 good += 1
     return good, rows - len(expected)
 
@@ -93,10 +100,16 @@ def main() -> None:
             seconds = frame // FPS
             return f"{seconds // 60:02d}:{seconds % 60:02d}"
 
-        return lerobot_annotation.SubtaskAnnotation(subtasks=[
-            lerobot_annotation.Subtask(name=n, timestamps=lerobot_annotation.Timestamp(start=mmss(s), end=mmss(e)))
-            for n, s, e in zip(annotation.names, annotation.start_frames, annotation.end_frames, strict=True)
-        ])
+        return lerobot_annotation.SubtaskAnnotation(
+            subtasks=[
+                lerobot_annotation.Subtask(
+                    name=n, timestamps=lerobot_annotation.Timestamp(start=mmss(s), end=mmss(e))
+                )
+                for n, s, e in zip(
+                    annotation.names, annotation.start_frames, annotation.end_frames, strict=True
+                )
+            ]
+        )
 
     lerobot_input = {i: to_lerobot(a) for i, a in annotations.items()}
     with tempfile.TemporaryDirectory() as tmp:
@@ -109,7 +122,9 @@ def main() -> None:
         try:
             lerobot_annotation.save_annotations_to_dataset(theirs_root, lerobot_input, FPS, prefix="dense")
         except Exception as e:  # lerobot 0.6.1 fails on rows outside the first file; we report it
-            theirs_error = f"  FAILED with {type(e).__name__}: {str(e)[:80]} (files already rewritten stay so)"
+            theirs_error = (
+                f"  FAILED with {type(e).__name__}: {str(e)[:80]} (files already rewritten stay so)"
+            )
         theirs_s = time.perf_counter() - start
         theirs_good, theirs_extra = rows_in_place(theirs_root, annotations, "dense_subtask_names")
 
@@ -121,12 +136,16 @@ def main() -> None:
 
     n = args.episodes
     print(f"write {n} episodes' dense annotations, metadata in {args.files} files")
-    print(f"  lerobot save_annotations_to_dataset: {theirs_s:8.2f} s, episodes in their own row "
-          f"{theirs_good}/{n}, extra rows {theirs_extra}")
+    print(
+        f"  lerobot save_annotations_to_dataset: {theirs_s:8.2f} s, episodes in their own row "
+        f"{theirs_good}/{n}, extra rows {theirs_extra}"
+    )
     if theirs_error:
         print(theirs_error)
-    print(f"  rewardkit write_annotations:         {ours_s:8.2f} s, episodes in their own row "
-          f"{ours_good}/{n}, extra rows {ours_extra}")
+    print(
+        f"  rewardkit write_annotations:         {ours_s:8.2f} s, episodes in their own row "
+        f"{ours_good}/{n}, extra rows {ours_extra}"
+    )
     print(f"  speed-up {theirs_s / ours_s:.1f}x")
 
     frames = sum(lengths)
@@ -135,7 +154,9 @@ def main() -> None:
     for i, length in enumerate(lengths):
         a = annotations[i]
         names, starts, ends = list(a.names), list(a.start_frames), list(a.end_frames)
-        theirs_targets.append([find_stage_and_tau(t, length, names, starts, ends, NAMES, {}) for t in range(length)])
+        theirs_targets.append(
+            [find_stage_and_tau(t, length, names, starts, ends, NAMES, {}) for t in range(length)]
+        )
     theirs_s = time.perf_counter() - start
     start = time.perf_counter()
     ours_targets = [annotations[i].stage_tau(length, NAMES) for i, length in enumerate(lengths)]

@@ -122,7 +122,9 @@ def main() -> None:
     t_act_chunk, t_rew_chunk = side_by_side(
         lambda: chunk_call(act), lambda: chunk_call(rewact), reps=args.reps * 6, warmup=2
     )
-    rows.append(("select_action, predicts a chunk", t_act_chunk, t_rew_chunk, t_rew_chunk / t_act_chunk, 1.05))
+    rows.append(
+        ("select_action, predicts a chunk", t_act_chunk, t_rew_chunk, t_rew_chunk / t_act_chunk, 1.05)
+    )
 
     # Queued step, fresh reward (every_step) vs one ACT forward.
     def queued_call(policy, refresh):
@@ -152,7 +154,9 @@ def main() -> None:
         verdict = "" if target is None else ("PASS" if ratio <= target else "FAIL")
         target_text = "" if target is None else f"<={target:.2f}"
         print(f"{name:40s} {fmt(base):>10s} {fmt(ours):>10s} {ratio:6.2f}x {target_text:>7s}  {verdict}")
-    print("(ACT column of the queued fresh-reward rows: one ACT forward = ACT's chunk-predicting select_action)")
+    print(
+        "(ACT column of the queued fresh-reward rows: one ACT forward = ACT's chunk-predicting select_action)"
+    )
 
 
 def fmt(seconds: float) -> str:

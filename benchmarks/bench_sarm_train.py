@@ -36,8 +36,10 @@ import torch  # noqa: E402
 
 CAMERA = "observation.images.top"
 BATCH = 8
-CONFIGS = {"default": dict(hidden_dim=768, num_layers=8, num_heads=12),
-           "small": dict(hidden_dim=256, num_layers=2, num_heads=8)}
+CONFIGS = {
+    "default": dict(hidden_dim=768, num_layers=8, num_heads=12),
+    "small": dict(hidden_dim=256, num_layers=2, num_heads=8),
+}
 
 
 class Results(dict):
@@ -75,16 +77,32 @@ def ours(root: Path, cache_dir: Path, out: Path, steps: int, results: dict) -> N
     encoder = make_encoder("clip-random:vit-b-32")
     stats = BuildStats()
     start = time.perf_counter()
-    build_cache(dataset, encoder, [CAMERA], cache_dir=cache_dir, progress=False, stats=stats,
-                texts=perturbation_texts(64, seed=1000, exclude=[e.task for e in dataset.episodes()]))
+    build_cache(
+        dataset,
+        encoder,
+        [CAMERA],
+        cache_dir=cache_dir,
+        progress=False,
+        stats=stats,
+        texts=perturbation_texts(64, seed=1000, exclude=[e.task for e in dataset.episodes()]),
+    )
     results["cache build s"] = time.perf_counter() - start
     results["cache frames"] = stats.frames
     del encoder
 
     def trainer_for(name: str, precision: str = "no", impl: str = "auto", seed: int = 1000) -> Trainer:
-        cfg = SARMTrainConfig(dataset=DatasetConfig(root=str(root)), output_dir=str(out / name),
-                              cache_dir=str(cache_dir), batch_size=BATCH, steps=10_000, progress_bar=False,
-                              mixed_precision=precision, optimizer_impl=impl, seed=seed, val_fraction=0.25)
+        cfg = SARMTrainConfig(
+            dataset=DatasetConfig(root=str(root)),
+            output_dir=str(out / name),
+            cache_dir=str(cache_dir),
+            batch_size=BATCH,
+            steps=10_000,
+            progress_bar=False,
+            mixed_precision=precision,
+            optimizer_impl=impl,
+            seed=seed,
+            val_fraction=0.25,
+        )
         for key, value in CONFIGS[name.split("-")[0]].items():
             setattr(cfg.model, key, value)
         cfg.model.encoder = "clip-random:vit-b-32"
@@ -142,7 +160,9 @@ def reference(root: Path, steps: int, results: dict) -> None:
     results["reference peak RSS MB (max of both)"] = peak_rss_mb()
 
 
-def reference_config(name: str, overrides: dict, root: Path, steps: int, results: dict, processor_sarm) -> None:
+def reference_config(
+    name: str, overrides: dict, root: Path, steps: int, results: dict, processor_sarm
+) -> None:
     """Time lerobot's SARM (dataset + processor + model) and its model alone for one configuration."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
     from lerobot.rewards.sarm.configuration_sarm import SARMConfig
@@ -153,8 +173,9 @@ def reference_config(name: str, overrides: dict, root: Path, steps: int, results
     meta_ds = LeRobotDataset("bench/sarm", root=root)
     fps = meta_ds.fps
     deltas = [d / fps for d in config.observation_delta_indices]
-    dataset = LeRobotDataset("bench/sarm", root=root,
-                             delta_timestamps={CAMERA: deltas, "observation.state": deltas})
+    dataset = LeRobotDataset(
+        "bench/sarm", root=root, delta_timestamps={CAMERA: deltas, "observation.state": deltas}
+    )
     torch.manual_seed(0)
     model = SARMRewardModel(config, dataset_stats=dataset.meta.stats, dataset_meta=dataset.meta)
     pre, _ = processor_sarm.make_sarm_pre_post_processors(config, dataset.meta.stats, dataset.meta)
@@ -200,7 +221,9 @@ def report(results: dict) -> int:
         checks.append(("default: ours bf16 vs reference fp32 >= 6x", bf16, bf16 >= 6))
     drift = abs(results["val loss bf16"] - results["val loss no"]) / results["val loss no"]
     checks.append(("val loss bf16 within 2% of fp32", drift, drift <= 0.02))
-    cache_vs_epoch = results["cache build s"] / (results["reference default step s"] * results["cache frames"] / BATCH)
+    cache_vs_epoch = results["cache build s"] / (
+        results["reference default step s"] * results["cache frames"] / BATCH
+    )
     checks.append(("cache build < one reference epoch (ratio)", cache_vs_epoch, cache_vs_epoch < 1))
     print("\n| target | measured | result |\n|---|---|---|")
     for label, value, ok in checks:
@@ -213,13 +236,23 @@ def main() -> int:
     global args_global
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3, help="timed steps per measurement (after 1 warm-up)")
-    parser.add_argument("--val-steps", type=int, default=30, help="training steps before the fp32/bf16 val loss")
+    parser.add_argument(
+        "--val-steps", type=int, default=30, help="training steps before the fp32/bf16 val loss"
+    )
     parser.add_argument("--episodes", type=int, default=4)
     parser.add_argument("--episode-length", type=int, default=90)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default); on a "
-                        "shared, overloaded CPU 1 avoids threads spinning against each other")
-    parser.add_argument("--no-bf16-default", action="store_true",
-                        help="skip the bf16 default-config timing (slow on CPUs without native bf16)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads (0: torch's default); on a "
+        "shared, overloaded CPU 1 avoids threads spinning against each other",
+    )
+    parser.add_argument(
+        "--no-bf16-default",
+        action="store_true",
+        help="skip the bf16 default-config timing (slow on CPUs without native bf16)",
+    )
     args_global = parser.parse_args()
     if args_global.threads:
         torch.set_num_threads(args_global.threads)
@@ -229,8 +262,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench_sarm_") as tmp:
         tmp_path = Path(tmp)
         root = tmp_path / "ds"
-        make_synthetic_dataset(root, repo_id="bench/sarm", num_episodes=args_global.episodes,
-                               episode_length=args_global.episode_length, fps=30, image_size=64)
+        make_synthetic_dataset(
+            root,
+            repo_id="bench/sarm",
+            num_episodes=args_global.episodes,
+            episode_length=args_global.episode_length,
+            fps=30,
+            image_size=64,
+        )
         start = time.perf_counter()
         ours(root, tmp_path / "cache", tmp_path / "out", args_global.steps, results)
         print(f"ours done in {time.perf_counter() - start:.0f}s", file=sys.stderr)

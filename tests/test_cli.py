@@ -25,9 +25,19 @@ def test_unknown_command(capsys):
 def test_every_command_has_help(capsys):
     """`rewardkit <command> --help` prints usage and exits 0 for every command (in-process: one import)."""
     commands = available_commands()
-    assert {"info", "cache", "train", "label", "eval", "viz", "annotate", "weights", "train-policy", "sim", "demo"} <= set(
-        commands
-    )
+    assert {
+        "info",
+        "cache",
+        "train",
+        "label",
+        "eval",
+        "viz",
+        "annotate",
+        "weights",
+        "train-policy",
+        "sim",
+        "demo",
+    } <= set(commands)
     for name in commands:
         try:
             code = main([name, "--help"])

@@ -25,7 +25,11 @@ def available_commands() -> dict[str, str]:
 
 
 def _usage() -> str:
-    lines = ["usage: rewardkit <command> [--flag=value ...]   (rewardkit <command> --help for its flags)", "", "commands:"]
+    lines = [
+        "usage: rewardkit <command> [--flag=value ...]   (rewardkit <command> --help for its flags)",
+        "",
+        "commands:",
+    ]
     for name, module_path in available_commands().items():
         module = importlib.import_module(module_path)
         lines.append(f"  {name:<14} {getattr(module, 'HELP', '')}")

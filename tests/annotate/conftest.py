@@ -24,7 +24,9 @@ def good_answer(prompt: str, names: list[str]) -> str:
     duration = float(re.search(r"runs from 0\.00 s to ([0-9.]+) s", prompt).group(1))
     cuts = [round(duration * k / len(names), 2) for k in range(len(names) + 1)]
     cuts[-1] = duration
-    timeline = "\n".join(f"- {n}: {a:.2f}s to {b:.2f}s, the arm moves" for n, a, b in zip(names, cuts, cuts[1:], strict=False))
+    timeline = "\n".join(
+        f"- {n}: {a:.2f}s to {b:.2f}s, the arm moves" for n, a, b in zip(names, cuts, cuts[1:], strict=False)
+    )
     spans = [{"name": n, "start": a, "end": b} for n, a, b in zip(names, cuts, cuts[1:], strict=False)]
     return f"Timeline:\n{timeline}\n\n```json\n{json.dumps({'subtasks': spans})}\n```"
 
@@ -43,13 +45,19 @@ class FakeChatServer:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
+                server.requests.append(
+                    {"path": self.path, "body": body, "auth": self.headers.get("Authorization")}
+                )
                 texts = [p["text"] for p in body["messages"][0]["content"] if p["type"] == "text"]
                 status, answer = server.script(len(server.requests), "\n".join(texts), body)
                 payload = json.dumps(
-                    {"id": "x", "object": "chat.completion",
-                     "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}}]}
-                    if status == 200 else {"error": answer}
+                    {
+                        "id": "x",
+                        "object": "chat.completion",
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}}],
+                    }
+                    if status == 200
+                    else {"error": answer}
                 ).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")

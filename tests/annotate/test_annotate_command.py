@@ -34,8 +34,10 @@ def test_import_export_round_trip_and_proportions(dataset_copy, tmp_path, capsys
         "2,sparse,reach,0,0.5\n2,sparse,place,0.5,1.5\n"
         "1,dense,a,0,1.0\n1,dense,b,1.0,2.3\n"
     )
-    assert main(["annotate", "import", f"--dataset.root={dataset_copy}", f"--file={csv_file}",
-                 "--unit=seconds"]) == 0
+    assert (
+        main(["annotate", "import", f"--dataset.root={dataset_copy}", f"--file={csv_file}", "--unit=seconds"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "sparse temporal proportions:" in out and "dense temporal proportions:" in out
     assert read_annotations(dataset_copy, "sparse") == {
@@ -55,8 +57,19 @@ def test_import_export_round_trip_and_proportions(dataset_copy, tmp_path, capsys
     assert data["unit"] == "frames" and len(data["annotations"]) == 6
     # re-import of the export into a fresh copy gives the same annotations
     again = tmp_path / "again.csv"
-    assert main(["annotate", "export", f"--dataset.root={dataset_copy}", f"--output={again}",
-                 "--scheme=dense", "--unit=seconds"]) == 0
+    assert (
+        main(
+            [
+                "annotate",
+                "export",
+                f"--dataset.root={dataset_copy}",
+                f"--output={again}",
+                "--scheme=dense",
+                "--unit=seconds",
+            ]
+        )
+        == 0
+    )
     assert again.read_text().splitlines()[1] == "1,dense,a,0.0,1.0"
 
 
@@ -73,8 +86,15 @@ def test_bad_import_names_the_episode_and_writes_nothing(dataset_copy, tmp_path,
     for rows, message in cases.items():
         bad = tmp_path / "bad.csv"
         bad.write_text("episode,scheme,name,start,end\n" + rows)
-        code = main(["annotate", "import", f"--dataset.root={dataset_copy}", f"--file={bad}",
-                     "--sparse_names=reach,place"])
+        code = main(
+            [
+                "annotate",
+                "import",
+                f"--dataset.root={dataset_copy}",
+                f"--file={bad}",
+                "--sparse_names=reach,place",
+            ]
+        )
         assert code == 2
         err = capsys.readouterr().err
         assert err.startswith("rewardkit: error:")
@@ -85,31 +105,63 @@ def test_bad_import_names_the_episode_and_writes_nothing(dataset_copy, tmp_path,
 
 
 def test_show_writes_one_png_per_annotated_episode(dataset_copy, tmp_path, capsys):
-    write_annotations(dataset_copy, "sparse", {0: SubtaskAnnotation(["reach", "place"], [0, 8], [8, 19]),
-                                               2: SubtaskAnnotation(["reach"], [2], [10])})
+    write_annotations(
+        dataset_copy,
+        "sparse",
+        {
+            0: SubtaskAnnotation(["reach", "place"], [0, 8], [8, 19]),
+            2: SubtaskAnnotation(["reach"], [2], [10]),
+        },
+    )
     write_annotations(dataset_copy, "dense", {0: SubtaskAnnotation(["a"], [0], [19])})
     out_dir = tmp_path / "pngs"
-    assert main(["annotate", "show", f"--dataset.root={dataset_copy}", f"--output_dir={out_dir}",
-                 "--num_frames=3"]) == 0
+    assert (
+        main(
+            [
+                "annotate",
+                "show",
+                f"--dataset.root={dataset_copy}",
+                f"--output_dir={out_dir}",
+                "--num_frames=3",
+            ]
+        )
+        == 0
+    )
     pngs = sorted(p.name for p in out_dir.iterdir())
     assert pngs == ["episode_000000.png", "episode_000002.png"]
     assert (out_dir / pngs[0]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_vlm_end_to_end_against_a_fake_openai_server_with_a_retry(dataset_copy, chat_server, answer_for, capsys):
+def test_vlm_end_to_end_against_a_fake_openai_server_with_a_retry(
+    dataset_copy, chat_server, answer_for, capsys
+):
     prompts = []
 
     def script(number, prompt, body):
         prompts.append(prompt)
         if number == 1:  # malformed: wrong order, must be retried
-            return 200, json.dumps({"subtasks": [{"name": "place", "start": 0, "end": 1},
-                                                 {"name": "reach", "start": 1, "end": 2},
-                                                 {"name": "grasp", "start": 2, "end": 2.3}]})
+            return 200, json.dumps(
+                {
+                    "subtasks": [
+                        {"name": "place", "start": 0, "end": 1},
+                        {"name": "reach", "start": 1, "end": 2},
+                        {"name": "grasp", "start": 2, "end": 2.3},
+                    ]
+                }
+            )
         return 200, answer_for(prompt, NAMES)
 
     with chat_server(script) as server:
-        args = ["annotate", "vlm", f"--dataset.root={dataset_copy}", f"--names={','.join(NAMES)}",
-                "--scheme=dense", f"--base_url={server.base_url}", "--model=fake-vlm", "--sample_fps=4"]
+        args = [
+            "annotate",
+            "vlm",
+            f"--dataset.root={dataset_copy}",
+            f"--names={','.join(NAMES)}",
+            "--scheme=dense",
+            f"--base_url={server.base_url}",
+            "--model=fake-vlm",
+            "--sample_fps=4",
+        ]
         assert main(args) == 0
         assert len(server.requests) == 4  # 3 episodes, one retry
         assert "could not be used: subtasks must be" in prompts[1]
@@ -127,16 +179,27 @@ def test_vlm_end_to_end_against_a_fake_openai_server_with_a_retry(dataset_copy, 
         assert len(server.requests) == 4
 
 
-def test_vlm_episode_that_never_gets_a_valid_answer_is_reported(dataset_copy, chat_server, answer_for, capsys):
+def test_vlm_episode_that_never_gets_a_valid_answer_is_reported(
+    dataset_copy, chat_server, answer_for, capsys
+):
     def script(number, prompt, body):
         if "1.50 s (the time of its last frame)" in prompt:  # episode 2 (16 frames): always malformed
             return 200, "I cannot tell."
         return 200, answer_for(prompt, NAMES)
 
     with chat_server(script) as server:
-        code = main(["annotate", "vlm", f"--dataset.root={dataset_copy}", f"--names={','.join(NAMES)}",
-                     f"--base_url={server.base_url}", "--model=fake", "--max_retries=1",
-                     "--episodes=[1,2]"])
+        code = main(
+            [
+                "annotate",
+                "vlm",
+                f"--dataset.root={dataset_copy}",
+                f"--names={','.join(NAMES)}",
+                f"--base_url={server.base_url}",
+                "--model=fake",
+                "--max_retries=1",
+                "--episodes=[1,2]",
+            ]
+        )
     assert code == 1
     assert sorted(read_annotations(dataset_copy, "sparse")) == [1]
     assert len(server.requests) == 3

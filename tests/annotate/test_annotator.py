@@ -35,19 +35,33 @@ def test_sample_frame_indices_finer_than_one_per_second_and_capped():
 
 
 def test_parse_answer_timeline_then_json_in_seconds():
-    text = "Timeline:\n- reach {0-0.8}\n```json\n" + json.dumps({"subtasks": [
-        {"name": "reach", "start": 0.0, "end": 0.8}, {"name": "grasp", "start": 0.8, "end": 1.3},
-        {"name": "place", "start": 1.3, "end": 1.9}]}) + "\n```"
+    text = (
+        "Timeline:\n- reach {0-0.8}\n```json\n"
+        + json.dumps(
+            {
+                "subtasks": [
+                    {"name": "reach", "start": 0.0, "end": 0.8},
+                    {"name": "grasp", "start": 0.8, "end": 1.3},
+                    {"name": "place", "start": 1.3, "end": 1.9},
+                ]
+            }
+        )
+        + "\n```"
+    )
     assert parse_answer(text, NAMES, length=20, fps=10) == SubtaskAnnotation(NAMES, [0, 8, 13], [8, 13, 19])
 
 
 def test_parse_answer_accepts_lerobot_timestamps_and_snaps_small_gaps():
-    text = 'blah {"subtasks": [' \
-        '{"name": "reach", "timestamps": {"start": "00:00", "end": "00:04"}},' \
-        '{"name": "grasp", "timestamps": {"start": "00:04.2", "end": "00:07"}},' \
+    text = (
+        'blah {"subtasks": ['
+        '{"name": "reach", "timestamps": {"start": "00:00", "end": "00:04"}},'
+        '{"name": "grasp", "timestamps": {"start": "00:04.2", "end": "00:07"}},'
         '{"name": "place", "timestamps": {"start": "00:07", "end": "00:09.8"}}]}'
+    )
     # 100 frames at 10 fps: last frame at 9.9 s; 0.2 s gap and 0.1 s short end are within tolerance
-    assert parse_answer(text, NAMES, length=100, fps=10) == SubtaskAnnotation(NAMES, [0, 40, 70], [40, 70, 99])
+    assert parse_answer(text, NAMES, length=100, fps=10) == SubtaskAnnotation(
+        NAMES, [0, 40, 70], [40, 70, 99]
+    )
 
 
 @pytest.mark.parametrize(
@@ -96,7 +110,11 @@ def test_annotate_episode_retries_malformed_answers_and_reports_the_problem(answ
     good = answer_for(prompt_probe.requests[0][0], NAMES)
     backend = ScriptedBackend(["no json here", BackendError("HTTP 502"), good])
     annotation = annotate_episode(backend, frames, indices, 20, 10, NAMES, episode_index=4, max_retries=2)
-    assert annotation.names == tuple(NAMES) and annotation.start_frames[0] == 0 and annotation.end_frames[-1] == 19
+    assert (
+        annotation.names == tuple(NAMES)
+        and annotation.start_frames[0] == 0
+        and annotation.end_frames[-1] == 19
+    )
     assert len(backend.requests) == 3
     first = backend.requests[0]
     assert [p for p in first if isinstance(p, str)][1:] == ["t=0.00 s", "t=1.00 s", "t=1.90 s"]

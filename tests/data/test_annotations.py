@@ -39,7 +39,9 @@ def split_episode_metadata(root: Path) -> None:
     first, second = table.slice(0, 1), table.slice(1)
     column = "meta/episodes/file_index"
     kind = table.schema.field(column).type
-    second = second.set_column(second.column_names.index(column), column, pa.array([1] * second.num_rows, kind))
+    second = second.set_column(
+        second.column_names.index(column), column, pa.array([1] * second.num_rows, kind)
+    )
     pq.write_table(first, path)
     pq.write_table(second, path.with_name("file-001.parquet"))
 
@@ -83,8 +85,11 @@ def test_write_read_round_trip_puts_each_episode_in_its_own_row(split_dataset):
         # every original column is untouched, only the ten subtask columns were added
         assert new.select(old.column_names).equals(old)
         added = sorted(set(new.column_names) - set(old.column_names))
-        assert added == sorted(f"{s}_subtask_{x}" for s in ("sparse", "dense")
-                               for x in ("names", "start_frames", "end_frames", "start_times", "end_times"))
+        assert added == sorted(
+            f"{s}_subtask_{x}"
+            for s in ("sparse", "dense")
+            for x in ("names", "start_frames", "end_frames", "start_times", "end_times")
+        )
     second = pq.read_table(split_dataset / "meta" / "episodes" / "chunk-000" / "file-001.parquet").to_pylist()
     assert [row["sparse_subtask_names"] for row in second] == [None, ["reach", "place"]]
     assert second[1]["sparse_subtask_end_times"] == [0.6, 1.5]
@@ -138,7 +143,9 @@ def test_bad_annotations_name_the_episode_and_write_nothing(split_dataset, annot
     write_annotations(split_dataset, "sparse", {0: A(["a"], [0], [5])})  # a good one, also pending
     digest = meta_digest(split_dataset)
     with pytest.raises(ValueError, match=message):
-        write_annotations(split_dataset, "sparse", {0: A(["b"], [0], [5]), **annotations}, known_names=["a", "b"])
+        write_annotations(
+            split_dataset, "sparse", {0: A(["b"], [0], [5]), **annotations}, known_names=["a", "b"]
+        )
     assert meta_digest(split_dataset) == digest
 
 
@@ -187,14 +194,17 @@ def test_temporal_proportions_round_trip_and_errors(split_dataset):
 def test_exchange_round_trip_is_lossless(tmp_path, suffix, unit):
     annotations = {"sparse": dict(sorted(SPARSE.items())), "dense": dict(sorted(DENSE.items()))}
     path = export_annotations(tmp_path / f"ann{suffix}", annotations, fps=30, unit=unit)
-    back = import_annotations(path, fps=30, unit=unit if suffix == ".csv" else None,
-                              lengths=dict(enumerate(LENGTHS)))
+    back = import_annotations(
+        path, fps=30, unit=unit if suffix == ".csv" else None, lengths=dict(enumerate(LENGTHS))
+    )
     assert back == annotations
 
 
 @settings(max_examples=40, deadline=None)
-@given(fps=st.sampled_from([10, 15, 24, 30, 50]),
-       frames=st.lists(st.integers(0, 5000), min_size=2, max_size=8, unique=True))
+@given(
+    fps=st.sampled_from([10, 15, 24, 30, 50]),
+    frames=st.lists(st.integers(0, 5000), min_size=2, max_size=8, unique=True),
+)
 def test_seconds_round_trip_is_lossless_for_any_frames(fps, frames, tmp_path_factory):
     frames = sorted(frames)
     annotation = A([f"s{i}" for i in range(len(frames) - 1)], frames[:-1], frames[1:])
@@ -227,9 +237,15 @@ def test_import_errors_name_the_episode(tmp_path):
 # ------------------------------------------------------------------ keyframes and failures
 def test_keyframes_file_formats_and_failure(tmp_path):
     path = tmp_path / "keyframes.json"
-    path.write_text(json.dumps({"unit": "seconds", "episodes": {"0": {"0.5": 0.5, "1.0": 1.0},
-                                                                  "2": [[0.2, 0.5], [1.0, 1.0], [1.4, 0.2]]},
-                                "failed": [1]}))
+    path.write_text(
+        json.dumps(
+            {
+                "unit": "seconds",
+                "episodes": {"0": {"0.5": 0.5, "1.0": 1.0}, "2": [[0.2, 0.5], [1.0, 1.0], [1.4, 0.2]]},
+                "failed": [1],
+            }
+        )
+    )
     keyframes = read_keyframes(path, fps=10, lengths=dict(enumerate(LENGTHS)))
     assert keyframes.episodes == {0: [(5, 0.5), (10, 1.0)], 2: [(2, 0.5), (10, 1.0), (14, 0.2)]}
     assert failed_episodes(keyframes=keyframes, explicit=[0]) == {0: None, 1: None, 2: 14}
@@ -244,9 +260,13 @@ def test_keyframes_in_dataset_folder(split_dataset):
 
 @pytest.mark.parametrize(
     "episodes, message",
-    [({"1": {"3": 1.5}}, "episode 1: reward 1.5"), ({"2": {"3": "NaN"}}, "episode 2: reward nan"),
-     ({"2": {"16": 0.5}}, "episode 2: keyframe at frame 16 is outside"),
-     ({"0": [[1, 0.5], [1, 0.6]]}, "episode 0: two keyframes"), ({"7": {"1": 0.5}}, "episode 7 is not in")],
+    [
+        ({"1": {"3": 1.5}}, "episode 1: reward 1.5"),
+        ({"2": {"3": "NaN"}}, "episode 2: reward nan"),
+        ({"2": {"16": 0.5}}, "episode 2: keyframe at frame 16 is outside"),
+        ({"0": [[1, 0.5], [1, 0.6]]}, "episode 0: two keyframes"),
+        ({"7": {"1": 0.5}}, "episode 7 is not in"),
+    ],
 )
 def test_bad_keyframes_name_the_episode(tmp_path, episodes, message):
     path = tmp_path / "k.json"
@@ -256,8 +276,9 @@ def test_bad_keyframes_name_the_episode(tmp_path, episodes, message):
 
 
 def test_failed_episodes_from_a_column(split_dataset):
-    for path, flags in zip(sorted((split_dataset / "meta" / "episodes").rglob("*.parquet")),
-                           [[True], [False, None]], strict=True):
+    for path, flags in zip(
+        sorted((split_dataset / "meta" / "episodes").rglob("*.parquet")), [[True], [False, None]], strict=True
+    ):
         table = pq.read_table(path)
         pq.write_table(table.append_column("success", pa.array(flags, pa.bool_())), path)
     assert failed_episodes(split_dataset, column="success", success_column=True) == {1: None}
@@ -279,8 +300,11 @@ def test_files_written_by_hf_datasets_keep_their_feature_schema_in_step(split_da
     for path in sorted((split_dataset / "meta" / "episodes").rglob("*.parquet")):
         datasets.Dataset.from_parquet(str(path)).to_parquet(str(path))  # embeds b"huggingface" features
     write_annotations(split_dataset, "sparse", SPARSE)
-    features = json.loads(pq.read_schema(
-        split_dataset / "meta" / "episodes" / "chunk-000" / "file-001.parquet").metadata[b"huggingface"])
+    features = json.loads(
+        pq.read_schema(split_dataset / "meta" / "episodes" / "chunk-000" / "file-001.parquet").metadata[
+            b"huggingface"
+        ]
+    )
     assert "sparse_subtask_end_times" in features["info"]["features"]
     assert load_episodes(split_dataset)["sparse_subtask_names"] == [["reach"], None, ["reach", "place"]]
 
@@ -289,8 +313,9 @@ def test_load_progress_targets_combines_keyframes_failures_and_linear(split_data
     from rewardkit.data.annotations import load_progress_targets
     from rewardkit.data.targets import keyframe_progress, linear_progress
 
-    (split_dataset / "meta" / "keyframes.json").write_text(json.dumps(
-        {"episodes": {"0": {"5": 0.5, "10": 1.0}, "2": {"4": 0.6, "8": 0.1}}}))
+    (split_dataset / "meta" / "keyframes.json").write_text(
+        json.dumps({"episodes": {"0": {"5": 0.5, "10": 1.0}, "2": {"4": 0.6, "8": 0.1}}})
+    )
     targets = load_progress_targets(split_dataset, keyframes=split_dataset, failed={1: 12})
     np.testing.assert_allclose(targets[0], keyframe_progress(20, {5: 0.5, 10: 1.0}))
     expected_1 = np.minimum(linear_progress(24), 0.9)

@@ -97,7 +97,7 @@ def test_keyframe_progress_never_overshoots_and_rises_monotonically(case):
         anchors.setdefault(0, initial)
     frames = sorted(anchors)
     for f0, f1 in zip(frames, frames[1:], strict=False):
-        segment = p[f0:f1 + 1]
+        segment = p[f0 : f1 + 1]
         lo, hi = sorted((anchors[f0], anchors[f1]))
         # never above the larger neighbour nor below the smaller one
         assert (segment >= lo - 1e-6).all() and (segment <= hi + 1e-6).all()
@@ -106,7 +106,7 @@ def test_keyframe_progress_never_overshoots_and_rises_monotonically(case):
         else:  # a drop is a step at the lower keyframe: held until just before it
             np.testing.assert_allclose(p[f0:f1], anchors[f0], atol=1e-6)
     if frames:
-        np.testing.assert_allclose(p[frames[-1]:], anchors[frames[-1]], atol=1e-6)
+        np.testing.assert_allclose(p[frames[-1] :], anchors[frames[-1]], atol=1e-6)
     if not keyframes:
         np.testing.assert_allclose(p, initial, atol=1e-6)
 
@@ -117,11 +117,14 @@ def test_failure_progress_hand_computed():
     np.testing.assert_allclose(failure_progress(6, base, fail_frame=4), [0, 0.2, 0.4, 0.6, 0, 0], atol=1e-6)
     np.testing.assert_allclose(failure_progress(6, base), [0, 0.2, 0.4, 0.6, 0.8, 0.9], atol=1e-6)
     np.testing.assert_allclose(
-        failure_progress(6, base, fail_frame=5, drop_to=0.1, max_progress=0.5), [0, 0.2, 0.4, 0.5, 0.5, 0.1],
+        failure_progress(6, base, fail_frame=5, drop_to=0.1, max_progress=0.5),
+        [0, 0.2, 0.4, 0.5, 0.5, 0.1],
         atol=1e-6,
     )
     # a drop already in the base (a keyframe drop) is kept, only capped
-    np.testing.assert_allclose(failure_progress(4, np.array([0, 0.95, 0.3, 0.5])), [0, 0.9, 0.3, 0.5], atol=1e-6)
+    np.testing.assert_allclose(
+        failure_progress(4, np.array([0, 0.95, 0.3, 0.5])), [0, 0.9, 0.3, 0.5], atol=1e-6
+    )
 
 
 @FAST
@@ -174,8 +177,12 @@ def test_stage_tau_end_equal_to_length_means_last_frame():
 
 @pytest.mark.parametrize(
     "starts, ends, message",
-    [([0, 3], [4, 6], "overlap"), ([4, 0], [6, 2], "out of order"), ([0], [11], "within the episode"),
-     ([3], [2], "ends before")],
+    [
+        ([0, 3], [4, 6], "overlap"),
+        ([4, 0], [6, 2], "out of order"),
+        ([0], [11], "within the episode"),
+        ([3], [2], "ends before"),
+    ],
 )
 def test_stage_tau_rejects_bad_subtasks(starts, ends, message):
     with pytest.raises(ValueError, match=message):
@@ -269,7 +276,9 @@ def test_stage_tau_matches_lerobot_find_stage_and_tau_inside_subtasks_and_gaps()
 
 def test_episode_progress_combines_keyframes_linear_and_failure():
     np.testing.assert_allclose(episode_progress(11), linear_progress(11))
-    np.testing.assert_allclose(episode_progress(10, {3: 0.5, 6: 1.0}), keyframe_progress(10, {3: 0.5, 6: 1.0}))
+    np.testing.assert_allclose(
+        episode_progress(10, {3: 0.5, 6: 1.0}), keyframe_progress(10, {3: 0.5, 6: 1.0})
+    )
     failed = episode_progress(11, failed=True, fail_frame=8)
     assert failed.max() < 1 and failed[8:].tolist() == [0, 0, 0]
     assert episode_progress(11, failed=True)[-1] == pytest.approx(0.9)

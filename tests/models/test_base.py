@@ -32,7 +32,9 @@ class TinyProgressRewardModel(RewardKitModel):
 
     def __init__(self, config: TinyProgressConfig, **kwargs):
         super().__init__(config)
-        self.net = nn.Sequential(nn.Linear(config.state_dim, config.hidden), nn.ReLU(), nn.Linear(config.hidden, 1))
+        self.net = nn.Sequential(
+            nn.Linear(config.state_dim, config.hidden), nn.ReLU(), nn.Linear(config.hidden, 1)
+        )
 
     def predict_progress(self, batch):
         return torch.sigmoid(self.net(batch["observation.state"])).squeeze(-1)
@@ -126,7 +128,9 @@ def test_unknown_type_and_other_model_type_are_refused(tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     RewardClassifierConfig(device="cpu")._save_pretrained(other)
-    with pytest.raises(CheckpointError, match="is a 'reward_classifier' checkpoint, not 'rewardkit_test_tiny'"):
+    with pytest.raises(
+        CheckpointError, match="is a 'reward_classifier' checkpoint, not 'rewardkit_test_tiny'"
+    ):
         TinyProgressRewardModel.from_pretrained(other)
 
 

@@ -20,7 +20,9 @@ def test_reach_progress_is_the_share_of_distance_covered():
     goal = np.array([0.1, 0.8, 0.2])
     start = np.array([0.1, 0.4, 0.2])
     hands = [start + f * (goal - start) for f in (0.0, 0.25, 0.5, 1.0)]
-    stage, progress = phase_progress(np.stack([_obs(h, np.zeros(3), goal) for h in hands]), phases_for("reach-v3"))
+    stage, progress = phase_progress(
+        np.stack([_obs(h, np.zeros(3), goal) for h in hands]), phases_for("reach-v3")
+    )
     assert stage.tolist() == [0, 0, 0, 0]
     np.testing.assert_allclose(progress, [0.0, 0.25, 0.5, 1.0], atol=1e-6)
 

@@ -69,16 +69,31 @@ class _Samples(torch.utils.data.Dataset):
 
 
 def _config(**overrides):
-    values = dict(steps=12, batch_size=8, lr=1e-2, warmup_steps=3, save_every=5, val_every=4, val_batches=0,
-                  log_every=100, progress_bar=False, seed=7)
+    values = dict(
+        steps=12,
+        batch_size=8,
+        lr=1e-2,
+        warmup_steps=3,
+        save_every=5,
+        val_every=4,
+        val_batches=0,
+        log_every=100,
+        progress_bar=False,
+        seed=7,
+    )
     values.update(overrides)
     return TrainingConfig(**values)
 
 
 def _trainer(tmp_path, **overrides):
     torch.manual_seed(123)
-    return Trainer(_Regressor(_RegressorConfig(device="cpu")), _Samples(), _config(**overrides), tmp_path,
-                   val_data=_Samples(20, seed=1))
+    return Trainer(
+        _Regressor(_RegressorConfig(device="cpu")),
+        _Samples(),
+        _config(**overrides),
+        tmp_path,
+        val_data=_Samples(20, seed=1),
+    )
 
 
 def test_loss_falls_and_validation_reports_mae(tmp_path):
@@ -116,9 +131,15 @@ def test_checkpoint_holds_only_safetensors_and_json(tmp_path):
     _trainer(tmp_path, steps=5).train()
     folder = tmp_path / "checkpoints" / "last"
     files = sorted(p.name for p in folder.rglob("*") if p.is_file())
-    assert files == ["config.json", "model.safetensors", "optimizer_param_groups.json",
-                     "optimizer_state.safetensors", "rng_state.safetensors", "scheduler_state.json",
-                     "training_step.json"]
+    assert files == [
+        "config.json",
+        "model.safetensors",
+        "optimizer_param_groups.json",
+        "optimizer_state.safetensors",
+        "rng_state.safetensors",
+        "scheduler_state.json",
+        "training_step.json",
+    ]
 
 
 def test_split_holds_out_whole_episodes():

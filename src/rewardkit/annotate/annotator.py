@@ -26,7 +26,9 @@ class AnnotationError(ValueError):
     """An episode could not be annotated within the allowed attempts."""
 
 
-def sample_frame_indices(length: int, fps: float, sample_fps: float, max_frames: int | None = 64) -> np.ndarray:
+def sample_frame_indices(
+    length: int, fps: float, sample_fps: float, max_frames: int | None = 64
+) -> np.ndarray:
     """Frame indices (N,) int64 sampled every 1/sample_fps seconds, first and last frame included.
 
     `sample_fps` may exceed 1 (finer than one frame a second) and is capped at the dataset's fps; at
@@ -37,7 +39,9 @@ def sample_frame_indices(length: int, fps: float, sample_fps: float, max_frames:
     if sample_fps <= 0:
         raise ValueError(f"sample_fps must be positive, got {sample_fps}")
     step = max(1.0, fps / sample_fps)
-    indices = np.unique(np.concatenate([np.round(np.arange(0, length - 1, step)).astype(np.int64), [length - 1]]))
+    indices = np.unique(
+        np.concatenate([np.round(np.arange(0, length - 1, step)).astype(np.int64), [length - 1]])
+    )
     if max_frames is not None and len(indices) > max_frames:
         keep = np.unique(np.round(np.linspace(0, len(indices) - 1, max_frames)).astype(np.int64))
         indices = indices[keep]
@@ -126,7 +130,9 @@ def parse_answer(
     """
     duration = (length - 1) / fps
     tolerance = tolerance_s if tolerance_s is not None else max(1.5 / fps, 0.5)
-    candidates = [obj for obj in _json_objects(text) if isinstance(obj, dict) and isinstance(obj.get("subtasks"), list)]
+    candidates = [
+        obj for obj in _json_objects(text) if isinstance(obj, dict) and isinstance(obj.get("subtasks"), list)
+    ]
     if not candidates:
         raise AnswerError('no JSON object with a "subtasks" list in the answer')
     items = candidates[-1]["subtasks"]
@@ -148,7 +154,9 @@ def parse_answer(
         if end < start:
             raise AnswerError(f"subtask '{name}' ends ({end:.2f} s) before it starts ({start:.2f} s)")
         if start < -tolerance or end > duration + tolerance:
-            raise AnswerError(f"subtask '{name}' ({start:.2f}-{end:.2f} s) is outside the episode (0-{duration:.2f} s)")
+            raise AnswerError(
+                f"subtask '{name}' ({start:.2f}-{end:.2f} s) is outside the episode (0-{duration:.2f} s)"
+            )
     if spans[0][1] > tolerance:
         raise AnswerError(f"the first subtask must start at 0, not {spans[0][1]:.2f} s")
     if spans[-1][2] < duration - tolerance:
@@ -192,7 +200,9 @@ def annotate_episode(
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or len(frames) != len(frame_indices):
-        raise ValueError(f"episode {episode_index}: frames must be (N, H, W, 3) matching {len(frame_indices)} indices")
+        raise ValueError(
+            f"episode {episode_index}: frames must be (N, H, W, 3) matching {len(frame_indices)} indices"
+        )
     prompt = build_prompt(names, (length - 1) / fps, task)
     parts: list[Part] = [prompt]
     for index, frame in zip(frame_indices, frames, strict=True):

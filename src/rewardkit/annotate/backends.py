@@ -105,7 +105,9 @@ class OpenAICompatibleBackend:
 
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
         try:
-            response = httpx.post(self.url, json=self.request_body(parts), headers=headers, timeout=self.timeout_s)
+            response = httpx.post(
+                self.url, json=self.request_body(parts), headers=headers, timeout=self.timeout_s
+            )
         except httpx.HTTPError as e:
             raise BackendError(f"cannot reach {self.url}: {e}") from e
         if response.status_code != 200:
@@ -166,7 +168,8 @@ class TransformersBackend:
     def complete(self, parts: Sequence[Part]) -> str:
         self._load()
         content = [
-            {"type": "text", "text": part} if isinstance(part, str)
+            {"type": "text", "text": part}
+            if isinstance(part, str)
             else {"type": "image", "image": _to_pil(part, self.max_image_side)}
             for part in parts
         ]
@@ -179,7 +182,7 @@ class TransformersBackend:
         )
         inputs = inputs.to(self.model.device)
         output = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
-        new_tokens = output[:, inputs["input_ids"].shape[1]:]
+        new_tokens = output[:, inputs["input_ids"].shape[1] :]
         return self.processor.batch_decode(new_tokens, skip_special_tokens=True)[0]
 
 

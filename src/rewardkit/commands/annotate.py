@@ -80,7 +80,10 @@ def _schemes(scheme: str) -> tuple[str, ...]:
 
 
 def _names_order(
-    root: Path, scheme: str, annotations: Mapping[int, SubtaskAnnotation], lengths: Mapping[int, int],
+    root: Path,
+    scheme: str,
+    annotations: Mapping[int, SubtaskAnnotation],
+    lengths: Mapping[int, int],
     given: Sequence[str] | None,
 ) -> list[str]:
     """The scheme's stage order: given names, else the existing proportions file's, else by mean start."""
@@ -103,9 +106,7 @@ def _names_order(
 def _proportions_for(
     annotations: Mapping[int, SubtaskAnnotation], lengths: Mapping[int, int], order: Sequence[str]
 ) -> dict[str, float]:
-    episodes = [
-        (a.names, a.start_frames, a.end_frames, lengths[e]) for e, a in sorted(annotations.items())
-    ]
+    episodes = [(a.names, a.start_frames, a.end_frames, lengths[e]) for e, a in sorted(annotations.items())]
     return temporal_proportions(episodes, order)
 
 
@@ -277,14 +278,26 @@ def run_show(cfg: ShowConfig) -> int:
             pass
     written = 0
     for episode in dataset.episodes():
-        annotations = {s: by_scheme[s][episode.episode_index] for s in schemes if episode.episode_index in by_scheme[s]}
+        annotations = {
+            s: by_scheme[s][episode.episode_index] for s in schemes if episode.episode_index in by_scheme[s]
+        }
         if not annotations:
             continue
-        frame_indices = np.unique(np.linspace(0, episode.length - 1, max(cfg.num_frames, 1)).round().astype(int))
+        frame_indices = np.unique(
+            np.linspace(0, episode.length - 1, max(cfg.num_frames, 1)).round().astype(int)
+        )
         frames = sampled_frames(dataset, episode.episode_index, camera, frame_indices)
         path = Path(cfg.output_dir) / f"episode_{episode.episode_index:06d}.png"
-        plot_episode_timeline(path, episode.episode_index, frames, frame_indices, episode.length, dataset.fps,
-                              annotations, proportions)
+        plot_episode_timeline(
+            path,
+            episode.episode_index,
+            frames,
+            frame_indices,
+            episode.length,
+            dataset.fps,
+            annotations,
+            proportions,
+        )
         announce(f"episode {episode.episode_index}", path)
         written += 1
     if written == 0:
@@ -341,8 +354,11 @@ def make_backend(cfg: VlmConfig):
         if not cfg.model:
             raise ValueError("give the served model name with --model=NAME")
         return OpenAICompatibleBackend(
-            cfg.base_url, cfg.model, api_key=os.environ.get(cfg.api_key_env) or None,
-            timeout_s=cfg.timeout_s, max_tokens=cfg.max_new_tokens,
+            cfg.base_url,
+            cfg.model,
+            api_key=os.environ.get(cfg.api_key_env) or None,
+            timeout_s=cfg.timeout_s,
+            max_tokens=cfg.max_new_tokens,
         )
     if cfg.backend == "transformers":
         if not cfg.model:
@@ -383,16 +399,24 @@ def run_vlm(cfg: VlmConfig, backend=None) -> int:
         frames = sampled_frames(dataset, episode.episode_index, camera, indices)
         try:
             annotation = annotate_episode(
-                backend, frames, indices, episode.length, dataset.fps, names, episode.episode_index,
-                task=episode.task, max_retries=cfg.max_retries,
+                backend,
+                frames,
+                indices,
+                episode.length,
+                dataset.fps,
+                names,
+                episode.episode_index,
+                task=episode.task,
+                max_retries=cfg.max_retries,
             )
         except AnnotationError as e:
             logger.error("%s", e)
             failed.append(episode.episode_index)
             continue
         # Written episode by episode, so an interrupted run keeps its work (resume with --skip_existing).
-        write_annotations(dataset.root, cfg.scheme, {episode.episode_index: annotation}, fps=dataset.fps,
-                          known_names=names)
+        write_annotations(
+            dataset.root, cfg.scheme, {episode.episode_index: annotation}, fps=dataset.fps, known_names=names
+        )
         done += 1
     announce(f"{cfg.scheme} annotations ({done} episodes)", dataset.root / "meta" / "episodes")
     if cfg.proportions:
@@ -400,11 +424,15 @@ def run_vlm(cfg: VlmConfig, backend=None) -> int:
         present = {n for a in annotations.values() for n in a.names}
         if annotations and set(names) <= present:
             proportions = _proportions_for(annotations, episode_lengths(dataset.root), names)
-            announce(f"{cfg.scheme} temporal proportions", write_temporal_proportions(dataset.root, cfg.scheme,
-                                                                                      proportions))
+            announce(
+                f"{cfg.scheme} temporal proportions",
+                write_temporal_proportions(dataset.root, cfg.scheme, proportions),
+            )
         else:
-            logger.warning("not writing %s: some subtasks appear in no episode",
-                           temporal_proportions_path(dataset.root, cfg.scheme))
+            logger.warning(
+                "not writing %s: some subtasks appear in no episode",
+                temporal_proportions_path(dataset.root, cfg.scheme),
+            )
     if failed:
         logger.error("%d episode(s) could not be annotated: %s", len(failed), failed)
         return 1

@@ -337,7 +337,9 @@ def _fmt(value: float | None) -> str:
 def main(argv: list[str]) -> int:
     cfg = parse_config(DemoConfig, argv, "demo", HELP)
     summary = run_demo(cfg)
-    print(f"held-out episodes: {len(summary['held_out_episodes'])}; time {summary['timings']['total_s']:.0f} s")
+    print(
+        f"held-out episodes: {len(summary['held_out_episodes'])}; time {summary['timings']['total_s']:.0f} s"
+    )
     for name, numbers in summary["headline"].items():
         print(
             f"  {name:32s} VOC(success) {_fmt(numbers['voc_success'])}  MAE {_fmt(numbers['mae'])}  "

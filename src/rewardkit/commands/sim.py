@@ -52,7 +52,9 @@ def main(argv: list[str]) -> int:
     import importlib.util
 
     if importlib.util.find_spec("metaworld") is None:
-        raise ValueError("rewardkit sim needs the sim extra (metaworld, mujoco): pip install 'rewardkit[sim]'")
+        raise ValueError(
+            "rewardkit sim needs the sim extra (metaworld, mujoco): pip install 'rewardkit[sim]'"
+        )
     from rewardkit.sim.metaworld_sim import episode_summary, record_metaworld_dataset
 
     episodes = record_metaworld_dataset(

@@ -85,7 +85,9 @@ class SubtaskAnnotation:
             value = getattr(self, field_name)
             if isinstance(value, str):
                 raise ValueError(f"{field_name} must be a sequence, not the string {value!r}")
-            object.__setattr__(self, field_name, tuple(np.asarray(value).tolist()) if value is not None else ())
+            object.__setattr__(
+                self, field_name, tuple(np.asarray(value).tolist()) if value is not None else ()
+            )
 
     def __len__(self) -> int:
         return len(self.names)
@@ -230,8 +232,10 @@ def read_annotations(
             path, columns=["episode_index", "length", columns["names"], columns[keys[0]], columns[keys[1]]]
         )
         rows = zip(
-            *(table[c].to_pylist() for c in ["episode_index", "length", columns["names"], columns[keys[0]],
-                                              columns[keys[1]]]),
+            *(
+                table[c].to_pylist()
+                for c in ["episode_index", "length", columns["names"], columns[keys[0]], columns[keys[1]]]
+            ),
             strict=True,
         )
         for episode_index, length, names, starts, ends in rows:
@@ -282,7 +286,9 @@ def _with_feature_metadata(table, columns: Iterable[str]):
     features = info.get("info", {}).get("features")
     if not isinstance(features, dict):
         return table
-    declared = datasets.Features.from_arrow_schema(pa.schema([table.schema.field(c) for c in columns])).to_dict()
+    declared = datasets.Features.from_arrow_schema(
+        pa.schema([table.schema.field(c) for c in columns])
+    ).to_dict()
     features.update(declared)
     return table.replace_schema_metadata({**metadata, b"huggingface": json.dumps(info).encode()})
 
@@ -316,7 +322,8 @@ def write_annotations(
         if episode_index not in lengths:
             raise ValueError(f"episode {episode_index} is not in the dataset at {root}")
         clean[episode_index] = (
-            None if annotation is None
+            None
+            if annotation is None
             else annotation.validate(episode_index, length=lengths[episode_index], known_names=known_names)
         )
     columns = annotation_columns(scheme)
@@ -373,7 +380,12 @@ def _check_proportions(proportions: Mapping[str, float], where: str) -> dict[str
         raise ValueError(f"{where}: temporal proportions must be a non-empty {{name: proportion}} object")
     clean = {}
     for name, value in proportions.items():
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+        if (
+            not isinstance(value, (int, float))
+            or isinstance(value, bool)
+            or not math.isfinite(value)
+            or value < 0
+        ):
             raise ValueError(f"{where}: proportion of '{name}' must be a finite number >= 0, got {value!r}")
         clean[str(name)] = float(value)
     if sum(clean.values()) <= 0:
@@ -398,7 +410,9 @@ def write_temporal_proportions(root: str | Path, scheme: str, proportions: Mappi
     """Write `meta/temporal_proportions_{scheme}.json` ({name: proportion}, stage order) atomically."""
     path = temporal_proportions_path(root, scheme)
     clean = _check_proportions(proportions, str(path))
-    _write_atomically([(path, clean)], lambda data, target: target.write_text(json.dumps(data, indent=2) + "\n"))
+    _write_atomically(
+        [(path, clean)], lambda data, target: target.write_text(json.dumps(data, indent=2) + "\n")
+    )
     return path
 
 
@@ -420,12 +434,20 @@ def export_annotations(
     for scheme, by_episode in annotations.items():
         _check_scheme(scheme)
         for episode_index, annotation in sorted(by_episode.items()):
-            for name, start, end in zip(annotation.names, annotation.start_frames, annotation.end_frames,
-                                        strict=True):
+            for name, start, end in zip(
+                annotation.names, annotation.start_frames, annotation.end_frames, strict=True
+            ):
                 if unit == "seconds":
                     start, end = start / fps, end / fps
-                records.append({"episode": int(episode_index), "scheme": scheme, "name": name,
-                                "start": start, "end": end})
+                records.append(
+                    {
+                        "episode": int(episode_index),
+                        "scheme": scheme,
+                        "name": name,
+                        "start": start,
+                        "end": end,
+                    }
+                )
     suffix = path.suffix.lower()
     if suffix == ".json":
         payload = json.dumps({"unit": unit, "fps": fps, "annotations": records}, indent=2) + "\n"
@@ -467,7 +489,7 @@ def import_annotations(
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}: not valid JSON ({e})") from None
         if not isinstance(data, Mapping) or not isinstance(data.get("annotations"), list):
-            raise ValueError(f"{path}: expected {{\"unit\": ..., \"annotations\": [...]}}")
+            raise ValueError(f'{path}: expected {{"unit": ..., "annotations": [...]}}')
         file_unit = data.get("unit", "frames")
         if unit is not None and unit != file_unit:
             raise ValueError(f"{path}: the file says unit '{file_unit}' but '{unit}' was asked for")
@@ -478,7 +500,9 @@ def import_annotations(
             reader = csv.DictReader(f)
             missing = [name for name in EXCHANGE_FIELDS if name not in (reader.fieldnames or [])]
             if missing:
-                raise ValueError(f"{path}: missing column(s) {missing}; header must be {','.join(EXCHANGE_FIELDS)}")
+                raise ValueError(
+                    f"{path}: missing column(s) {missing}; header must be {','.join(EXCHANGE_FIELDS)}"
+                )
             records = list(reader)
         unit = unit or "frames"
     else:
@@ -496,7 +520,9 @@ def import_annotations(
             raise ValueError(f"{path}: record {number} has episode {record['episode']!r}") from None
         scheme = str(record["scheme"]).strip()
         if scheme not in SCHEMES:
-            raise ValueError(f"{path}: episode {episode_index}: scheme must be one of {SCHEMES}, got '{scheme}'")
+            raise ValueError(
+                f"{path}: episode {episode_index}: scheme must be one of {SCHEMES}, got '{scheme}'"
+            )
         values = []
         for key in ("start", "end"):
             try:
@@ -558,7 +584,7 @@ def read_keyframes(
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, Mapping) or not isinstance(data.get("episodes", {}), Mapping):
-        raise ValueError(f"{path}: expected {{\"unit\": ..., \"episodes\": {{episode: {{frame: reward}}}}}}")
+        raise ValueError(f'{path}: expected {{"unit": ..., "episodes": {{episode: {{frame: reward}}}}}}')
     unit = data.get("unit", "frames")
     if unit not in UNITS:
         raise ValueError(f"{path}: unit must be one of {UNITS}, got '{unit}'")
@@ -572,16 +598,22 @@ def read_keyframes(
             raise ValueError(f"{path}: episode key {key!r} is not an episode index") from None
         pairs = list(entries.items()) if isinstance(entries, Mapping) else entries
         if not isinstance(pairs, list):
-            raise ValueError(f"{path}: episode {episode_index}: keyframes must be an object or a list of pairs")
+            raise ValueError(
+                f"{path}: episode {episode_index}: keyframes must be an object or a list of pairs"
+            )
         clean: dict[int, float] = {}
         for pair in pairs:
             if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-                raise ValueError(f"{path}: episode {episode_index}: keyframe {pair!r} is not a (frame, reward) pair")
+                raise ValueError(
+                    f"{path}: episode {episode_index}: keyframe {pair!r} is not a (frame, reward) pair"
+                )
             where, reward = pair
             try:
                 position, reward = float(where), float(reward)
             except (TypeError, ValueError):
-                raise ValueError(f"{path}: episode {episode_index}: keyframe {pair!r} is not numeric") from None
+                raise ValueError(
+                    f"{path}: episode {episode_index}: keyframe {pair!r} is not numeric"
+                ) from None
             if math.isnan(reward) or not 0.0 <= reward <= 1.0:
                 raise ValueError(f"{path}: episode {episode_index}: reward {reward} is outside [0, 1]")
             if unit == "seconds" and math.isfinite(position):
@@ -652,8 +684,9 @@ def failed_episodes(
             if column not in pq.read_schema(path).names:
                 raise ValueError(f"{path}: no column '{column}' in the episode metadata")
             table = pq.read_table(path, columns=["episode_index", column])
-            for episode_index, value in zip(table["episode_index"].to_pylist(), table[column].to_pylist(),
-                                            strict=True):
+            for episode_index, value in zip(
+                table["episode_index"].to_pylist(), table[column].to_pylist(), strict=True
+            ):
                 if value is None:
                     continue
                 if bool(value) != success_column:
@@ -698,7 +731,8 @@ def load_progress_targets(
     if isinstance(keyframes, (str, Path)):
         keyframes = read_keyframes(keyframes, fps=dataset_fps(root), lengths=lengths)
     failures: dict[int, int | None] = (
-        {int(e): f for e, f in failed.items()} if isinstance(failed, Mapping)
+        {int(e): f for e, f in failed.items()}
+        if isinstance(failed, Mapping)
         else {int(e): None for e in (failed or ())}
     )
     by_episode = keyframes.episodes if keyframes is not None else {}
@@ -711,11 +745,18 @@ def load_progress_targets(
         if episode_index not in lengths:
             raise ValueError(f"episode {episode_index} is not in the dataset at {root}")
         pairs = by_episode.get(episode_index)
-        is_failed = episode_index in failures or (pairs is not None and keyframe_failure_frame(pairs) is not None)
+        is_failed = episode_index in failures or (
+            pairs is not None and keyframe_failure_frame(pairs) is not None
+        )
         try:
             targets[episode_index] = episode_progress(
-                lengths[episode_index], pairs, failed=is_failed, fail_frame=failures.get(episode_index),
-                start=start, end=end, max_progress=max_progress,
+                lengths[episode_index],
+                pairs,
+                failed=is_failed,
+                fail_frame=failures.get(episode_index),
+                start=start,
+                end=end,
+                max_progress=max_progress,
             )
         except ValueError as e:
             raise ValueError(f"episode {episode_index}: {e}") from None

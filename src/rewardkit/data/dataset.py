@@ -97,7 +97,9 @@ class RewardDataset:
         """Per-dimension names of a vector feature (e.g. the state's joint names)."""
         feature = self.features.get(key)
         if feature is None:
-            raise DatasetError(f"feature '{key}' not in dataset {self.root} (features: {sorted(self.features)})")
+            raise DatasetError(
+                f"feature '{key}' not in dataset {self.root} (features: {sorted(self.features)})"
+            )
         names = feature.get("names")
         if isinstance(names, dict):  # {"motors": [...]} style
             names = next(iter(names.values()), None)
@@ -215,7 +217,9 @@ class RewardDataset:
                 stream = container.streams.video[0]
                 stream.thread_type = "AUTO"
                 if from_ts > 0:
-                    container.seek(int(from_ts / stream.time_base), backward=True, any_frame=False, stream=stream)
+                    container.seek(
+                        int(from_ts / stream.time_base), backward=True, any_frame=False, stream=stream
+                    )
                 for frame in container.decode(stream):
                     if frame.pts is None:
                         continue

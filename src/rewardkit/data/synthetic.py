@@ -84,7 +84,11 @@ def make_synthetic_dataset(
             "shape": (state_dim,),
             "names": [f"joint_{i}" for i in range(state_dim)],
         },
-        "action": {"dtype": "float32", "shape": (action_dim,), "names": [f"motor_{i}" for i in range(action_dim)]},
+        "action": {
+            "dtype": "float32",
+            "shape": (action_dim,),
+            "names": [f"motor_{i}" for i in range(action_dim)],
+        },
     }
     for cam in cameras:
         features[cam] = {

@@ -79,8 +79,10 @@ def keyframe_progress(
     if np.isnan(values).any() or ((values < 0) | (values > 1)).any():
         raise ValueError(f"keyframe rewards must be in [0, 1] (no NaN), got {values.tolist()}")
     if ((frames < 0) | (frames >= length)).any():
-        raise ValueError(f"keyframe frames must be in [0, {length}) for an episode of {length} frames, "
-                         f"got {frames.tolist()}")
+        raise ValueError(
+            f"keyframe frames must be in [0, {length}) for an episode of {length} frames, "
+            f"got {frames.tolist()}"
+        )
     if len(np.unique(frames)) != len(frames):
         raise ValueError(f"a frame has two keyframes: {sorted(frames.tolist())}")
     order = np.argsort(frames)
@@ -297,7 +299,9 @@ def temporal_proportions(
 def _proportions_array(proportions: Sequence[float] | np.ndarray) -> np.ndarray:
     alpha = np.asarray(proportions, dtype=np.float64).reshape(-1)
     if len(alpha) == 0 or np.isnan(alpha).any() or (alpha < 0).any() or alpha.sum() <= 0:
-        raise ValueError(f"temporal proportions must be non-negative with a positive sum, got {alpha.tolist()}")
+        raise ValueError(
+            f"temporal proportions must be non-negative with a positive sum, got {alpha.tolist()}"
+        )
     return alpha / alpha.sum()
 
 

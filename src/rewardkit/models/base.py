@@ -134,7 +134,9 @@ class RewardKitModel(PreTrainedRewardModel):
         raise NotImplementedError
 
     # ---- save ----------------------------------------------------------------------------------
-    def save_pretrained(self, save_directory: str | Path, *args: Any, push_to_hub: bool = False, **kwargs: Any):
+    def save_pretrained(
+        self, save_directory: str | Path, *args: Any, push_to_hub: bool = False, **kwargs: Any
+    ):
         """Write config.json and model.safetensors into `save_directory`, atomically.
 
         Files are written to a temporary folder beside the target, then renamed into place, so an
@@ -143,7 +145,9 @@ class RewardKitModel(PreTrainedRewardModel):
         """
         save_directory = Path(save_directory)
         save_directory.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=save_directory.parent, prefix=f".{save_directory.name}.tmp") as tmp:
+        with tempfile.TemporaryDirectory(
+            dir=save_directory.parent, prefix=f".{save_directory.name}.tmp"
+        ) as tmp:
             self._save_pretrained(Path(tmp))
             save_directory.mkdir(parents=True, exist_ok=True)
             for item in Path(tmp).iterdir():
@@ -187,7 +191,11 @@ def resolve_checkpoint(path_or_repo_id: str | Path, revision: str | None = None)
     path = Path(path_or_repo_id).expanduser()
     if path.is_dir():
         return path
-    if path.exists() or str(path_or_repo_id).startswith((".", "/", "~")) or str(path_or_repo_id).count("/") != 1:
+    if (
+        path.exists()
+        or str(path_or_repo_id).startswith((".", "/", "~"))
+        or str(path_or_repo_id).count("/") != 1
+    ):
         raise CheckpointError(f"checkpoint folder {path} not found")
     from huggingface_hub import snapshot_download
 
@@ -304,7 +312,9 @@ def model_class_for(config: RewardModelConfig) -> type[RewardKitModel]:
     return cls
 
 
-def load(path_or_repo_id: str | Path, device: str | None = None, revision: str | None = None) -> torch.nn.Module:
+def load(
+    path_or_repo_id: str | Path, device: str | None = None, revision: str | None = None
+) -> torch.nn.Module:
     """Load any rewardkit model (or a checkpoint type registered with `register_loader`).
 
     Returns the model in eval mode on `device` (default: the config's device).

@@ -14,7 +14,9 @@ def bundled_dataset_path(name: str = BUNDLED_DATASET) -> Path:
     """The small metaworld dataset that ships inside the package (see its GENERATION.md)."""
     path = Path(__file__).parent / "bundled" / name
     if not (path / "meta" / "info.json").exists():
-        raise FileNotFoundError(f"bundled dataset {name!r} not found at {path} (is the package installed fully?)")
+        raise FileNotFoundError(
+            f"bundled dataset {name!r} not found at {path} (is the package installed fully?)"
+        )
     return path
 
 

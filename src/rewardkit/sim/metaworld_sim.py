@@ -290,7 +290,9 @@ def record_metaworld_dataset(
     if num_failed > 0 and not failure_kinds:
         raise ValueError("num_failed > 0 needs at least one failure kind")
     if _SIM_STEP_HZ % frame_stride != 0:
-        raise ValueError(f"frame_stride must divide {_SIM_STEP_HZ} (the simulator's rate), got {frame_stride}")
+        raise ValueError(
+            f"frame_stride must divide {_SIM_STEP_HZ} (the simulator's rate), got {frame_stride}"
+        )
     if not tasks:
         raise ValueError("give at least one metaworld task")
     rng = np.random.default_rng(seed)
@@ -309,7 +311,9 @@ def record_metaworld_dataset(
     try:
         for task_number, task in enumerate(tasks):
             recorder = recorders[task]
-            kinds_here = [k for k in failure_kinds if k != "drop" or (recorder.phases and recorder.phases.carry_stage)]
+            kinds_here = [
+                k for k in failure_kinds if k != "drop" or (recorder.phases and recorder.phases.carry_stage)
+            ]
             if num_failed and not kinds_here:
                 raise ValueError(f"none of the failure kinds {list(failure_kinds)} applies to {task}")
             plan = ["success"] * num_success + [kinds_here[i % len(kinds_here)] for i in range(num_failed)]
@@ -319,8 +323,12 @@ def record_metaworld_dataset(
                 for attempt in range(max_attempts):
                     steps = max_steps
                     if kind != "success" and success_lengths:
-                        steps = min(max_steps, int(rng.choice(success_lengths) * frame_stride * rng.uniform(0.9, 1.3)))
-                    rollout = recorder.rollout(episode_seed + attempt, kind, steps, frame_stride, hold_steps, rng)
+                        steps = min(
+                            max_steps, int(rng.choice(success_lengths) * frame_stride * rng.uniform(0.9, 1.3))
+                        )
+                    rollout = recorder.rollout(
+                        episode_seed + attempt, kind, steps, frame_stride, hold_steps, rng
+                    )
                     if rollout.success.any() == (kind == "success") and len(rollout.success) >= 4:
                         break
                 else:
@@ -405,7 +413,9 @@ def _write_stage_annotations(root: Path) -> bool:
         from rewardkit.data.annotations import write_annotations, write_temporal_proportions
         from rewardkit.data.targets import temporal_proportions
     except ImportError:
-        logger.warning("rewardkit.data.annotations is not available: stage spans are only in %s", SIM_META_FILE)
+        logger.warning(
+            "rewardkit.data.annotations is not available: stage spans are only in %s", SIM_META_FILE
+        )
         return False
     annotations = sim_stage_annotations(root)
     for scheme in SCHEMES:
@@ -467,7 +477,9 @@ def read_ground_truth(root: str | Path) -> dict[int, SimGroundTruth]:
         raise FileNotFoundError(f"{path} not found: {root} was not written by rewardkit sim")
     meta = json.loads(path.read_text())
     return {
-        e["episode_index"]: SimGroundTruth(e["episode_index"], e["task"], e["kind"], e["success"], e["stage_names"])
+        e["episode_index"]: SimGroundTruth(
+            e["episode_index"], e["task"], e["kind"], e["success"], e["stage_names"]
+        )
         for e in meta["episodes"]
     }
 

@@ -157,8 +157,10 @@ class Trainer:
     def _make_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
         preset, _ = self._presets()
         lr = self.config.lr if self.config.lr is not None else getattr(preset, "lr", 1e-4)
-        decay = self.config.weight_decay if self.config.weight_decay is not None else getattr(
-            preset, "weight_decay", 1e-2
+        decay = (
+            self.config.weight_decay
+            if self.config.weight_decay is not None
+            else getattr(preset, "weight_decay", 1e-2)
         )
         options: dict[str, Any] = {}
         if self.config.optimizer_impl == "foreach":
@@ -166,7 +168,9 @@ class Trainer:
         elif self.config.optimizer_impl == "fused":
             options["fused"] = True
         elif self.config.optimizer_impl != "auto":
-            raise ValueError(f"optimizer_impl must be auto, foreach or fused, got '{self.config.optimizer_impl}'")
+            raise ValueError(
+                f"optimizer_impl must be auto, foreach or fused, got '{self.config.optimizer_impl}'"
+            )
         return torch.optim.AdamW(
             [p for p in model.parameters() if p.requires_grad],
             lr=lr,
@@ -183,7 +187,11 @@ class Trainer:
         peak = optimizer.param_groups[0]["lr"]
         warmup = getattr(preset, "num_warmup_steps", 0)
         decay_steps = getattr(preset, "num_decay_steps", self.config.steps)
-        decay_lr = self.config.decay_lr if self.config.decay_lr is not None else getattr(preset, "decay_lr", peak / 10)
+        decay_lr = (
+            self.config.decay_lr
+            if self.config.decay_lr is not None
+            else getattr(preset, "decay_lr", peak / 10)
+        )
         if self.config.warmup_steps is not None:
             # An explicit warm-up is used as given (lerobot scales only its preset to short runs).
             warmup = self.config.warmup_steps
@@ -196,8 +204,9 @@ class Trainer:
     # ---- data --------------------------------------------------------------------------------------
     def _epoch_permutation(self, epoch: int) -> np.ndarray:
         if epoch not in self._permutations:
-            self._permutations = {epoch: np.random.default_rng([self.config.seed, epoch]).permutation(
-                len(self.train_data))}
+            self._permutations = {
+                epoch: np.random.default_rng([self.config.seed, epoch]).permutation(len(self.train_data))
+            }
         return self._permutations[epoch]
 
     def batch_indices(self, step: int) -> np.ndarray:
@@ -212,8 +221,9 @@ class Trainer:
             indices[chosen] = self._epoch_permutation(int(epoch))[positions[chosen] % count]
         return indices[self.accelerator.process_index :: world]
 
-    def make_batch(self, data: torch.utils.data.Dataset, indices: np.ndarray,
-                   rng: np.random.Generator | None) -> dict[str, torch.Tensor]:
+    def make_batch(
+        self, data: torch.utils.data.Dataset, indices: np.ndarray, rng: np.random.Generator | None
+    ) -> dict[str, torch.Tensor]:
         """One batch on the training device: `data.get_batch(indices, rng)` or collated samples."""
         if hasattr(data, "get_batch"):
             batch = data.get_batch(indices, rng)
@@ -290,8 +300,13 @@ class Trainer:
             torch.manual_seed(config.seed)
         run = self._start_wandb()
         is_main = self.accelerator.is_main_process
-        bar = tqdm(total=config.steps, initial=self.step, disable=not (config.progress_bar and is_main),
-                   desc="train", dynamic_ncols=True)
+        bar = tqdm(
+            total=config.steps,
+            initial=self.step,
+            disable=not (config.progress_bar and is_main),
+            desc="train",
+            dynamic_ncols=True,
+        )
         logs: dict[str, float] = {}
         val_logs: dict[str, float] = {}
         checkpoint = None
@@ -333,9 +348,12 @@ class Trainer:
             import wandb
         except ImportError as e:
             raise ValueError("--wandb=true needs the wandb package: pip install wandb") from e
-        return wandb.init(project=self.config.wandb_project,
-                          config={"training": asdict(self.config), **self.run_config},
-                          dir=str(self.output_dir), resume="allow")
+        return wandb.init(
+            project=self.config.wandb_project,
+            config={"training": asdict(self.config), **self.run_config},
+            dir=str(self.output_dir),
+            resume="allow",
+        )
 
     # ---- checkpoints -------------------------------------------------------------------------------
     def save_checkpoint(self) -> Path:
@@ -360,7 +378,9 @@ class Trainer:
                 if torch.is_tensor(value)
             }
             save_file(tensors, str(state_dir / "optimizer_state.safetensors"))
-            (state_dir / "optimizer_param_groups.json").write_text(json.dumps(optimizer_state["param_groups"]))
+            (state_dir / "optimizer_param_groups.json").write_text(
+                json.dumps(optimizer_state["param_groups"])
+            )
             (state_dir / "scheduler_state.json").write_text(json.dumps(self.scheduler.state_dict()))
             rng = {"torch": torch.get_rng_state()}
             if torch.cuda.is_available():

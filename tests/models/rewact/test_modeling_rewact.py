@@ -112,7 +112,9 @@ def test_distributional_head_trains_and_reads_out_the_expected_value(rewact_data
     logits = policy.reward_head(torch.randn(3, 32))
     expected = (logits.softmax(-1) * torch.linspace(0, 1, 11)).sum(-1)
     torch.testing.assert_close(policy._reward_from_head(logits), expected)
-    progress = policy.predict_reward({OBS_STATE: batch[OBS_STATE], OBS_ENV_STATE: batch[OBS_ENV_STATE]}).numpy()
+    progress = policy.predict_reward(
+        {OBS_STATE: batch[OBS_STATE], OBS_ENV_STATE: batch[OBS_ENV_STATE]}
+    ).numpy()
     assert np.all((progress >= 0) & (progress <= 1))
     targets = policy.progress_targets[batch["index"]].numpy()
     assert spearmanr(progress, targets).statistic > 0.8
@@ -177,7 +179,9 @@ def test_label_episode_matches_the_lerobot_data_path(trained, rewact_data, tmp_p
     assert progress.shape == (episode.length,) and progress.dtype == np.float32
     _, _, raw = rewact_data
     rows = (raw["episode_index"] == 1).nonzero()[:, 0]
-    episode_batch = policy.preprocessor({k: raw[k][rows] for k in ("observation.state", "observation.images.top")})
+    episode_batch = policy.preprocessor(
+        {k: raw[k][rows] for k in ("observation.state", "observation.images.top")}
+    )
     expected = policy.predict_reward(episode_batch).numpy()
     np.testing.assert_allclose(progress, expected, atol=2e-3)  # video decoders may differ by a grey level
 
@@ -252,14 +256,27 @@ def test_failure_keyframe_and_parquet_targets(rewact_data, tmp_path):
 
     keyframes = tmp_path / "keyframes.json"
     keyframes.write_text(json.dumps({"unit": "frames", "episodes": {"2": [[4, 0.5], [12, 1.0]]}}))
-    table = build_progress_targets(tiny_config(reward_targets="keyframe", reward_targets_path=str(keyframes)), meta)
+    table = build_progress_targets(
+        tiny_config(reward_targets="keyframe", reward_targets_path=str(keyframes)), meta
+    )
     np.testing.assert_array_equal(table[44:60], keyframe_progress(16, [(4, 0.5), (12, 1.0)]))
     np.testing.assert_array_equal(table[:20], linear_progress(20))
 
     parquet = tmp_path / "progress.parquet"
-    pq.write_table(pa.table({"index": [3, 50], "episode_index": [0, 2], "frame_index": [3, 6],
-                             "progress_sparse": [0.25, 0.75]}), parquet)
-    table = build_progress_targets(tiny_config(reward_targets="parquet", reward_targets_path=str(parquet)), meta)
+    pq.write_table(
+        pa.table(
+            {
+                "index": [3, 50],
+                "episode_index": [0, 2],
+                "frame_index": [3, 6],
+                "progress_sparse": [0.25, 0.75],
+            }
+        ),
+        parquet,
+    )
+    table = build_progress_targets(
+        tiny_config(reward_targets="parquet", reward_targets_path=str(parquet)), meta
+    )
     assert table[3] == 0.25 and table[50] == 0.75 and np.isnan(table[4])
 
 

@@ -80,7 +80,10 @@ def test_flag_translation():
         "--policy.path=ckpt",
         "--policy.push_to_hub=true",
     ]
-    assert lerobot_train_args(["--dataset.root=x"])[-2:] == ["--policy.type=rewact", "--policy.push_to_hub=false"]
+    assert lerobot_train_args(["--dataset.root=x"])[-2:] == [
+        "--policy.type=rewact",
+        "--policy.push_to_hub=false",
+    ]
 
 
 @pytest.mark.parametrize("bad", [["--model.reward_head=gaussian"]])

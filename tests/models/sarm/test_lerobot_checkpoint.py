@@ -20,12 +20,28 @@ DIM = 16
 def lerobot_checkpoint(request, tmp_path):
     extra = {}
     if request.param == "dual":
-        extra = dict(num_sparse_stages=2, sparse_subtask_names=["reach", "place"],
-                     sparse_temporal_proportions=[0.3, 0.7], num_dense_stages=3,
-                     dense_subtask_names=["a", "b", "c"], dense_temporal_proportions=[0.2, 0.5, 0.3])
-    config = SARMConfig(annotation_mode=request.param, hidden_dim=32, num_heads=4, num_layers=2, image_dim=DIM,
-                        text_dim=DIM, max_state_dim=8, n_obs_steps=4, frame_gap=3, max_rewind_steps=2,
-                        device="cpu", **extra)
+        extra = dict(
+            num_sparse_stages=2,
+            sparse_subtask_names=["reach", "place"],
+            sparse_temporal_proportions=[0.3, 0.7],
+            num_dense_stages=3,
+            dense_subtask_names=["a", "b", "c"],
+            dense_temporal_proportions=[0.2, 0.5, 0.3],
+        )
+    config = SARMConfig(
+        annotation_mode=request.param,
+        hidden_dim=32,
+        num_heads=4,
+        num_layers=2,
+        image_dim=DIM,
+        text_dim=DIM,
+        max_state_dim=8,
+        n_obs_steps=4,
+        frame_gap=3,
+        max_rewind_steps=2,
+        device="cpu",
+        **extra,
+    )
     torch.manual_seed(0)
     reference = SARMRewardModel(config)
     with torch.no_grad():  # lerobot initialises first_pos to zero: make it matter
@@ -45,31 +61,54 @@ def test_lerobot_checkpoint_gives_lerobot_outputs(lerobot_checkpoint):
     text = rng.normal(size=DIM).astype(np.float32)
     state = rng.normal(size=(length, 5)).astype(np.float32)
     schemes = ["sparse", "dense"] if reference.config.uses_dual_heads else ["sparse"]
-    labels = ours.label_episode(EpisodeInputs(0, "t", length, 10, state=state, text_features=text,
-                                              image_features={ours.config.cameras[0]: features}))
+    labels = ours.label_episode(
+        EpisodeInputs(
+            0,
+            "t",
+            length,
+            10,
+            state=state,
+            text_features=text,
+            image_features={ours.config.cameras[0]: features},
+        )
+    )
     centre = reference.config.n_obs_steps // 2
     for t in range(length):
         # lerobot's inference input: the centred window, then rewind placeholders masked by `lengths`.
-        idx, _ = compute_absolute_indices(t, 0, length, reference.config.n_obs_steps, reference.config.frame_gap)
+        idx, _ = compute_absolute_indices(
+            t, 0, length, reference.config.n_obs_steps, reference.config.frame_gap
+        )
         idx = np.concatenate([idx.numpy(), [0] * reference.config.max_rewind_steps])
         video = torch.from_numpy(features[idx])[None]
-        video[:, -reference.config.max_rewind_steps:] = torch.randn(reference.config.max_rewind_steps, DIM)
+        video[:, -reference.config.max_rewind_steps :] = torch.randn(reference.config.max_rewind_steps, DIM)
         lengths = torch.tensor([reference.config.n_obs_steps + 1])
         for scheme in schemes:
-            expected = reference.calculate_rewards(torch.from_numpy(text)[None], video,
-                                                   torch.from_numpy(state[idx])[None], lengths,
-                                                   return_all_frames=True, head_mode=scheme)
+            expected = reference.calculate_rewards(
+                torch.from_numpy(text)[None],
+                video,
+                torch.from_numpy(state[idx])[None],
+                lengths,
+                return_all_frames=True,
+                head_mode=scheme,
+            )
             key = "progress" if scheme == "sparse" else "progress_dense"
             assert abs(labels[key][t] - expected[0, centre]) < 1e-4, (scheme, t)
     # predict_scheme on a batch of windows == lerobot on the same batch, every window position.
     idx = rng.integers(0, length, size=(batch, reference.config.n_obs_steps + 1))
-    inputs = {"image_features": torch.from_numpy(features[idx])[:, None],
-              "text_features": torch.from_numpy(np.repeat(text[None], batch, 0)),
-              "state": torch.from_numpy(state[idx])}
+    inputs = {
+        "image_features": torch.from_numpy(features[idx])[:, None],
+        "text_features": torch.from_numpy(np.repeat(text[None], batch, 0)),
+        "state": torch.from_numpy(state[idx]),
+    }
     for scheme in schemes:
-        expected, probs = reference.calculate_rewards(inputs["text_features"], inputs["image_features"][:, 0],
-                                                      inputs["state"], return_all_frames=True,
-                                                      return_stages=True, head_mode=scheme)
+        expected, probs = reference.calculate_rewards(
+            inputs["text_features"],
+            inputs["image_features"][:, 0],
+            inputs["state"],
+            return_all_frames=True,
+            return_stages=True,
+            head_mode=scheme,
+        )
         progress, our_probs = ours.predict_scheme(inputs, scheme)
         np.testing.assert_allclose(progress.numpy(), expected, atol=1e-4)
         np.testing.assert_allclose(our_probs.numpy(), probs, atol=1e-4)

@@ -42,8 +42,10 @@ def test_each_sample_uses_its_own_task_text():
     batch = data.get_batch(np.array([0, 25]))  # episode 0 (task 0) and episode 1 (task 1)
     assert torch.equal(batch["text_features"][0], torch.from_numpy(data.text_features[0]))
     assert torch.equal(batch["text_features"][1], torch.from_numpy(data.text_features[1]))
-    window = {k: batch[k][:, :, :5] if k == "image_features" else batch[k][:, :5] if k == "state" else batch[k]
-              for k in ("image_features", "text_features", "state")}
+    window = {
+        k: batch[k][:, :, :5] if k == "image_features" else batch[k][:, :5] if k == "state" else batch[k]
+        for k in ("image_features", "text_features", "state")
+    }
     before = model.predict_scheme(window)[0]
     window["text_features"] = window["text_features"].clone()
     window["text_features"][1] += 1.0
@@ -64,34 +66,60 @@ def test_rewind_frames_are_labelled_with_their_own_frame():
         for r in range(lengths[i] - 5):
             frame = t - config.frame_gap * (r + 1)  # walking back from the scored (last) frame
             assert batch["sparse_tau"][i, 5 + r] == pytest.approx(tau[data._from[episode] + frame])
-        assert (batch["sparse_tau"][i, lengths[i]:] == 0).all()
+        assert (batch["sparse_tau"][i, lengths[i] :] == 0).all()
 
 
 def test_causal_label_episode_equals_per_window():
-    model = _model(annotation_mode="dual", num_dense_stages=3, dense_temporal_proportions=[0.2, 0.5, 0.3],
-                   dense_subtask_names=["a", "b", "c"], sparse_subtask_names=["x", "y"],
-                   sparse_temporal_proportions=[0.4, 0.6], label_batch_size=7).eval()
+    model = _model(
+        annotation_mode="dual",
+        num_dense_stages=3,
+        dense_temporal_proportions=[0.2, 0.5, 0.3],
+        dense_subtask_names=["a", "b", "c"],
+        sparse_subtask_names=["x", "y"],
+        sparse_temporal_proportions=[0.4, 0.6],
+        label_batch_size=7,
+    ).eval()
     rng = np.random.default_rng(0)
     length = 23
     features = rng.normal(size=(length, FEATURE_DIM)).astype(np.float16)
     text = rng.normal(size=FEATURE_DIM).astype(np.float32)
     state = rng.normal(size=(length, 3)).astype(np.float32)
-    out = model.label_episode(EpisodeInputs(0, "task", length, 10, state=state,
-                                            image_features={"observation.images.top": features},
-                                            text_features=text))
+    out = model.label_episode(
+        EpisodeInputs(
+            0,
+            "task",
+            length,
+            10,
+            state=state,
+            image_features={"observation.images.top": features},
+            text_features=text,
+        )
+    )
     assert out["progress"].shape == (length,) and out["stage_probs"].shape == (length, 2)
     assert out["progress_dense"].shape == (length,)
     for t in range(length):
         idx = np.clip(t + np.array(model.config.window_offsets), 0, length - 1)
         assert idx[-1] == t and (np.diff(idx) >= 0).all()  # history only
-        batch = {"image_features": torch.from_numpy(features[idx].astype(np.float32))[None, None],
-                 "text_features": torch.from_numpy(text)[None], "state": torch.from_numpy(state[idx])[None]}
+        batch = {
+            "image_features": torch.from_numpy(features[idx].astype(np.float32))[None, None],
+            "text_features": torch.from_numpy(text)[None],
+            "state": torch.from_numpy(state[idx])[None],
+        }
         assert abs(float(model.predict_progress(batch)[0]) - out["progress"][t]) < 1e-5
         dense, _ = model.predict_scheme(batch, "dense")
         assert abs(float(dense[0, -1]) - out["progress_dense"][t]) < 1e-5
-    subset = model.label_episode(EpisodeInputs(0, "task", length, 10, state=state, text_features=text,
-                                               image_features={"observation.images.top": features},
-                                               frame_indices=np.array([3, 10])))
+    subset = model.label_episode(
+        EpisodeInputs(
+            0,
+            "task",
+            length,
+            10,
+            state=state,
+            text_features=text,
+            image_features={"observation.images.top": features},
+            frame_indices=np.array([3, 10]),
+        )
+    )
     np.testing.assert_allclose(subset["progress"], out["progress"][[3, 10]], atol=1e-6)
 
 
@@ -99,10 +127,18 @@ def test_causal_label_episode_equals_per_window():
     "overrides",
     [
         {"annotation_mode": "single_stage"},
-        {"annotation_mode": "dense_only", "dense_subtask_names": ["a", "b", "c"],
-         "dense_temporal_proportions": [0.3, 0.3, 0.4]},
-        {"annotation_mode": "dual", "sparse_subtask_names": ["x", "y"], "sparse_temporal_proportions": [0.5, 0.5],
-         "dense_subtask_names": ["a", "b", "c"], "dense_temporal_proportions": [0.3, 0.3, 0.4]},
+        {
+            "annotation_mode": "dense_only",
+            "dense_subtask_names": ["a", "b", "c"],
+            "dense_temporal_proportions": [0.3, 0.3, 0.4],
+        },
+        {
+            "annotation_mode": "dual",
+            "sparse_subtask_names": ["x", "y"],
+            "sparse_temporal_proportions": [0.5, 0.5],
+            "dense_subtask_names": ["a", "b", "c"],
+            "dense_temporal_proportions": [0.3, 0.3, 0.4],
+        },
     ],
     ids=lambda o: o["annotation_mode"],
 )
@@ -110,8 +146,19 @@ def test_each_annotation_mode_trains_and_the_loss_falls(tmp_path, overrides):
     model = _model(**overrides)
     train = synthetic_data(model.config)
     val = synthetic_data(model.config, augment=False)
-    config = TrainingConfig(steps=25, batch_size=12, lr=4e-3, warmup_steps=2, val_fraction=0, val_every=0,
-                            val_batches=0, save_every=0, log_every=1000, progress_bar=False, seed=3)
+    config = TrainingConfig(
+        steps=25,
+        batch_size=12,
+        lr=4e-3,
+        warmup_steps=2,
+        val_fraction=0,
+        val_every=0,
+        val_batches=0,
+        save_every=0,
+        log_every=1000,
+        progress_bar=False,
+        seed=3,
+    )
     trainer = Trainer(model, train, config, tmp_path, val)
     before = trainer.evaluate()["val_loss"]
     result = trainer.train()

@@ -294,7 +294,9 @@ class RewACTPolicy(ACTPolicy):
         if inputs.frames is None:
             raise ValueError(f"episode {inputs.episode_index}: RewACT needs decoded frames (inputs.frames)")
         frame_indices = getattr(inputs, "frame_indices", None)
-        positions = np.arange(inputs.length) if frame_indices is None else np.asarray(frame_indices, dtype=int)
+        positions = (
+            np.arange(inputs.length) if frame_indices is None else np.asarray(frame_indices, dtype=int)
+        )
         frames = {}
         for camera in needs.cameras:
             video = np.asarray(inputs.frames(camera))
@@ -376,7 +378,9 @@ def read_progress_parquet(path: Path, column: str, total_frames: int) -> np.ndar
     index = data.column("index").to_numpy().astype(np.int64)
     values = data.column(column).to_numpy(zero_copy_only=False).astype(np.float32)
     if len(index) and (index.min() < 0 or index.max() >= total_frames):
-        raise ValueError(f"progress parquet {path}: frame index {index.max()} outside the dataset's {total_frames}")
+        raise ValueError(
+            f"progress parquet {path}: frame index {index.max()} outside the dataset's {total_frames}"
+        )
     known = values[~np.isnan(values)]
     if len(known) and (known.min() < 0 or known.max() > 1):
         raise ValueError(f"progress parquet {path}: column '{column}' has values outside [0, 1]")

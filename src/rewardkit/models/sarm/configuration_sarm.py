@@ -99,11 +99,15 @@ class StageAwareConfig(RewardKitConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.annotation_mode not in ANNOTATION_MODES:
-            raise ValueError(f"annotation_mode must be one of {ANNOTATION_MODES}, got '{self.annotation_mode}'")
+            raise ValueError(
+                f"annotation_mode must be one of {ANNOTATION_MODES}, got '{self.annotation_mode}'"
+            )
         if self.window not in WINDOWS:
             raise ValueError(f"window must be one of {WINDOWS}, got '{self.window}'")
         if self.n_obs_steps < 1 or self.frame_gap < 1:
-            raise ValueError(f"need n_obs_steps >= 1 and frame_gap >= 1, got {self.n_obs_steps}, {self.frame_gap}")
+            raise ValueError(
+                f"need n_obs_steps >= 1 and frame_gap >= 1, got {self.n_obs_steps}, {self.frame_gap}"
+            )
         if self.window == "centred" and self.n_obs_steps % 2:
             raise ValueError(f"a centred window needs an even n_obs_steps, got {self.n_obs_steps}")
         if not 0 <= self.max_rewind_steps < self.n_obs_steps:

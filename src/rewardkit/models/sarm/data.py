@@ -74,8 +74,10 @@ class SARMTrainingData(torch.utils.data.Dataset):
         self.cameras = cameras
         self.image_features = [image_features[c] for c in cameras]
         self.text_features = np.asarray(text_features, dtype=np.float32)
-        self.targets = {scheme: targets[scheme] for scheme in (["sparse", "dense"] if config.uses_dual_heads
-                                                              else ["sparse"])}
+        self.targets = {
+            scheme: targets[scheme]
+            for scheme in (["sparse", "dense"] if config.uses_dual_heads else ["sparse"])
+        }
         self.state = state
         self.perturbation = perturbation_text_features
         self.augment = augment
@@ -96,7 +98,9 @@ class SARMTrainingData(torch.utils.data.Dataset):
         batch = self.get_batch(np.array([index]), np.random.default_rng(index) if self.augment else None)
         return {k: v[0] for k, v in batch.items()}
 
-    def get_batch(self, indices: np.ndarray, rng: np.random.Generator | None = None) -> dict[str, torch.Tensor]:
+    def get_batch(
+        self, indices: np.ndarray, rng: np.random.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
         """A batch of samples: image_features (B, N, L, D) float16, text_features (B, D), state (B, L, S),
         lengths (B,), `{scheme}_stage` (B, L) int64, `{scheme}_tau` (B, L) float32; L = sequence_length.
 
@@ -152,8 +156,30 @@ class SARMTrainingData(torch.utils.data.Dataset):
 
 PERTURBATION_VERBS = ("move", "grasp", "rotate", "push", "pull", "slide", "lift", "place", "open", "fold")
 PERTURBATION_WORDS = (
-    "apple", "drawer", "towel", "bottle", "lamp", "cable", "spoon", "plant", "window", "paper", "door",
-    "bowl", "shoe", "pencil", "box", "cup", "ball", "knob", "lid", "sponge", "chair", "book", "phone", "bag",
+    "apple",
+    "drawer",
+    "towel",
+    "bottle",
+    "lamp",
+    "cable",
+    "spoon",
+    "plant",
+    "window",
+    "paper",
+    "door",
+    "bowl",
+    "shoe",
+    "pencil",
+    "box",
+    "cup",
+    "ball",
+    "knob",
+    "lid",
+    "sponge",
+    "chair",
+    "book",
+    "phone",
+    "bag",
 )
 
 

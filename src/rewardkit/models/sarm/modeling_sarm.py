@@ -70,9 +70,7 @@ class StreamTransformer(nn.Module):
         self.lang_proj = nn.Linear(text_dim, hidden_dim)
         self.visual_proj = nn.Linear(image_dim, hidden_dim)
         self.state_proj = nn.Linear(state_dim, hidden_dim)
-        layer = nn.TransformerEncoderLayer(
-            hidden_dim, num_heads, 4 * hidden_dim, dropout, batch_first=True
-        )
+        layer = nn.TransformerEncoderLayer(hidden_dim, num_heads, 4 * hidden_dim, dropout, batch_first=True)
         self.transformer = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.first_pos = nn.Parameter(torch.zeros(1, hidden_dim))
         streams = num_cameras + 2 + int(stage_prior)
@@ -124,7 +122,9 @@ class StreamTransformer(nn.Module):
         if padding is not None:
             key_padding = padding[:, None, :].expand(batch, num_streams, frames).reshape(batch, -1)
         encoded = self.transformer(
-            tokens, mask=self._causal_mask(tokens.shape[1], tokens.device), src_key_padding_mask=key_padding,
+            tokens,
+            mask=self._causal_mask(tokens.shape[1], tokens.device),
+            src_key_padding_mask=key_padding,
             is_causal=True,
         )
         fused = encoded.reshape(batch, num_streams, frames, hidden).transpose(1, 2).reshape(batch, frames, -1)
@@ -156,7 +156,9 @@ class StageAwareRewardModel(RewardKitModel):
             head_sizes={"sparse": config.stages("sparse"), "dense": config.stages("dense")},
             stage_prior=False,
         )
-        self.subtask_model = StreamTransformer(**common, head_sizes={"sparse": 1, "dense": 1}, stage_prior=True)
+        self.subtask_model = StreamTransformer(
+            **common, head_sizes={"sparse": 1, "dense": 1}, stage_prior=True
+        )
         for scheme in ("sparse", "dense"):
             proportions = torch.tensor(config.proportions(scheme), dtype=torch.float64)
             proportions = proportions / proportions.sum()
@@ -205,7 +207,12 @@ class StageAwareRewardModel(RewardKitModel):
         return image, text, state
 
     def _heads(
-        self, image: Tensor, text: Tensor, state: Tensor, padding: Tensor | None, scheme: str,
+        self,
+        image: Tensor,
+        text: Tensor,
+        state: Tensor,
+        padding: Tensor | None,
+        scheme: str,
         prior_stage: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Stage logits (B, T, K) and tau (B, T); the tau model is conditioned on `prior_stage` (B, T)
@@ -256,7 +263,9 @@ class StageAwareRewardModel(RewardKitModel):
             tau_loss = F.mse_loss(tau_pred[valid], tau[valid])
             total = total + self.config.stage_loss_weight * stage_loss + tau_loss
             with torch.no_grad():
-                predicted_progress = self.normalized_progress(predicted[:, current], tau_pred[:, current], scheme)
+                predicted_progress = self.normalized_progress(
+                    predicted[:, current], tau_pred[:, current], scheme
+                )
                 target_progress = self.normalized_progress(stage[:, current], tau[:, current], scheme)
                 mae = (predicted_progress - target_progress).abs().mean()
             logs[f"{scheme}_stage_loss"] = float(stage_loss.detach())
@@ -289,8 +298,9 @@ class StageAwareRewardModel(RewardKitModel):
 
     def required_inputs(self) -> ModelInputs:
         """Cached features of the config's cameras for its encoder, and the state when used."""
-        return ModelInputs(cameras=list(self.config.cameras or []), encoder=self.config.encoder,
-                           state=self.config.use_state)
+        return ModelInputs(
+            cameras=list(self.config.cameras or []), encoder=self.config.encoder, state=self.config.use_state
+        )
 
     @torch.no_grad()
     def label_episode(self, inputs: EpisodeInputs) -> dict[str, Any]:
@@ -344,10 +354,26 @@ class StageAwareRewardModel(RewardKitModel):
 
 # ---- lerobot checkpoints -------------------------------------------------------------------------
 _LEROBOT_FIELDS = (
-    "annotation_mode", "n_obs_steps", "frame_gap", "max_rewind_steps", "image_dim", "text_dim", "hidden_dim",
-    "num_heads", "num_layers", "max_state_dim", "dropout", "stage_loss_weight", "rewind_probability",
-    "language_perturbation_probability", "num_sparse_stages", "sparse_subtask_names",
-    "sparse_temporal_proportions", "num_dense_stages", "dense_subtask_names", "dense_temporal_proportions",
+    "annotation_mode",
+    "n_obs_steps",
+    "frame_gap",
+    "max_rewind_steps",
+    "image_dim",
+    "text_dim",
+    "hidden_dim",
+    "num_heads",
+    "num_layers",
+    "max_state_dim",
+    "dropout",
+    "stage_loss_weight",
+    "rewind_probability",
+    "language_perturbation_probability",
+    "num_sparse_stages",
+    "sparse_subtask_names",
+    "sparse_temporal_proportions",
+    "num_dense_stages",
+    "dense_subtask_names",
+    "dense_temporal_proportions",
 )
 
 

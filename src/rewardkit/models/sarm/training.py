@@ -51,13 +51,18 @@ def _scheme_annotations(dataset: RewardDataset, scheme: str) -> tuple[dict, list
     result = {}
     for ep, value in io.read_annotations(dataset.root, scheme).items():
         if len(value):
-            result[int(ep)] = ([str(n) for n in value.names], np.asarray(value.start_frames),
-                               np.asarray(value.end_frames))
+            result[int(ep)] = (
+                [str(n) for n in value.names],
+                np.asarray(value.start_frames),
+                np.asarray(value.end_frames),
+            )
     try:
         proportions = io.read_temporal_proportions(dataset.root, scheme)
     except FileNotFoundError:
         proportions = None
-    names = list(proportions) if proportions else list(dict.fromkeys(n for v in result.values() for n in v[0]))
+    names = (
+        list(proportions) if proportions else list(dict.fromkeys(n for v in result.values() for n in v[0]))
+    )
     return result, names, [float(proportions[n]) for n in names] if proportions else None
 
 
@@ -128,8 +133,9 @@ def find_failed_episodes(dataset: RewardDataset, cfg: SARMTrainConfig) -> dict[i
 
     keyframes_path = dataset.root / io.KEYFRAMES_FILE
     keyframes = io.read_keyframes(keyframes_path, fps=dataset.fps) if keyframes_path.exists() else None
-    return io.failed_episodes(dataset.root, explicit=cfg.failed_episodes or (), column=cfg.failure_column,
-                              keyframes=keyframes)
+    return io.failed_episodes(
+        dataset.root, explicit=cfg.failed_episodes or (), column=cfg.failure_column, keyframes=keyframes
+    )
 
 
 def prepare(cfg: SARMTrainConfig) -> tuple[StageAwareRewardModel, SARMTrainingData, SARMTrainingData | None]:
@@ -151,7 +157,9 @@ def prepare(cfg: SARMTrainConfig) -> tuple[StageAwareRewardModel, SARMTrainingDa
     bank = perturbation_texts(cfg.num_perturbation_texts, seed=cfg.seed, exclude=tasks)
     if model_config.language_perturbation_probability <= 0:
         bank = []
-    cache = FeatureCache.for_dataset(dataset, model_config.encoder, model_config.cameras, cache_dir=cfg.cache_dir)
+    cache = FeatureCache.for_dataset(
+        dataset, model_config.encoder, model_config.cameras, cache_dir=cfg.cache_dir
+    )
     if cache is None or any(t not in cache.tasks for t in bank):
         logger.info("building the feature cache (%s) for %s", model_config.encoder, model_config.cameras)
         encoder = make_encoder(model_config.encoder)
@@ -169,9 +177,14 @@ def prepare(cfg: SARMTrainConfig) -> tuple[StageAwareRewardModel, SARMTrainingDa
         stage = np.zeros(total, dtype=np.int64)
         tau = np.zeros(total, dtype=np.float32)
         for e in usable:
-            s, t = episode_targets(e.length, per_episode.get(e.episode_index), names,
-                                   model_config.proportions(scheme), e.episode_index in failed,
-                                   failed.get(e.episode_index))
+            s, t = episode_targets(
+                e.length,
+                per_episode.get(e.episode_index),
+                names,
+                model_config.proportions(scheme),
+                e.episode_index in failed,
+                failed.get(e.episode_index),
+            )
             stage[e.from_index : e.to_index], tau[e.from_index : e.to_index] = s, t
         targets[scheme] = (stage, tau)
 
@@ -180,7 +193,9 @@ def prepare(cfg: SARMTrainConfig) -> tuple[StageAwareRewardModel, SARMTrainingDa
         state = np.zeros((total, len(dataset.state_names)), dtype=np.float32)
         for e in usable:
             state[e.from_index : e.to_index] = dataset.read_columns(e.episode_index, [STATE_KEY])[STATE_KEY]
-        rows = np.concatenate([np.arange(e.from_index, e.to_index) for e in usable if e.episode_index in train_ids])
+        rows = np.concatenate(
+            [np.arange(e.from_index, e.to_index) for e in usable if e.episode_index in train_ids]
+        )
         model_config.state_mean = state[rows].mean(0).tolist()
         model_config.state_std = np.maximum(state[rows].std(0), 1e-3).tolist()
     elif model_config.use_state:
@@ -193,10 +208,14 @@ def prepare(cfg: SARMTrainConfig) -> tuple[StageAwareRewardModel, SARMTrainingDa
     image_features = {c: cache.image_features(c) for c in model_config.cameras}
 
     def data(ids: list[int], augment: bool) -> SARMTrainingData:
-        slices = [EpisodeSlice(e.episode_index, e.from_index, e.length, task_ids[e.task])
-                  for e in usable if e.episode_index in set(ids)]
-        return SARMTrainingData(model_config, image_features, slices, text_table, targets, state,
-                                perturbation, augment=augment)
+        slices = [
+            EpisodeSlice(e.episode_index, e.from_index, e.length, task_ids[e.task])
+            for e in usable
+            if e.episode_index in set(ids)
+        ]
+        return SARMTrainingData(
+            model_config, image_features, slices, text_table, targets, state, perturbation, augment=augment
+        )
 
     model = StageAwareRewardModel(model_config)
     return model, data(train_ids, True), data(val_ids, False) if val_ids else None
@@ -208,8 +227,13 @@ def train_sarm(cfg: SARMTrainConfig) -> TrainResult:
 
     torch.manual_seed(cfg.seed)
     model, train_data, val_data = prepare(cfg)
-    logger.info("SARM: %d training samples, %d validation samples, %.1fM parameters", len(train_data),
-                len(val_data) if val_data else 0, sum(p.numel() for p in model.parameters()) / 1e6)
-    trainer = Trainer(model, train_data, cfg, cfg.output_dir, val_data,
-                      run_config={"model": model.config.__dict__})
+    logger.info(
+        "SARM: %d training samples, %d validation samples, %.1fM parameters",
+        len(train_data),
+        len(val_data) if val_data else 0,
+        sum(p.numel() for p in model.parameters()) / 1e6,
+    )
+    trainer = Trainer(
+        model, train_data, cfg, cfg.output_dir, val_data, run_config={"model": model.config.__dict__}
+    )
     return trainer.train()
