@@ -314,6 +314,8 @@ def label_dataset(
     from tqdm import tqdm
 
     needs: ModelInputs = model.required_inputs()
+    if hasattr(model, "prepare_for_dataset"):  # RewACT is a lerobot policy, not a RewardKitModel
+        model.prepare_for_dataset(dataset)
     shard = shard or ShardState()
     episodes = shard_episodes(dataset.episodes(), shard.process_index, shard.num_processes)
     device = _model_device(model)

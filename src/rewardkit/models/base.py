@@ -120,6 +120,11 @@ class RewardKitModel(PreTrainedRewardModel):
     def compute_reward(self, batch: dict[str, Tensor]) -> Tensor:
         return self.predict_progress(batch)
 
+    def prepare_for_dataset(self, dataset: Any) -> None:
+        """Called by the labeller before labelling `dataset` (a `RewardDataset`); no-op by default. A
+        model whose input statistics come from the dataset it labels (a lerobot SARM checkpoint) sets
+        them here."""
+
     def required_inputs(self) -> ModelInputs:
         """What `label_episode` needs; the labeller reads (and caches) exactly that."""
         raise NotImplementedError

@@ -112,3 +112,42 @@ def test_lerobot_checkpoint_gives_lerobot_outputs(lerobot_checkpoint):
         progress, our_probs = ours.predict_scheme(inputs, scheme)
         np.testing.assert_allclose(progress.numpy(), expected, atol=1e-4)
         np.testing.assert_allclose(our_probs.numpy(), probs, atol=1e-4)
+
+
+def test_lerobot_checkpoint_normalises_state_with_the_labelled_datasets_stats(lerobot_checkpoint, tmp_path):
+    """lerobot's labeller normalises state (MEAN_STD) with the dataset's meta/stats.json in its
+    preprocessor; our labeller calls `prepare_for_dataset`, so raw state gives lerobot's outputs."""
+    from types import SimpleNamespace
+
+    reference, folder = lerobot_checkpoint
+    ours = rewardkit.load(folder)
+    rng = np.random.default_rng(1)
+    length = 10
+    features = rng.normal(size=(length, DIM)).astype(np.float32)
+    text = rng.normal(size=DIM).astype(np.float32)
+    mean, std = rng.normal(size=5).astype(np.float32), rng.uniform(0.5, 2.0, size=5).astype(np.float32)
+    raw_state = (rng.normal(size=(length, 5)) * std + mean).astype(np.float32)
+    dataset = SimpleNamespace(
+        root=tmp_path, meta=SimpleNamespace(stats={"observation.state": {"mean": mean, "std": std}})
+    )
+    ours.prepare_for_dataset(dataset)
+    inputs = EpisodeInputs(0, "t", length, 10, state=raw_state, text_features=text,
+                           image_features={ours.config.cameras[0]: features})  # fmt: skip
+    labels = ours.label_episode(inputs)["progress"]
+    normalised = (raw_state - mean) / std
+    centre, rewind = reference.config.n_obs_steps // 2, reference.config.max_rewind_steps
+    for t in (0, length // 2, length - 1):
+        idx, _ = compute_absolute_indices(
+            t, 0, length, reference.config.n_obs_steps, reference.config.frame_gap
+        )
+        idx = np.concatenate([idx.numpy(), [0] * rewind])
+        expected = reference.calculate_rewards(
+            torch.from_numpy(text)[None], torch.from_numpy(features[idx])[None],
+            torch.from_numpy(normalised[idx])[None], torch.tensor([reference.config.n_obs_steps + 1]),
+            return_all_frames=True, head_mode="sparse",
+        )  # fmt: skip
+        assert abs(labels[t] - expected[0, centre]) < 1e-4, t
+    # without the dataset's stats the checkpoint cannot be fed correctly: a clear error, not silent raw state
+    fresh = rewardkit.load(folder)
+    with pytest.raises(ValueError, match="no observation.state mean/std in meta/stats.json"):
+        fresh.prepare_for_dataset(SimpleNamespace(root=tmp_path, meta=SimpleNamespace(stats={})))

@@ -44,6 +44,10 @@ class StageAwareConfig(RewardKitConfig):
         use_state: Read `observation.state` (normalised with `state_mean`/`state_std`); False feeds zeros.
         state_mean: Per-dimension state mean (set from the training episodes).
         state_std: Per-dimension state standard deviation (set from the training episodes).
+        state_stats_from_dataset: When `state_mean`/`state_std` are not set, take them from the labelled
+            dataset's meta/stats.json (`observation.state` mean/std) before labelling, as lerobot's SARM
+            pipeline does (its normaliser lives in the preprocessor, not the model). Set for lerobot
+            checkpoints.
         image_dim: Image feature size (set from the cache).
         text_dim: Text feature size (set from the cache).
         hidden_dim: Transformer width.
@@ -77,6 +81,7 @@ class StageAwareConfig(RewardKitConfig):
     use_state: bool = True
     state_mean: list[float] | None = None
     state_std: list[float] | None = None
+    state_stats_from_dataset: bool = False
     image_dim: int = 512
     text_dim: int = 512
     hidden_dim: int = 768

@@ -170,6 +170,27 @@ class StageAwareRewardModel(RewardKitModel):
         self.register_buffer("_state_mean", state_mean, persistent=False)
         self.register_buffer("_state_std", state_std, persistent=False)
 
+    def prepare_for_dataset(self, dataset: Any) -> None:
+        """Before labelling `dataset` (a `RewardDataset`): with `state_stats_from_dataset` and no state
+        statistics of its own, normalise state with the dataset's `observation.state` mean/std."""
+        if not (self.config.state_stats_from_dataset and self.config.use_state) or self.config.state_mean:
+            return
+        stats = (getattr(dataset.meta, "stats", None) or {}).get("observation.state")
+        if not stats or "mean" not in stats or "std" not in stats:
+            raise ValueError(
+                f"dataset {dataset.root} has no observation.state mean/std in meta/stats.json, which this "
+                "lerobot SARM checkpoint needs to normalise the state (lerobot's preprocessor does the same)"
+            )
+        device = self._state_std.device
+        self._state_mean = torch.as_tensor(
+            np.asarray(stats["mean"]), dtype=torch.float32, device=device
+        ).flatten()
+        self._state_std = (
+            torch.as_tensor(np.asarray(stats["std"]), dtype=torch.float32, device=device)
+            .flatten()
+            .clamp_min(1e-6)
+        )
+
     # ---- pieces --------------------------------------------------------------------------------
     @property
     def schemes(self) -> list[str]:
@@ -380,8 +401,9 @@ _LEROBOT_FIELDS = (
 def load_lerobot_sarm(folder: Path) -> StageAwareRewardModel:
     """Open a lerobot SARM checkpoint (config.json of type "sarm" + model.safetensors) as our model.
 
-    The weights load unchanged; the window is centred, as lerobot's model was trained. State
-    normalisation lives in lerobot's preprocessor, not here: give this model normalised state.
+    The weights load unchanged; the window is centred, as lerobot's model was trained. lerobot normalises
+    state in its preprocessor with the labelled dataset's stats; `state_stats_from_dataset` makes the
+    labeller do the same (`prepare_for_dataset`).
     """
     folder = Path(folder)
     config_path = folder / "config.json"
@@ -392,7 +414,13 @@ def load_lerobot_sarm(folder: Path) -> StageAwareRewardModel:
     fields = {key: data[key] for key in _LEROBOT_FIELDS if key in data and data[key] is not None}
     image_key = data.get("image_key") or "observation.images.top"
     config = StageAwareConfig(
-        **fields, window="centred", cameras=[image_key], encoder="clip", use_state=True, device="cpu"
+        **fields,
+        window="centred",
+        cameras=[image_key],
+        encoder="clip",
+        use_state=True,
+        device="cpu",
+        state_stats_from_dataset=True,
     )
     model = StageAwareRewardModel(config)
     load_weights(model, folder / "model.safetensors", strict=True)
