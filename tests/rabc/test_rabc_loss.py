@@ -24,6 +24,21 @@ def _features():
     return inputs, {"action": PolicyFeature(FeatureType.ACTION, (ACTION_DIM,))}
 
 
+# ACT dimensions small enough for a 2-core test run; shared by the ACT and RewACT policies below.
+TINY_ACT = dict(
+    device="cpu",
+    chunk_size=4,
+    n_action_steps=4,
+    dim_model=32,
+    n_heads=2,
+    dim_feedforward=64,
+    n_encoder_layers=1,
+    n_decoder_layers=1,
+    n_vae_encoder_layers=1,
+    latent_dim=8,
+)
+
+
 def tiny_act(use_vae: bool = True, dropout: float = 0.1):
     from lerobot.policies.act.configuration_act import ACTConfig
     from lerobot.policies.act.modeling_act import ACTPolicy
@@ -32,16 +47,7 @@ def tiny_act(use_vae: bool = True, dropout: float = 0.1):
     config = ACTConfig(
         input_features=inputs,
         output_features=outputs,
-        device="cpu",
-        chunk_size=4,
-        n_action_steps=4,
-        dim_model=32,
-        n_heads=2,
-        dim_feedforward=64,
-        n_encoder_layers=1,
-        n_decoder_layers=1,
-        n_vae_encoder_layers=1,
-        latent_dim=8,
+        **TINY_ACT,
         use_vae=use_vae,
         dropout=dropout,
         pretrained_backbone_weights=None,
@@ -278,16 +284,7 @@ def tiny_rewact(reward_head: str = "scalar", use_vae: bool = True):
     config = RewACTConfig(
         input_features=inputs,
         output_features=outputs,
-        device="cpu",
-        chunk_size=4,
-        n_action_steps=4,
-        dim_model=32,
-        n_heads=2,
-        dim_feedforward=64,
-        n_encoder_layers=1,
-        n_decoder_layers=1,
-        n_vae_encoder_layers=1,
-        latent_dim=8,
+        **TINY_ACT,
         use_vae=use_vae,
         pretrained_backbone_weights=None,
         reward_head=reward_head,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import os
 import queue
 import threading
 import time
@@ -31,7 +30,6 @@ from rewardkit.cache.store import (
     MANIFEST,
     TEXTS,
     FeatureCache,
-    atomic_write_text,
     cache_folder_name,
     cache_key,
     camera_file_name,
@@ -40,6 +38,7 @@ from rewardkit.cache.store import (
 )
 from rewardkit.data.dataset import DatasetError, RewardDataset
 from rewardkit.encoders.base import FrozenEncoder
+from rewardkit.io_utils import atomic_write, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -227,12 +226,7 @@ def _write_texts(path: Path, cache: FeatureCache, encoder: FrozenEncoder, new_te
     new = encoder.encode_texts(new_texts).numpy()
     features = np.concatenate([old.astype(np.float32), new.astype(np.float32)])
     all_tasks = np.array(tasks + list(new_texts), dtype=np.str_)
-    tmp = path / f".texts.tmp{os.getpid()}.npz"
-    with open(tmp, "wb") as f:
-        np.savez(f, tasks=all_tasks, features=features)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path / TEXTS)
+    atomic_write(path / TEXTS, lambda temporary: np.savez(temporary, tasks=all_tasks, features=features))
     cache.refresh()
 
 
@@ -242,11 +236,10 @@ def _open_image_file(path: Path, camera: str, total_frames: int, feature_dim: in
     file = folder / f"{camera_file_name(camera)}.npy"
     if not file.is_file():
         # Created under a temporary name and renamed, so the file is either absent or whole-sized.
-        tmp = folder / f".{file.name}.tmp{os.getpid()}"
-        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(total_frames, feature_dim))
-        array.flush()
-        del array
-        os.replace(tmp, file)
+        shape = (total_frames, feature_dim)
+        atomic_write(
+            file, lambda temporary: np.lib.format.open_memmap(temporary, "w+", np.float16, shape).flush()
+        )
     array = np.lib.format.open_memmap(file, mode="r+")
     if array.shape != (total_frames, feature_dim) or array.dtype != np.float16:
         raise DatasetError(

@@ -81,16 +81,6 @@ def camera_file_name(camera: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", camera)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a text file via a temporary file and `os.replace` (readers see the old or the new file)."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class FeatureCache:
     """A frozen-feature cache folder, read through memory maps.
 

@@ -33,6 +33,7 @@ from rewardkit.data.annotations import (
 )
 from rewardkit.data.dataset import DatasetConfig, open_from_config
 from rewardkit.data.targets import normalized_progress, temporal_proportions
+from rewardkit.io_utils import atomic_write
 
 HELP = "subtask annotations: import / export (CSV, JSON), show (timeline PNGs), vlm (automatic, by a VLM)"
 logger = logging.getLogger(__name__)
@@ -254,12 +255,10 @@ def plot_episode_timeline(
         axis.set_ylabel(scheme)
         axis.set_xlabel("time (s)")
     figure.suptitle(f"episode {episode_index}: {length} frames, {length / fps:.1f} s")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(temporary, dpi=80)
-    plt.close(figure)
-    os.replace(temporary, path)
-    return path
+    try:
+        return atomic_write(path, lambda temporary: figure.savefig(temporary, dpi=80, format="png"))
+    finally:
+        plt.close(figure)
 
 
 def run_show(cfg: ShowConfig) -> int:

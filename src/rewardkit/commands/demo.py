@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from rewardkit.cli_utils import announce, parse_config
+from rewardkit.io_utils import atomic_write_text
 
 HELP = "run the whole pipeline on the bundled metaworld dataset (offline, CPU, a few minutes)"
 logger = logging.getLogger(__name__)
@@ -314,9 +315,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         "plots": str(output_dir / "plots"),
     }
     path = output_dir / "demo.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(summary, indent=2))
     summary["summary_path"] = str(path)
     return summary
 

@@ -10,13 +10,12 @@ import base64
 import html
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from rewardkit.evaluation.evaluate import CONSTANT_BASELINE, ELAPSED_BASELINE
+from rewardkit.io_utils import atomic_write_text
 
 TIME_BASELINE_NOTE = (
     "A predictor of pure time (the elapsed-fraction baseline, progress = t / (T - 1)) scores a perfect VOC "
@@ -38,15 +37,6 @@ SUMMARY_COLUMNS = (
     ("final_progress_auroc", "failure AUROC (final progress)"),
     ("stage_accuracy", "stage accuracy"),
 )
-
-
-def _atomic_write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-    return path
 
 
 def _clean(value: Any) -> Any:
@@ -147,6 +137,6 @@ def write_report(
         "models": results,
         "images": [{"caption": c, "file": str(p)} for c, p in images],
     }
-    json_path = _atomic_write_text(output_dir / "eval.json", json.dumps(_clean(payload), indent=2))
-    html_path = _atomic_write_text(output_dir / "report.html", render_html(results, images, title, context))
+    json_path = atomic_write_text(output_dir / "eval.json", json.dumps(_clean(payload), indent=2))
+    html_path = atomic_write_text(output_dir / "report.html", render_html(results, images, title, context))
     return json_path, html_path

@@ -10,14 +10,14 @@ This is exactly what `lerobot.rewards.sarm.rabc.RABCWeights` loads, unchanged.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from rewardkit.io_utils import atomic_write
 
 PROGRESS_FILENAME = "sarm_progress.parquet"  # lerobot's default name, found by its RA-BC weighter
 
@@ -94,16 +94,7 @@ def write_progress_parquet(
     if extra_metadata:
         metadata["rewardkit"] = json.dumps(extra_metadata, sort_keys=True)
     table = progress_table(labels, metadata)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda temporary: pq.write_table(table, temporary))
 
 
 def read_progress_parquet(path: str | Path) -> tuple[dict[int, dict[str, np.ndarray]], dict[str, str]]:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rewardkit.io_utils import atomic_write
 from rewardkit.rabc.weighter import RABCWeighter
 from rewardkit.rabc.weights import summarize_weights
 
@@ -69,24 +68,10 @@ def weight_report(weighter: RABCWeighter) -> dict[str, Any]:
     }
 
 
-def _atomic_write(path: Path, write: Any) -> Path:
-    """Call `write(tmp_path)` then move the temporary file onto `path` (readers never see half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_report_json(report: dict[str, Any], path: str | Path) -> Path:
     """Write the report dict as JSON, atomically."""
     text = json.dumps(report, indent=2, allow_nan=False, default=float)
-    return _atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def write_frame_weights(weighter: RABCWeighter, path: str | Path) -> Path:
@@ -102,7 +87,7 @@ def write_frame_weights(weighter: RABCWeighter, path: str | Path) -> Path:
             "weight": weighter.weights,
         }
     )
-    return _atomic_write(Path(path), lambda tmp: pq.write_table(table, tmp))
+    return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def plot_weights(weighter: RABCWeighter, report: dict[str, Any], path: str | Path) -> Path:
@@ -144,6 +129,6 @@ def plot_weights(weighter: RABCWeighter, report: dict[str, Any], path: str | Pat
     ax.legend(loc="lower right")
     figure.tight_layout()
     try:
-        return _atomic_write(Path(path), lambda tmp: figure.savefig(tmp, dpi=100, format="png"))
+        return atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=100, format="png"))
     finally:
         plt.close(figure)

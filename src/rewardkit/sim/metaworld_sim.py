@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rewardkit.io_utils import atomic_write_text
 from rewardkit.sim.phases import TaskPhases, phase_progress, phases_for, reward_progress
 
 logger = logging.getLogger(__name__)
@@ -394,9 +395,7 @@ def _write_sim_meta(
         ],
     }
     path = root / SIM_META_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(meta, indent=1))
 
 
 def _write_stage_annotations(root: Path) -> bool:

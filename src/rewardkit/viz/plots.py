@@ -9,13 +9,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from rewardkit.io_utils import atomic_write
 
 SUCCESS_COLOUR = "#2E86AB"
 FAILURE_COLOUR = "#D1495B"
@@ -34,16 +34,10 @@ def _pyplot():
 def save_figure(figure: Any, path: str | Path, dpi: int = 80) -> Path:
     """Save a matplotlib figure as PNG atomically (temporary file, then rename) and close it."""
     plt = _pyplot()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
     try:
-        figure.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return atomic_write(
+            path, lambda temporary: figure.savefig(temporary, dpi=dpi, bbox_inches="tight", format="png")
+        )
     finally:
         plt.close(figure)
     return path

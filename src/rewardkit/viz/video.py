@@ -7,13 +7,12 @@ axes right of it) and a cursor line. Encoded with PyAV (h264, yuv420p) at the da
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
+from rewardkit.io_utils import atomic_write
 from rewardkit.viz.plots import SUCCESS_COLOUR, TARGET_COLOUR, _pyplot
 
 MIN_VIEW_HEIGHT = 192  # small dataset images are scaled up (nearest) to at least this height
@@ -126,12 +125,8 @@ def write_episode_video(
     """
     import av
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".mp4")
-    os.close(fd)
-    try:
-        with av.open(tmp, mode="w", format="mp4") as container:
+    def encode(temporary: Path) -> None:
+        with av.open(str(temporary), mode="w", format="mp4") as container:
             stream = None
             for image in compose_frames(frames_by_camera, progress, target, title):
                 if stream is None:
@@ -144,8 +139,5 @@ def write_episode_video(
             if stream is not None:
                 for packet in stream.encode():
                     container.mux(packet)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+    return atomic_write(path, encode)

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ import numpy as np
 import torch
 
 from rewardkit.data.dataset import DatasetConfig, DatasetError, RewardDataset, open_from_config
+from rewardkit.io_utils import atomic_write_text
 
 from .configuration_classifier import SuccessClassifierConfig
 from .labels import balanced_weights, labels_from_reward, labels_last_k
@@ -302,7 +301,7 @@ def main(argv: list[str]) -> int:
     model, metrics = train_classifier(cfg)
     output = Path(cfg.output_dir)
     model.save_pretrained(output)
-    _write_json_atomic(output / "train_metrics.json", metrics)
+    atomic_write_text(output / "train_metrics.json", json.dumps(metrics, indent=2))
     logger.info("success-vs-failure AUROC on %s frames: %.3f", metrics["on"], metrics["auroc"])
     announce("checkpoint", output)
     return 0
@@ -315,10 +314,3 @@ def _is_classifier_type_flag(arg: str) -> bool:
     if value not in ("classifier", "rewardkit_classifier"):
         raise ValueError(f"{arg}: the classifier trainer only trains --model.type=classifier")
     return True
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
-        json.dump(data, f, indent=2)
-    os.replace(f.name, path)
