@@ -128,6 +128,7 @@ def test_frozen_backbone_trains_on_cached_features_and_labels_from_the_cache(two
         ),
         labels=SuccessLabelConfig(source="auto", last_k=5, failed_episodes=[3]),
         cache_dir=str(tmp_path / "cache"),
+        output_dir=str(tmp_path / "ckpt"),
         steps=200,
         batch_size=32,
         lr=1e-3,
@@ -164,8 +165,9 @@ def test_train_cli_writes_checkpoint_and_metrics(two_camera_dataset, tmp_path, c
         "--model.device=cpu",
     ])  # fmt: skip
     assert code == 0
-    assert str(out.resolve()) in capsys.readouterr().out
-    assert isinstance(rewardkit.load(out), SuccessClassifierRewardModel)
+    checkpoint = out / "checkpoints" / "last" / "pretrained_model"  # lerobot's layout, as SARM's
+    assert f"checkpoint: {checkpoint.resolve()}" in capsys.readouterr().out
+    assert isinstance(rewardkit.load(checkpoint), SuccessClassifierRewardModel)
     assert 0.0 <= json.loads((out / "train_metrics.json").read_text())["auroc"] <= 1.0
 
 

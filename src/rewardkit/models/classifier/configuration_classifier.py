@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lerobot.configs.rewards import RewardModelConfig
+from lerobot.optim import AdamWConfig
 
 from rewardkit.models.base import RewardKitConfig
 
@@ -68,3 +69,8 @@ class SuccessClassifierConfig(RewardKitConfig):
                 f"need feature_dim > 0, hidden_dim > 0 and image_size >= 16, got {self.feature_dim}, "
                 f"{self.hidden_dim}, {self.image_size}"
             )
+
+    def get_optimizer_preset(self) -> AdamWConfig:
+        """AdamW, lr 3e-4, weight decay 1e-4 (no scheduler preset: the trainer decays the learning rate by a
+        cosine to lr/10 over the run, without warm-up)."""
+        return AdamWConfig(lr=3e-4, weight_decay=1e-4, betas=(0.9, 0.999), eps=1e-8)

@@ -9,16 +9,20 @@ Labels per frame come from (`--labels.source`):
 
 Frozen backbone: features of every frame are computed once (the feature cache) and the head trains on
 them; finetune backbone: frames are decoded once, resized to `--model.image_size`, and the CNN trains
-on them in memory. Classes are balanced by per-sample loss weights. At the end the success-vs-failure
-AUROC is measured on the validation episodes (`--val_episodes`, default: the training frames) and the
-checkpoint is written to `--output_dir`.
+on them in memory. Classes are balanced by per-sample loss weights.
+
+The loop is the generic `rewardkit.training.Trainer` (AdamW, cosine learning-rate decay, validation,
+exact `--resume`, `--mixed_precision`): checkpoints go to `<output_dir>/checkpoints/<step>/pretrained_model`
+(`checkpoints/last` -> the latest). At the end the success-vs-failure AUROC is measured on the validation
+episodes (`--val_episodes` or `--val_fraction`; default: the training frames) and written, with the final
+validation logs, to `<output_dir>/train_metrics.json`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,7 @@ import torch
 
 from rewardkit.data.dataset import DatasetConfig, DatasetError, RewardDataset, open_from_config
 from rewardkit.io_utils import atomic_write_text
+from rewardkit.training import Trainer, TrainingConfig, split_episodes
 
 from .configuration_classifier import SuccessClassifierConfig
 from .labels import balanced_weights, labels_from_reward, labels_last_k
@@ -64,37 +69,34 @@ class SuccessLabelConfig:
 
 
 @dataclass
-class ClassifierTrainConfig:
+class ClassifierTrainConfig(TrainingConfig):
     """`rewardkit train --model.type=classifier`: train a success classifier.
+
+    The training flags (`--steps`, `--batch_size`, `--lr`, `--resume`, `--mixed_precision`, ...) are the
+    generic trainer's; the classifier's defaults: 1000 steps, AdamW lr 3e-4 and weight decay 1e-4 (the
+    model's preset) decayed by a cosine to lr/10, gradient clipping at 1, seed 0, no validation split.
 
     Args:
         dataset: the LeRobot dataset (`--dataset.root`, `--dataset.repo_id`, `--dataset.episodes`).
         model: the classifier's config (`--model.backbone=frozen|finetune`, `--model.cameras`, ...).
         labels: per-frame success labels (`--labels.source`, `--labels.last_k`, ...).
-        output_dir: where the checkpoint (config.json + model.safetensors) is written.
-        steps: optimisation steps.
-        batch_size: frames per step.
-        lr: AdamW learning rate.
-        weight_decay: AdamW weight decay.
+        output_dir: where checkpoints (`checkpoints/<step>/pretrained_model`) and train_metrics.json go.
         cache_dir: root of the feature cache (frozen backbone; default `$REWARDKIT_CACHE` or
             ~/.cache/rewardkit/features).
-        val_episodes: episodes held out for the AUROC (default: measured on the training frames).
-        seed: random seed.
-        log_every: log the loss every this many steps.
+        val_episodes: episodes held out for validation and the AUROC (default: `val_fraction` of the
+            episodes; with neither, the AUROC is measured on the training frames).
     """
 
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: SuccessClassifierConfig = field(default_factory=SuccessClassifierConfig)
     labels: SuccessLabelConfig = field(default_factory=SuccessLabelConfig)
     output_dir: str = "outputs/classifier"
-    steps: int = 1000
-    batch_size: int = 64
-    lr: float = 3e-4
-    weight_decay: float = 1e-4
     cache_dir: str | None = None
     val_episodes: list[int] | None = None
+    steps: int = 1000
+    grad_clip_norm: float = 1.0
     seed: int = 0
-    log_every: int = 100
+    val_fraction: float = 0.0
 
 
 # ---- data --------------------------------------------------------------------------------------
@@ -175,7 +177,7 @@ def build_training_arrays(
     if model_cfg.backbone == "frozen":
         arrays[FEATURES_KEY] = _stack(
             frozen_episode_features(
-                dataset, model_cfg.encoder, model_cfg.cameras, episodes, model_cfg.device
+                dataset, model_cfg.encoder, model_cfg.cameras, episodes, model_cfg.device, cfg.cache_dir
             ),
             episodes,
         )
@@ -198,8 +200,33 @@ def build_training_arrays(
     return arrays
 
 
-def _batch(arrays: dict[str, np.ndarray], index: np.ndarray, device: str) -> dict[str, torch.Tensor]:
-    return {k: torch.from_numpy(np.ascontiguousarray(v[index])).to(device) for k, v in arrays.items()}
+def _batch(arrays: dict[str, np.ndarray], index: np.ndarray | int) -> dict[str, torch.Tensor]:
+    """Rows `index` (an array: a batch; an int: one sample) of every array, as tensors (copies)."""
+    return {k: torch.from_numpy(np.array(v[index])) for k, v in arrays.items()}
+
+
+class ClassifierTrainingData(torch.utils.data.Dataset):
+    """Labelled frames as classifier samples: the inputs of `arrays` (features or frames per camera, state),
+    "success" and "weight" (balanced over this data's classes, so the loss weighs both classes alike).
+
+    `get_batch(indices, rng)` gathers a whole batch by one fancy index per array (what the trainer uses);
+    `__getitem__` returns one sample for generic loaders (collated, the same batch).
+    """
+
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        self.arrays = {**arrays, WEIGHT_KEY: balanced_weights(arrays[LABEL_KEY])}
+
+    def __len__(self) -> int:
+        return len(self.arrays[LABEL_KEY])
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return _batch(self.arrays, int(index))
+
+    def get_batch(
+        self, indices: np.ndarray, rng: np.random.Generator | None = None
+    ) -> dict[str, torch.Tensor]:
+        del rng  # no augmentation
+        return _batch(self.arrays, np.asarray(indices))
 
 
 @torch.no_grad()
@@ -210,19 +237,17 @@ def predict_arrays(
     model.eval()
     count = len(arrays[LABEL_KEY])
     inputs = {k: v for k, v in arrays.items() if k not in (LABEL_KEY, WEIGHT_KEY)}
-    device = model.config.device
     chunks = [
-        model.predict_success_prob(_batch(inputs, np.arange(s, min(s + batch_size, count)), device))
-        .cpu()
-        .numpy()
+        model.predict_success_prob(_batch(inputs, np.arange(s, min(s + batch_size, count)))).cpu().numpy()
         for s in range(0, count, batch_size)
     ]
     return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
 
 
-# ---- the loop ----------------------------------------------------------------------------------
-def train_classifier(cfg: ClassifierTrainConfig) -> tuple[SuccessClassifierRewardModel, dict[str, float]]:
-    """Train a success classifier as configured; returns the model and its metrics (AUROC, accuracy)."""
+def prepare(
+    cfg: ClassifierTrainConfig,
+) -> tuple[SuccessClassifierRewardModel, ClassifierTrainingData, ClassifierTrainingData | None]:
+    """The model (config resolved against the dataset) and its training / validation data."""
     dataset = open_from_config(cfg.dataset)
     model_cfg = cfg.model
     if not model_cfg.cameras:
@@ -231,79 +256,82 @@ def train_classifier(cfg: ClassifierTrainConfig) -> tuple[SuccessClassifierRewar
         dataset.check_camera(cam)
     if model_cfg.use_state:
         model_cfg.state_dim = int(dataset.features[STATE_KEY]["shape"][0])
-    if model_cfg.backbone == "frozen":
-        from rewardkit.encoders import make_encoder
-
-        model_cfg.feature_dim = int(make_encoder(model_cfg.encoder).feature_dim)
-    val = sorted(set(cfg.val_episodes or []))
-    unknown = [ep for ep in val if ep not in dataset.episode_indices]
-    if unknown:
-        raise DatasetError(f"val_episodes {unknown} are not episodes of {dataset.root}")
-    train_episodes = [ep for ep in dataset.episode_indices if ep not in val]
+    if cfg.val_episodes:
+        val = sorted(set(cfg.val_episodes))
+        unknown = [ep for ep in val if ep not in dataset.episode_indices]
+        if unknown:
+            raise DatasetError(f"val_episodes {unknown} are not episodes of {dataset.root}")
+        train_episodes = [ep for ep in dataset.episode_indices if ep not in val]
+    else:
+        train_episodes, val = split_episodes(list(dataset.episode_indices), cfg.val_fraction, cfg.seed)
     if not train_episodes:
         raise ValueError("no training episodes left after holding out val_episodes")
 
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
     arrays = build_training_arrays(dataset, cfg, train_episodes)
-    positives = int(arrays[LABEL_KEY].sum())
+    labels = arrays[LABEL_KEY]
+    positives = int(labels.sum())
     logger.info(
-        "training frames: %d (%d success, %d not)",
-        len(arrays[LABEL_KEY]),
-        positives,
-        len(arrays[LABEL_KEY]) - positives,
-    )
-    if positives == 0 or positives == len(arrays[LABEL_KEY]):
+        "training frames: %d (%d success, %d not); validation episodes: %s",
+        len(labels), positives, len(labels) - positives, val or "none (AUROC on the training frames)",
+    )  # fmt: skip
+    if positives == 0 or positives == len(labels):
         raise ValueError(
             f"the success labels of {dataset.root} are all {'failures' if positives == 0 else 'successes'}: "
             "a classifier needs both (check --labels.source, --labels.last_k and --labels.failed_episodes)"
         )
-    arrays[WEIGHT_KEY] = balanced_weights(arrays[LABEL_KEY])
-
+    if model_cfg.backbone == "frozen":
+        model_cfg.feature_dim = int(arrays[FEATURES_KEY].shape[-1])
     model = SuccessClassifierRewardModel(model_cfg)
     if model_cfg.backbone == "finetune" and model_cfg.pretrained_cnn:
         model.cnn.load_imagenet_weights()
     if model_cfg.backbone == "frozen":
         model.set_feature_statistics(arrays[FEATURES_KEY])
-    model.to(model_cfg.device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    count = len(arrays[LABEL_KEY])
-    model.train()
-    for step in range(1, cfg.steps + 1):
-        index = rng.integers(0, count, size=min(cfg.batch_size, count))
-        loss, logs = model(_batch(arrays, index, model_cfg.device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            logger.info("step %d/%d loss %.4f accuracy %.3f", step, cfg.steps, logs["loss"], logs["accuracy"])
+    val_data = ClassifierTrainingData(build_training_arrays(dataset, cfg, val)) if val else None
+    return model, ClassifierTrainingData(arrays), val_data
 
-    eval_arrays = build_training_arrays(dataset, cfg, val) if val else arrays
+
+# ---- the loop ----------------------------------------------------------------------------------
+def train_classifier(cfg: ClassifierTrainConfig) -> tuple[SuccessClassifierRewardModel, dict[str, Any]]:
+    """Train a success classifier as configured (checkpoints in `cfg.output_dir`); returns the model and
+    its metrics: AUROC and accuracy (on the validation frames, else the training frames), the final
+    validation logs and the last checkpoint."""
+    torch.manual_seed(cfg.seed)
+    model, train_data, val_data = prepare(cfg)
+    trainer = Trainer(
+        model,
+        train_data,
+        cfg,
+        cfg.output_dir,
+        val_data,
+        run_config={"model": model.config.__dict__, "labels": asdict(cfg.labels)},
+    )
+    result = trainer.train()
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    eval_arrays = (val_data or train_data).arrays
     probs = predict_arrays(model, eval_arrays)
     labels = eval_arrays[LABEL_KEY]
     metrics = {
         "auroc": success_auroc(probs, labels),
-        "accuracy": float(((probs >= model_cfg.threshold) == labels.astype(bool)).mean()),
+        "accuracy": float(((probs >= model.config.threshold) == labels.astype(bool)).mean()),
         "frames": float(len(labels)),
-        "on": "validation" if val else "training",
+        "on": "validation" if val_data is not None else "training",
+        **result.val_logs,
+        "step": result.step,
+        "checkpoint": str(result.checkpoint),
     }
-    model.eval()
     return model, metrics
 
 
 def main(argv: list[str]) -> int:
-    """`rewardkit train --model.type=classifier [--flags]`: train, save, print the checkpoint path."""
+    """`rewardkit train --model.type=classifier [--flags]`: train, print the checkpoint path."""
     from rewardkit.cli_utils import announce, parse_config
 
     argv = [a for a in argv if not _is_classifier_type_flag(a)]
     cfg = parse_config(ClassifierTrainConfig, argv, "train")
-    model, metrics = train_classifier(cfg)
-    output = Path(cfg.output_dir)
-    model.save_pretrained(output)
-    atomic_write_text(output / "train_metrics.json", json.dumps(metrics, indent=2))
+    _, metrics = train_classifier(cfg)
+    atomic_write_text(Path(cfg.output_dir) / "train_metrics.json", json.dumps(metrics, indent=2))
     logger.info("success-vs-failure AUROC on %s frames: %.3f", metrics["on"], metrics["auroc"])
-    announce("checkpoint", output)
+    announce("checkpoint", metrics["checkpoint"])
     return 0
 
 
