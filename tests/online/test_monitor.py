@@ -176,7 +176,8 @@ def test_trained_classifier_completes_on_the_success_episode_only(trained_classi
 
 
 # ---- SARM and RewACT adapters ---------------------------------------------------------------------
-def test_causal_sarm_online_equals_offline_labels(tiny_dataset):
+@pytest.mark.parametrize("architecture", ["sliding", "lerobot"])
+def test_causal_sarm_online_equals_offline_labels(tiny_dataset, architecture):
     from rewardkit.encoders import make_encoder
     from rewardkit.models.sarm import StageAwareConfig, StageAwareRewardModel
 
@@ -184,9 +185,9 @@ def test_causal_sarm_online_equals_offline_labels(tiny_dataset):
     dim = encoder.feature_dim
     torch.manual_seed(0)
     config = StageAwareConfig(
-        hidden_dim=32, num_layers=1, num_heads=4, n_obs_steps=3, frame_gap=2, max_rewind_steps=2, image_dim=dim,
+        hidden_dim=32, num_layers=2, num_heads=4, n_obs_steps=3, frame_gap=2, max_rewind_steps=2, image_dim=dim,
         text_dim=dim, max_state_dim=8, dropout=0.0, cameras=["observation.images.top"],
-        encoder="clip-random:tiny", device="cpu",
+        encoder="clip-random:tiny", device="cpu", architecture=architecture,
     )  # fmt: skip
     model = StageAwareRewardModel(config).eval()
     root, _ = tiny_dataset
@@ -205,8 +206,11 @@ def test_causal_sarm_online_equals_offline_labels(tiny_dataset):
     online = drive(monitor, recorded_observations(root, 1, cameras=["observation.images.top"]))
     np.testing.assert_allclose([o.progress for o in online], offline["progress"], atol=1e-4)
     assert [o.extras["stage"] for o in online] == list(offline["stage_probs"].argmax(-1))
-    # the ring buffer holds n_obs_steps * frame_gap + 1 frames, however long the episode
-    assert monitor.online.history == 7 and monitor.online._features.shape[0] == 7
+    if architecture == "sliding":
+        # layer inputs of the last frame_gap * max(band) frames (bands [1, 2]), however long the episode
+        assert monitor.online.stream.stage._ring.shape[:2] == (4, 2)
+    else:  # the ring buffer holds n_obs_steps * frame_gap + 1 frames, however long the episode
+        assert monitor.online.history == 7 and monitor.online._features.shape[0] == 7
 
 
 def test_centred_sarm_is_refused_online():

@@ -1,9 +1,12 @@
 """Online adapters for the causal SARM and RewACT families (registered on import).
 
-SARM: each step encodes ONE new frame per camera with the frozen encoder, writes its features into a
-ring buffer of the last `n_obs_steps * frame_gap + 1` frames, gathers the window (offsets
-`config.window_offsets`, clamped to the first frame since reset, exactly as `window_indices` does when
-labelling a recorded episode) and runs the two transformers over that window only.
+SARM: each step encodes ONE new frame per camera with the frozen encoder. With the sliding architecture
+(the causal default) the new frame alone then goes through each layer of both transformers, attending to
+the cached layer inputs of the frames 1..band gaps before it (`StageAwareRewardModel.online_stream`); with
+lerobot's layout its features go into a ring buffer of the last `n_obs_steps * frame_gap + 1` frames and
+both transformers run over the window gathered from it. Either way the windows are clamped to the first
+frame since reset, exactly as `window_indices` does when labelling a recorded episode, so the online
+progress equals the episode's labels.
 
 RewACT: each step runs the policy's reward path (`predict_reward`, backbone + encoder + decoder query 0)
 on the current frames, after the checkpoint's pre-processor (normalisation); with `act=True` it runs
@@ -58,10 +61,13 @@ class SarmOnline:
         self.history = int(-self.offsets.min()) + 1
         self.device = next(model.parameters()).device
         self._text_features: dict[str, torch.Tensor] = {}
+        self.stream = model.online_stream() if config.architecture == "sliding" else None
         self.reset()
 
     def reset(self) -> None:
         self.frame_count = 0
+        if self.stream is not None:
+            self.stream.reset()
         self._features: torch.Tensor | None = None  # (history, N, D) ring buffer
         self._states: torch.Tensor | None = None  # (history, S) ring buffer
 
@@ -94,6 +100,13 @@ class SarmOnline:
 
     @torch.no_grad()
     def step_features(self, features: dict[str, Any]) -> StepOutput:
+        if self.stream is not None:
+            outputs = self.stream.step(
+                features["image"], self.text_features(features["task"]), features.get("state")
+            )
+            self.frame_count += 1
+            progress, probs = outputs["sparse"]
+            return StepOutput(progress=progress, extras={"stage": int(probs.argmax()), "stage_probs": probs})
         image = features["image"]
         if self._features is None:
             self._features = image.new_zeros((self.history, *image.shape))

@@ -69,8 +69,11 @@ def test_rewind_frames_are_labelled_with_their_own_frame():
         assert (batch["sparse_tau"][i, lengths[i] :] == 0).all()
 
 
-def test_causal_label_episode_equals_per_window():
+@pytest.mark.parametrize("architecture", ["sliding", "lerobot"])
+def test_causal_label_episode_equals_per_window(architecture):
     model = _model(
+        architecture=architecture,
+        num_layers=2,
         annotation_mode="dual",
         num_dense_stages=3,
         dense_temporal_proportions=[0.2, 0.5, 0.3],

@@ -8,9 +8,11 @@ from lerobot.configs.rewards import RewardModelConfig
 from lerobot.optim import AdamWConfig, CosineDecayWithWarmupSchedulerConfig
 
 from rewardkit.models.base import RewardKitConfig
+from rewardkit.models.sarm.sliding import spread_bands
 
 ANNOTATION_MODES = ("single_stage", "dense_only", "dual")
 WINDOWS = ("causal", "centred")
+ARCHITECTURES = ("sliding", "lerobot")
 
 
 @RewardModelConfig.register_subclass("rewardkit_sarm")
@@ -29,6 +31,13 @@ class StageAwareConfig(RewardKitConfig):
         window: "causal" (default): the window ends at the frame being scored (history only, so the reward
             can be computed online); "centred": the frame sits in the middle of the window (lerobot's
             choice, needed to run lerobot checkpoints).
+        architecture: "sliding" (default with a causal window): frame-major tokens, attention banded over
+            frames with a learned distance bias and no absolute position, so one pass per frame-gap phase
+            labels a whole episode and an online step computes one new frame (see `sarm/sliding.py`);
+            "lerobot" (default with a centred window): lerobot's layer layout (stream-major tokens, causal
+            attention over the window's flattened tokens), which lerobot checkpoints need.
+        temporal_bands: Sliding architecture: how many frame gaps back each layer attends (one per layer,
+            adding up to n_obs_steps; default: spread evenly, the remainder on the top layers).
         n_obs_steps: Frames in the window besides the scored one (window = n_obs_steps + 1 frames).
         frame_gap: Frames between consecutive window frames.
         frame_gap_seconds: When set, the frame gap in seconds; resolved to `frame_gap` frames with the
@@ -69,6 +78,8 @@ class StageAwareConfig(RewardKitConfig):
 
     annotation_mode: str = "single_stage"
     window: str = "causal"
+    architecture: str | None = None
+    temporal_bands: list[int] | None = None
     n_obs_steps: int = 8
     frame_gap: int = 30
     frame_gap_seconds: float | None = None
@@ -113,6 +124,21 @@ class StageAwareConfig(RewardKitConfig):
             raise ValueError(
                 f"need n_obs_steps >= 1 and frame_gap >= 1, got {self.n_obs_steps}, {self.frame_gap}"
             )
+        if self.architecture is None:
+            self.architecture = "sliding" if self.window == "causal" else "lerobot"
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got '{self.architecture}'")
+        if self.architecture == "sliding":
+            if self.window != "causal":
+                raise ValueError("the sliding architecture is causal: it needs window='causal'")
+            if self.temporal_bands is None:
+                self.temporal_bands = spread_bands(self.n_obs_steps, self.num_layers)
+            bands = list(self.temporal_bands)
+            if len(bands) != self.num_layers or sum(bands) != self.n_obs_steps or min(bands) < 0:
+                raise ValueError(
+                    f"temporal_bands {bands} must give one band >= 0 per layer ({self.num_layers}) adding "
+                    f"up to n_obs_steps ({self.n_obs_steps})"
+                )
         if self.window == "centred" and self.n_obs_steps % 2:
             raise ValueError(f"a centred window needs an even n_obs_steps, got {self.n_obs_steps}")
         if not 0 <= self.max_rewind_steps < self.n_obs_steps:

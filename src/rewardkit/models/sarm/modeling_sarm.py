@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from rewardkit.models.base import CheckpointError, EpisodeInputs, ModelInputs, RewardKitModel, load_weights
 from rewardkit.models.sarm.configuration_sarm import StageAwareConfig
+from rewardkit.models.sarm.sliding import SlidingHistory, SlidingTransformer
 
 
 def window_indices(length: int, frames: np.ndarray, offsets: list[int] | np.ndarray) -> np.ndarray:
@@ -151,14 +152,21 @@ class StageAwareRewardModel(RewardKitModel):
             dropout=config.dropout,
             num_cameras=num_cameras,
         )
-        self.stage_model = StreamTransformer(
-            **common,
-            head_sizes={"sparse": config.stages("sparse"), "dense": config.stages("dense")},
-            stage_prior=False,
-        )
-        self.subtask_model = StreamTransformer(
-            **common, head_sizes={"sparse": 1, "dense": 1}, stage_prior=True
-        )
+        stage_sizes = {"sparse": config.stages("sparse"), "dense": config.stages("dense")}
+        self.stage_model: StreamTransformer | SlidingTransformer
+        self.subtask_model: StreamTransformer | SlidingTransformer
+        if config.architecture == "sliding":
+            del common["num_layers"]
+            bands = list(config.temporal_bands or [])
+            self.stage_model = SlidingTransformer(**common, bands=bands, head_sizes=stage_sizes)
+            self.subtask_model = SlidingTransformer(
+                **common, bands=bands, head_sizes={"sparse": 1, "dense": 1}, prior_classes=stage_sizes
+            )
+        else:
+            self.stage_model = StreamTransformer(**common, head_sizes=stage_sizes, stage_prior=False)
+            self.subtask_model = StreamTransformer(
+                **common, head_sizes={"sparse": 1, "dense": 1}, stage_prior=True
+            )
         for scheme in ("sparse", "dense"):
             proportions = torch.tensor(config.proportions(scheme), dtype=torch.float64)
             proportions = proportions / proportions.sum()
@@ -355,6 +363,8 @@ class StageAwareRewardModel(RewardKitModel):
         state = None
         if self.config.use_state and inputs.state is not None:
             state = torch.as_tensor(np.asarray(inputs.state), dtype=torch.float32, device=device)
+        if self.config.architecture == "sliding":
+            return self._label_sliding(features, text, state, frames)
         current = self.config.current_position
         outputs: dict[str, list[np.ndarray]] = {}
         for begin in range(0, len(frames), self.config.label_batch_size):
@@ -371,6 +381,90 @@ class StageAwareRewardModel(RewardKitModel):
                 outputs.setdefault(f"progress{suffix}", []).append(progress[:, current].cpu().numpy())
                 outputs.setdefault(f"stage_probs{suffix}", []).append(probs[:, current].cpu().numpy())
         return {key: np.concatenate(parts).astype(np.float32) for key, parts in outputs.items()}
+
+    def _outputs(self, stage_fused: Tensor, subtask_fused: Tensor, scheme: str) -> tuple[Tensor, Tensor]:
+        """Sliding architecture: progress (...) and stage probabilities (..., K) from both models' fused
+        per-frame features (...,H); tau is conditioned on the predicted stage."""
+        assert isinstance(self.stage_model, SlidingTransformer)
+        assert isinstance(self.subtask_model, SlidingTransformer)
+        logits = self.stage_model.head(stage_fused, scheme)
+        stage = logits.argmax(-1)
+        prior = F.one_hot(stage, logits.shape[-1]).to(subtask_fused.dtype)
+        tau = torch.sigmoid(self.subtask_model.head(subtask_fused, scheme, prior).squeeze(-1).float())
+        return self.normalized_progress(stage, tau, scheme), logits.float().softmax(-1)
+
+    def _label_sliding(
+        self, features: Tensor, text: Tensor, state: Tensor | None, frames: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """Sliding architecture: one pass per frame-gap phase and model gives every frame's output (equal
+        to each frame's own window computed alone, see `sarm/sliding.py`)."""
+        assert isinstance(self.stage_model, SlidingTransformer)
+        assert isinstance(self.subtask_model, SlidingTransformer)
+        length = int(features.shape[1])
+        until = int(frames.max()) + 1 if len(frames) else 0
+        if until == 0:
+            return {}
+        state = self._prepare_state(None if state is None else state[None], 1, length, features.device)[0]
+        gap = self.config.frame_gap
+        stage_fused = self.stage_model.fused_episode(features, text, state, gap, until)
+        subtask_fused = self.subtask_model.fused_episode(features, text, state, gap, until)
+        select = torch.as_tensor(frames, device=features.device)
+        out: dict[str, np.ndarray] = {}
+        for scheme in self.schemes:
+            suffix = "" if scheme == "sparse" else "_dense"
+            progress, probs = self._outputs(stage_fused[select], subtask_fused[select], scheme)
+            out[f"progress{suffix}"] = progress.float().cpu().numpy().astype(np.float32)
+            out[f"stage_probs{suffix}"] = probs.cpu().numpy().astype(np.float32)
+        return out
+
+    def online_stream(self) -> SlidingStream:
+        """Sliding architecture: a per-step predictor that computes one new frame per step (see
+        `SlidingStream`)."""
+        if self.config.architecture != "sliding":
+            raise ValueError(
+                f"online_stream needs the sliding architecture, this model is '{self.config.architecture}'"
+            )
+        return SlidingStream(self)
+
+
+class SlidingStream:
+    """One observation at a time through a sliding SARM: `step` takes the new frame's features and returns
+    its outputs per head, equal to labelling the recorded episode up to that frame (windows clamped to
+    the first frame since `reset`). Each step runs one frame's tokens through every layer of both models,
+    attending to the cached layer inputs of the frames 1..band gaps before it."""
+
+    def __init__(self, model: StageAwareRewardModel) -> None:
+        assert isinstance(model.stage_model, SlidingTransformer)
+        assert isinstance(model.subtask_model, SlidingTransformer)
+        self.model = model
+        self.stage = SlidingHistory(model.stage_model, model.config.frame_gap)
+        self.subtask = SlidingHistory(model.subtask_model, model.config.frame_gap)
+
+    def reset(self) -> None:
+        self.stage.reset()
+        self.subtask.reset()
+
+    @property
+    def count(self) -> int:
+        """Frames seen since the last reset."""
+        return self.stage.count
+
+    @torch.no_grad()
+    def step(self, image: Tensor, text: Tensor, state: Tensor | None) -> dict[str, tuple[float, np.ndarray]]:
+        """image (N, D) features of each camera, text (D,), state (S,) raw or None ->
+        scheme -> (progress, stage probabilities (K,))."""
+        model = self.model
+        device = model._state_std.device
+        image = image.to(device=device, dtype=torch.float32)
+        text = text.to(device=device, dtype=torch.float32)
+        prepared = model._prepare_state(None if state is None else state[None, None], 1, 1, device)[0, 0]
+        stage_fused = self.stage.step(model.stage_model.tokens(image, text, prepared))
+        subtask_fused = self.subtask.step(model.subtask_model.tokens(image, text, prepared))
+        out = {}
+        for scheme in model.schemes:
+            progress, probs = model._outputs(stage_fused, subtask_fused, scheme)
+            out[scheme] = (float(progress), probs.cpu().numpy())
+        return out
 
 
 # ---- lerobot checkpoints -------------------------------------------------------------------------

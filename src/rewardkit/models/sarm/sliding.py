@@ -1,0 +1,313 @@
+"""The sliding causal SARM transformer: one pass per frame-gap phase labels every frame of an episode.
+
+Why: with lerobot's layout (stream-major tokens, causal attention over the window's flattened tokens, a
+learned bias on the window's first frame) a frame's hidden state depends on where its window starts, so
+every window must be computed on its own: labelling T frames runs the transformers over T windows of
+n_obs_steps + 1 frames, and an online step recomputes the whole window for one new frame.
+
+Here every frame is a group of tokens (one per camera, the task text, the state; a learned type embedding
+each). Layer l attends, from each token of frame t, to every token of frames t - d (d = 0..b_l, counted in
+window positions, i.e. frame-gap steps) and nothing else; order enters only through a learned bias per head
+and distance d. There is no absolute position. The bands add up to n_obs_steps, so the last frame of a
+window sees exactly the window (its receptive field is n_obs_steps frame gaps), and a frame's hidden state
+at any layer is the same whichever window it is computed in, provided the frames before it are. Hence:
+
+- labelling: the frames of one phase (t = p, p + g, p + 2g, ...) form one sequence; one pass over it gives
+  every frame's output, equal to computing each frame's window on its own (`frames_before` below handles
+  the episode start, where windows repeat the first frame);
+- online: a new frame needs only its own tokens through each layer plus the cached layer inputs of the
+  frames 1..b_l gaps before it (`SlidingHistory`).
+
+The episode start: a window reaching before frame 0 repeats frame 0 (`window_indices` clamps). Attention
+over k identical copies of a frame equals attention over one copy (the distance bias cancels in the
+softmax: the weights of a key's copies sum to its weight alone), so the repeated frame-0 tokens have, at
+every layer, the state of frame 0 computed alone. That state is computed once per episode and stands for
+the frames before every phase's first frame.
+
+The subtask (tau) model is conditioned on the stage prior at its head (the fused features of the frame and
+the one-hot stage), so a frame's tau depends on its own stage only; stage and tau models are independent
+passes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import Tensor, nn
+
+
+def spread_bands(n_obs_steps: int, num_layers: int) -> list[int]:
+    """Per-layer attention bands (in frame gaps) adding up to `n_obs_steps`, the remainder on the top
+    layers: (8, 8) -> [1] * 8; (8, 4) -> [2] * 4; (2, 4) -> [0, 0, 1, 1]."""
+    base, extra = divmod(n_obs_steps, num_layers)
+    return [base + int(layer >= num_layers - extra) for layer in range(num_layers)]
+
+
+class BandedLayer(nn.Module):
+    """A post-norm transformer encoder layer (as `nn.TransformerEncoderLayer`: ReLU, 4x feed-forward)
+    whose attention is banded over frames.
+
+    x (P, L, M, H): P sequences of L frames of M tokens. A token of frame i attends to every token of
+    frames i - band .. i. `prefix` (P or 1, band, M, H) holds the layer inputs of the `band` frames before
+    frame 0 (oldest first); None masks them out (a window's first frames see less).
+    """
+
+    def __init__(self, hidden_dim: int, num_heads: int, dropout: float, band: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.band = band
+        self.in_proj = nn.Linear(hidden_dim, 3 * hidden_dim)
+        self.out_proj = nn.Linear(hidden_dim, hidden_dim)
+        self.linear1 = nn.Linear(hidden_dim, 4 * hidden_dim)
+        self.linear2 = nn.Linear(4 * hidden_dim, hidden_dim)
+        self.norm1 = nn.LayerNorm(hidden_dim)
+        self.norm2 = nn.LayerNorm(hidden_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.attention_dropout = dropout
+        # learned bias per head and frame distance 0..band (the only source of order)
+        self.distance_bias = nn.Parameter(torch.zeros(num_heads, band + 1))
+        self._index_cache: dict[tuple[int, str], Tensor] = {}
+
+    def _band_index(self, length: int, device: torch.device) -> Tensor:
+        """(L, band + 1): index into [prefix frames, frames] of frame i's key frame at distance d."""
+        key = (length, str(device))
+        if key not in self._index_cache:
+            frames = torch.arange(length, device=device)[:, None]
+            distance = torch.arange(self.band + 1, device=device)[None, :]
+            self._index_cache[key] = self.band + frames - distance
+        return self._index_cache[key]
+
+    def forward(self, x: Tensor, prefix: Tensor | None) -> Tensor:
+        sequences, length, tokens, hidden = x.shape
+        heads = self.num_heads
+        head_dim = hidden // heads
+        q, k, v = self.in_proj(x).chunk(3, dim=-1)  # (P, L, M, H) each
+        band = self.band
+        # bias per (head, key): the distance bias of the key's frame, repeated over its M tokens
+        bias = self.distance_bias.to(q.dtype).repeat_interleave(tokens, dim=1)  # (heads, (b+1) M)
+        bias = bias[None, None, :, None, :]  # (1, 1, heads, 1, (b+1) M)
+        if band:
+            if prefix is None:
+                k_prefix = k.new_zeros(sequences, band, tokens, hidden)
+                v_prefix = k_prefix
+            else:
+                _, k_prefix, v_prefix = self.in_proj(prefix).chunk(3, dim=-1)
+                k_prefix = k_prefix.expand(sequences, -1, -1, -1)
+                v_prefix = v_prefix.expand(sequences, -1, -1, -1)
+            index = self._band_index(length, x.device)
+            k = torch.cat([k_prefix, k], dim=1)[:, index]  # (P, L, b+1, M, H)
+            v = torch.cat([v_prefix, v], dim=1)[:, index]
+            if prefix is None:  # keys before frame 0 do not exist
+                missing = (index < band).repeat_interleave(tokens, dim=1)  # (L, (b+1) M)
+                bias = bias.masked_fill(missing[None, :, None, None, :], float("-inf"))
+        else:
+            k = k[:, :, None]
+            v = v[:, :, None]
+        keys = (band + 1) * tokens
+        q = q.reshape(sequences, length, tokens, heads, head_dim).transpose(2, 3)  # (P, L, heads, M, hd)
+        k = k.reshape(sequences, length, keys, heads, head_dim).transpose(2, 3)  # (P, L, heads, K, hd)
+        v = v.reshape(sequences, length, keys, heads, head_dim).transpose(2, 3)
+        attended = F.scaled_dot_product_attention(
+            q.reshape(-1, heads, tokens, head_dim),
+            k.reshape(-1, heads, keys, head_dim),
+            v.reshape(-1, heads, keys, head_dim),
+            attn_mask=bias.expand(sequences, length, heads, tokens, keys).reshape(-1, heads, tokens, keys),
+            dropout_p=self.attention_dropout if self.training else 0.0,
+            scale=1.0 / math.sqrt(head_dim),
+        )  # (P L, heads, M, hd)
+        attended = attended.reshape(sequences, length, heads, tokens, head_dim).transpose(2, 3)
+        x = self.norm1(x + self.dropout(self.out_proj(attended.reshape(sequences, length, tokens, hidden))))
+        feed = self.linear2(self.dropout(F.relu(self.linear1(x))))
+        return self.norm2(x + self.dropout(feed))
+
+
+class SlidingTransformer(nn.Module):
+    """One sliding SARM transformer (stage or subtask model): tokens, banded layers, fusion, heads.
+
+    Args:
+        bands: per-layer attention band in frame gaps (adds up to n_obs_steps).
+        head_sizes: output size of each head ("sparse", "dense").
+        prior_classes: for the subtask model, the stage count of each head; its head then reads the fused
+            frame features and the one-hot stage (None: plain linear heads, the stage model).
+    """
+
+    def __init__(
+        self,
+        hidden_dim: int,
+        image_dim: int,
+        text_dim: int,
+        state_dim: int,
+        num_heads: int,
+        dropout: float,
+        num_cameras: int,
+        bands: list[int],
+        head_sizes: dict[str, int],
+        prior_classes: dict[str, int] | None = None,
+    ) -> None:
+        super().__init__()
+        self.hidden_dim = hidden_dim
+        self.num_cameras = num_cameras
+        self.bands = list(bands)
+        self.lang_proj = nn.Linear(text_dim, hidden_dim)
+        self.visual_proj = nn.Linear(image_dim, hidden_dim)
+        self.state_proj = nn.Linear(state_dim, hidden_dim)
+        tokens = num_cameras + 2  # cameras, text, state
+        self.token_type = nn.Parameter(torch.randn(tokens, hidden_dim) * 0.02)
+        self.layers = nn.ModuleList(BandedLayer(hidden_dim, num_heads, dropout, band) for band in bands)
+        self.fusion_backbone = nn.Sequential(
+            nn.LayerNorm(tokens * hidden_dim), nn.Linear(tokens * hidden_dim, hidden_dim), nn.ReLU()
+        )
+        self.prior_classes = prior_classes
+        if prior_classes is None:
+            self.heads = nn.ModuleDict(
+                {name: nn.Linear(hidden_dim, size) for name, size in head_sizes.items()}
+            )
+        else:
+            self.heads = nn.ModuleDict(
+                {
+                    name: nn.Sequential(
+                        nn.Linear(hidden_dim + prior_classes[name], hidden_dim),
+                        nn.ReLU(),
+                        nn.Linear(hidden_dim, size),
+                    )
+                    for name, size in head_sizes.items()
+                }
+            )
+
+    # ---- pieces --------------------------------------------------------------------------------
+    def tokens(self, image: Tensor, text: Tensor, state: Tensor) -> Tensor:
+        """image (..., N, D_img), text (..., D_txt), state (..., S) -> tokens (..., N + 2, H)."""
+        parts = [
+            self.visual_proj(image),
+            self.lang_proj(text)[..., None, :],
+            self.state_proj(state)[..., None, :],
+        ]
+        return torch.cat(parts, dim=-2) + self.token_type.to(image.dtype)
+
+    def run_layers(self, x: Tensor, prefixes: list[Tensor | None] | None = None) -> list[Tensor]:
+        """x (P, L, M, H) -> [input of layer 0 (x), input of layer 1, ..., output of the last layer].
+
+        prefixes[l]: (P or 1, band_l, M, H) inputs of layer l for the frames before frame 0, or None.
+        """
+        states = [x]
+        for index, layer in enumerate(self.layers):
+            prefix = None if prefixes is None else prefixes[index]
+            states.append(layer(states[-1], prefix))
+        return states
+
+    def fuse(self, encoded: Tensor) -> Tensor:
+        """(..., M, H) -> (..., H) per-frame features."""
+        return self.fusion_backbone(encoded.flatten(-2))
+
+    def head(self, fused: Tensor, scheme: str, prior: Tensor | None = None) -> Tensor:
+        """(..., H) fused features [+ (..., C) one-hot stage] -> (..., head size)."""
+        if self.prior_classes is None:
+            return self.heads[scheme](fused)
+        assert prior is not None, "the subtask model needs the stage prior"
+        return self.heads[scheme](torch.cat([fused, prior.to(fused.dtype)], dim=-1))
+
+    # ---- windows (training, per-window inference) -------------------------------------------------
+    def fused_windows(self, image: Tensor, text: Tensor, state: Tensor) -> Tensor:
+        """image (B, N, T, D), text (B, D), state (B, T, S) -> (B, T, H).
+
+        Frame i of a window sees frames max(0, i - n_obs_steps) .. i of it; the last frame of a full
+        window sees the whole window. Padding at the end of a window never reaches a valid frame.
+        """
+        frames = image.shape[2]
+        x = self.tokens(image.transpose(1, 2), text[:, None].expand(-1, frames, -1), state)  # (B, T, M, H)
+        return self.fuse(self.run_layers(x)[-1])
+
+    def forward(
+        self,
+        image: Tensor,
+        text: Tensor,
+        state: Tensor,
+        padding: Tensor | None,
+        scheme: str,
+        prior: Tensor | None = None,
+    ) -> Tensor:
+        """Per-frame head outputs (B, T, size) of windows; the same interface as lerobot's layout.
+
+        `padding` is not needed: padded frames only ever follow the valid ones and attention looks back.
+        """
+        return self.head(self.fused_windows(image, text, state), scheme, prior)
+
+    # ---- whole episodes (labelling) ------------------------------------------------------------
+    def fused_episode(self, image: Tensor, text: Tensor, state: Tensor, frame_gap: int, until: int) -> Tensor:
+        """Every frame's features of one episode, one pass per frame-gap phase (all phases batched).
+
+        image (N, T, D), text (D,), state (T, S). Frames 0..until-1 are computed (each frame needs the
+        frames one gap before it, so a prefix of the episode is all that frame `until - 1` needs).
+        Returns (until, H), equal to each frame's own causal window of n_obs_steps + 1 frames
+        `frame_gap` apart (clamped to frame 0) computed alone.
+        """
+        tokens = self.tokens(image.transpose(0, 1), text[None].expand(image.shape[1], -1), state)  # (T, M, H)
+        # the frames before the start: frame 0 computed alone, at every layer
+        start = self.run_layers(tokens[None, :1])
+        phases = min(frame_gap, until)
+        length = -(-until // frame_gap)
+        index = torch.arange(phases, device=tokens.device)[:, None] + frame_gap * torch.arange(
+            length, device=tokens.device
+        )  # (P, L); past-the-end positions only follow valid ones, clamp them
+        index = index.clamp_max(until - 1)
+        prefixes = [start[i][:, :1].expand(1, band, -1, -1) for i, band in enumerate(self.bands)]
+        encoded = self.run_layers(tokens[index], prefixes)[-1]  # (P, L, M, H)
+        fused = self.fuse(encoded)
+        out = fused.new_empty(until, fused.shape[-1])
+        valid = index == (
+            torch.arange(phases, device=tokens.device)[:, None]
+            + frame_gap * torch.arange(length, device=tokens.device)
+        )
+        out[index[valid]] = fused[valid]
+        return out
+
+
+class SlidingHistory:
+    """Online state of one `SlidingTransformer`: the layer inputs of the recent frames.
+
+    `step(tokens)` runs ONE new frame (tokens (M, H)) through every layer, attending to the cached inputs
+    of the frames 1..band gaps before it (frame 0 standing for any frame before the start, as the windows
+    of a recorded episode are clamped), and returns its fused features (H,).
+    """
+
+    def __init__(self, model: SlidingTransformer, frame_gap: int) -> None:
+        self.model = model
+        self.frame_gap = frame_gap
+        self.max_band = max(model.bands) if model.bands else 0
+        self.size = max(1, frame_gap * self.max_band)
+        self.reset()
+
+    def reset(self) -> None:
+        self.count = 0
+        self._ring: Tensor | None = None  # (size, layers, M, H) layer inputs of the last `size` frames
+        self._first: Tensor | None = None  # (layers, M, H) layer inputs of frame 0
+
+    def _inputs_of(self, frame: int) -> Tensor:
+        assert self._ring is not None and self._first is not None
+        return self._first if frame <= 0 else self._ring[frame % self.size]
+
+    @torch.no_grad()
+    def step(self, tokens: Tensor) -> Tensor:
+        model = self.model
+        t = self.count
+        if t == 0:
+            prefixes = None  # frame 0 alone (its copies before the start change nothing)
+        else:
+            prefixes = []
+            for layer, band in enumerate(model.bands):
+                frames = [t - self.frame_gap * d for d in range(band, 0, -1)]  # oldest first
+                if band:
+                    prefixes.append(torch.stack([self._inputs_of(f)[layer] for f in frames])[None])
+                else:
+                    prefixes.append(None)
+        states = model.run_layers(tokens[None, None], prefixes)
+        inputs = torch.stack([s[0, 0] for s in states[:-1]])  # (layers, M, H)
+        if self._ring is None:
+            self._ring = inputs.new_zeros((self.size, *inputs.shape))
+        if t == 0:
+            self._first = inputs
+        self._ring[t % self.size] = inputs
+        self.count += 1
+        return model.fuse(states[-1][0, 0])

@@ -1,0 +1,166 @@
+"""Sliding causal SARM: one pass per frame-gap phase equals every window computed alone; the receptive
+field is exactly the window; the online stream equals the labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sarm_helpers import FEATURE_DIM, tiny_config
+
+from rewardkit.models.base import EpisodeInputs
+from rewardkit.models.sarm import StageAwareConfig, StageAwareRewardModel
+from rewardkit.models.sarm.modeling_sarm import window_indices
+from rewardkit.models.sarm.sliding import spread_bands
+
+CAMERAS = ["observation.images.top", "observation.images.wrist"]
+
+
+def _model(**overrides) -> StageAwareRewardModel:
+    torch.manual_seed(0)
+    values = dict(
+        cameras=CAMERAS, num_layers=4, n_obs_steps=5, frame_gap=3, temporal_bands=[0, 2, 1, 2],
+        annotation_mode="dual", sparse_subtask_names=["x", "y"], sparse_temporal_proportions=[0.4, 0.6],
+        dense_subtask_names=["a", "b", "c"], dense_temporal_proportions=[0.2, 0.5, 0.3],
+    )  # fmt: skip
+    values.update(overrides)
+    model = StageAwareRewardModel(tiny_config(**values)).eval()
+    with torch.no_grad():  # larger weights than the init (not the norms and heads), so frames clearly differ
+        for name, parameter in model.named_parameters():
+            if not any(part in name for part in ("norm", "fusion_backbone.0", "heads")):
+                parameter.normal_(0.0, 0.3)
+    return model
+
+
+def _episode(length: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    features = {c: rng.normal(size=(length, FEATURE_DIM)).astype(np.float32) for c in CAMERAS}
+    text = rng.normal(size=FEATURE_DIM).astype(np.float32)
+    state = rng.normal(size=(length, 3)).astype(np.float32)
+    return features, text, state
+
+
+def _inputs(features, text, state, **kwargs) -> EpisodeInputs:
+    length = len(state)
+    return EpisodeInputs(
+        0, "task", length, 10, state=state, image_features=features, text_features=text, **kwargs
+    )
+
+
+def _windows_fused(model, features, text, state):
+    """Every frame's fused features from its own window computed alone (the definition)."""
+    length = len(state)
+    index = window_indices(length, np.arange(length), model.config.window_offsets)
+    image = torch.stack([torch.from_numpy(features[c]) for c in CAMERAS])[:, index].transpose(0, 1)
+    prepared = model._prepare_state(
+        torch.from_numpy(state)[index], length, index.shape[1], torch.device("cpu")
+    )
+    text_batch = torch.from_numpy(text)[None].expand(length, -1)
+    return [
+        m.fused_windows(image, text_batch, prepared)[:, -1] for m in (model.stage_model, model.subtask_model)
+    ]
+
+
+def _episode_fused(model, features, text, state):
+    image = torch.stack([torch.from_numpy(features[c]) for c in CAMERAS])
+    length = len(state)
+    prepared = model._prepare_state(torch.from_numpy(state)[None], 1, length, torch.device("cpu"))[0]
+    gap = model.config.frame_gap
+    return [
+        m.fused_episode(image, torch.from_numpy(text), prepared, gap, length)
+        for m in (model.stage_model, model.subtask_model)
+    ]
+
+
+@torch.no_grad()
+def test_one_pass_per_phase_equals_every_window_computed_alone():
+    model = _model()
+    length = 41  # phases of 14 frames: far longer than a window (6 frames), so leaks would show
+    features, text, state = _episode(length)
+    per_window = _windows_fused(model, features, text, state)
+    one_pass = _episode_fused(model, features, text, state)
+    for alone, shared in zip(per_window, one_pass, strict=True):
+        assert shared.shape == alone.shape == (length, model.config.hidden_dim)
+        assert float(alone.std(0).mean()) > 0.1  # frames differ: the comparison is not trivial
+        torch.testing.assert_close(shared, alone, atol=1e-5, rtol=1e-5)
+    # and the labels: progress and stage probabilities of both heads equal the per-window predictions
+    labels = model.label_episode(_inputs(features, text, state))
+    index = window_indices(length, np.arange(length), model.config.window_offsets)
+    batch = {
+        "image_features": torch.stack([torch.from_numpy(features[c]) for c in CAMERAS])[:, index].transpose(
+            0, 1
+        ),
+        "text_features": torch.from_numpy(text)[None].expand(length, -1),
+        "state": torch.from_numpy(state)[index],
+    }
+    for scheme, suffix in (("sparse", ""), ("dense", "_dense")):
+        progress, probs = model.predict_scheme(batch, scheme)
+        np.testing.assert_allclose(labels[f"progress{suffix}"], progress[:, -1].numpy(), atol=1e-5)
+        np.testing.assert_allclose(labels[f"stage_probs{suffix}"], probs[:, -1].numpy(), atol=1e-5)
+    assert np.ptp(labels["stage_probs_dense"], axis=0).max() > 0.05  # frames get different outputs
+
+
+@torch.no_grad()
+def test_receptive_field_is_exactly_the_window():
+    model = _model()
+    length, gap, steps = 41, 3, 5
+    features, text, state = _episode(length)
+    base = _episode_fused(model, features, text, state)[0]
+    t = 30
+
+    def changed(frame: int) -> bool:
+        moved = {c: f.copy() for c, f in features.items()}
+        moved[CAMERAS[1]][frame] += 1.0
+        return not torch.allclose(_episode_fused(model, moved, text, state)[0][t], base[t], atol=1e-6)
+
+    assert changed(t) and changed(t - gap) and changed(t - steps * gap)  # inside the window
+    assert not changed(t - (steps + 1) * gap)  # one gap before the window
+    assert not changed(t - 1) and not changed(t + 1) and not changed(t + gap)  # other phases, future
+
+
+@torch.no_grad()
+def test_online_stream_equals_labels_from_the_first_frame():
+    model = _model()
+    length = 20
+    features, text, state = _episode(length, seed=1)
+    labels = model.label_episode(_inputs(features, text, state))
+    stream = model.online_stream()
+    image = torch.stack([torch.from_numpy(features[c]) for c in CAMERAS])
+    for _ in range(2):  # reset starts a new episode
+        outputs = [
+            stream.step(image[:, t], torch.from_numpy(text), torch.from_numpy(state[t]))
+            for t in range(length)
+        ]
+        for scheme, suffix in (("sparse", ""), ("dense", "_dense")):
+            np.testing.assert_allclose(
+                [o[scheme][0] for o in outputs], labels[f"progress{suffix}"], atol=1e-5
+            )
+            np.testing.assert_allclose(
+                np.stack([o[scheme][1] for o in outputs]), labels[f"stage_probs{suffix}"], atol=1e-5
+            )
+        assert stream.count == length
+        stream.reset()
+        assert stream.count == 0
+
+
+def test_stride_subset_equals_the_full_labels():
+    model = _model()
+    features, text, state = _episode(25)
+    full = model.label_episode(_inputs(features, text, state))
+    subset = model.label_episode(_inputs(features, text, state, frame_indices=np.array([0, 7, 13])))
+    np.testing.assert_allclose(subset["progress_dense"], full["progress_dense"][[0, 7, 13]], atol=1e-6)
+
+
+def test_bands_default_and_validation():
+    assert spread_bands(8, 8) == [1] * 8
+    assert spread_bands(8, 4) == [2] * 4
+    assert spread_bands(2, 4) == [0, 0, 1, 1]
+    assert spread_bands(5, 3) == [1, 2, 2]
+    assert StageAwareConfig().architecture == "sliding" and StageAwareConfig().temporal_bands == [1] * 8
+    assert StageAwareConfig(window="centred").architecture == "lerobot"
+    with pytest.raises(ValueError, match="adding up to n_obs_steps"):
+        StageAwareConfig(num_layers=2, n_obs_steps=4, temporal_bands=[1, 2], max_rewind_steps=2)
+    with pytest.raises(ValueError, match="causal"):
+        StageAwareConfig(window="centred", architecture="sliding")
+    with pytest.raises(ValueError, match="architecture must be one of"):
+        StageAwareConfig(architecture="other")
