@@ -2,6 +2,10 @@
 over the cached window) and RewACT (reward path), side by side with the lerobot way of getting the same
 number for one new observation.
 
+Our causal SARM (sliding architecture) runs the new frame alone through each layer, attending to cached
+layer inputs of earlier frames; the same model with lerobot's layer layout (`architecture="lerobot"`,
+both transformers over the whole window each step) is timed beside it.
+
 lerobot has no online reward monitor; for SARM the reference step is what its code does for one sample:
 encode every frame of the window (n_obs_steps + 1 frames, its SARMEncodingProcessorStep) with the same
 encoder, then `SARMRewardModel.calculate_rewards` on the window. For RewACT the reference is lerobot's ACT
@@ -22,6 +26,7 @@ import argparse
 import os
 import statistics
 import time
+from dataclasses import replace
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -88,6 +93,10 @@ def bench_sarm(
     obs = observations(steps + warmup, image_size)
     ours = time_steps(monitor.step, obs, warmup)
     result = {"ours": ours}
+    # the same causal SARM with lerobot's layer layout: both transformers over the whole window each step
+    torch.manual_seed(0)
+    windowed = StageAwareRewardModel(replace(config, architecture="lerobot", temporal_bands=None)).eval()
+    result["ours_windowed"] = time_steps(RewardMonitor(windowed, fps=30, encoder=encoder).step, obs, warmup)
     # split of our step: the encoder on one frame vs the transformers over the cached window
     frame = obs[0][CAMERA][None]
     result["encode_one_frame"] = time_steps(
@@ -179,6 +188,8 @@ def main() -> int:
             rows.append(
                 (f"{line}: of which encoder on 1 frame", enc_med, percentiles(result["encode_one_frame"])[1])
             )
+            win_med, win_p95 = percentiles(result["ours_windowed"])
+            rows.append((f"{line}: lerobot layout, whole window per step (ours)", win_med, win_p95))
             if "reference" in result:
                 ref_med, ref_p95 = percentiles(result["reference"])
                 rows.append((f"{line}: reference (re-encode window + lerobot SARM)", ref_med, ref_p95))
