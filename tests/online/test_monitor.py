@@ -207,7 +207,7 @@ def test_causal_sarm_online_equals_offline_labels(tiny_dataset, architecture):
     np.testing.assert_allclose([o.progress for o in online], offline["progress"], atol=1e-4)
     assert [o.extras["stage"] for o in online] == list(offline["stage_probs"].argmax(-1))
     if architecture == "sliding":
-        # layer inputs of the last frame_gap * max(band) frames (bands [1, 2]), however long the episode
+        # per-layer keys and values of the last frame_gap * max(band) frames (bands [1, 2]), however long the episode
         assert monitor.online.stream.stage._ring.shape[:2] == (4, 2)
     else:  # the ring buffer holds n_obs_steps * frame_gap + 1 frames, however long the episode
         assert monitor.online.history == 7 and monitor.online._features.shape[0] == 7

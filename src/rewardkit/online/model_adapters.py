@@ -2,7 +2,7 @@
 
 SARM: each step encodes ONE new frame per camera with the frozen encoder. With the sliding architecture
 (the causal default) the new frame alone then goes through each layer of both transformers, attending to
-the cached layer inputs of the frames 1..band gaps before it (`StageAwareRewardModel.online_stream`); with
+the cached keys and values of the frames 1..band gaps before it (`StageAwareRewardModel.online_stream`); with
 lerobot's layout its features go into a ring buffer of the last `n_obs_steps * frame_gap + 1` frames and
 both transformers run over the window gathered from it. Either way the windows are clamped to the first
 frame since reset, exactly as `window_indices` does when labelling a recorded episode, so the online

@@ -431,7 +431,7 @@ class SlidingStream:
     """One observation at a time through a sliding SARM: `step` takes the new frame's features and returns
     its outputs per head, equal to labelling the recorded episode up to that frame (windows clamped to
     the first frame since `reset`). Each step runs one frame's tokens through every layer of both models,
-    attending to the cached layer inputs of the frames 1..band gaps before it."""
+    attending to each layer's cached keys and values of the frames 1..band gaps before it."""
 
     def __init__(self, model: StageAwareRewardModel) -> None:
         assert isinstance(model.stage_model, SlidingTransformer)

@@ -15,8 +15,8 @@ at any layer is the same whichever window it is computed in, provided the frames
 - labelling: the frames of one phase (t = p, p + g, p + 2g, ...) form one sequence; one pass over it gives
   every frame's output, equal to computing each frame's window on its own (`frames_before` below handles
   the episode start, where windows repeat the first frame);
-- online: a new frame needs only its own tokens through each layer plus the cached layer inputs of the
-  frames 1..b_l gaps before it (`SlidingHistory`).
+- online: a new frame needs only its own tokens through each layer plus each layer's cached keys and values
+  of the frames 1..b_l gaps before it (`SlidingHistory`).
 
 The episode start: a window reaching before frame 0 repeats frame 0 (`window_indices` clamps). Attention
 over k identical copies of a frame equals attention over one copy (the distance bias cancels in the
@@ -50,8 +50,10 @@ class BandedLayer(nn.Module):
     whose attention is banded over frames.
 
     x (P, L, M, H): P sequences of L frames of M tokens. A token of frame i attends to every token of
-    frames i - band .. i. `prefix` (P or 1, band, M, H) holds the layer inputs of the `band` frames before
-    frame 0 (oldest first); None masks them out (a window's first frames see less).
+    frames i - band .. i. `prefix` (keys, values), each (P or 1, band, M, H), are this layer's keys and
+    values of the `band` frames before frame 0 (oldest first); None masks them out (a window's first frames
+    see less). Returns the output and this layer's (keys, values) of x, each (P, L, M, H), which is what
+    a later frame needs of this one.
     """
 
     def __init__(self, hidden_dim: int, num_heads: int, dropout: float, band: int) -> None:
@@ -79,11 +81,14 @@ class BandedLayer(nn.Module):
             self._index_cache[key] = self.band + frames - distance
         return self._index_cache[key]
 
-    def forward(self, x: Tensor, prefix: Tensor | None) -> Tensor:
+    def forward(
+        self, x: Tensor, prefix: tuple[Tensor, Tensor] | None
+    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         sequences, length, tokens, hidden = x.shape
         heads = self.num_heads
         head_dim = hidden // heads
         q, k, v = self.in_proj(x).chunk(3, dim=-1)  # (P, L, M, H) each
+        own = (k, v)
         band = self.band
         # bias per (head, key): the distance bias of the key's frame, repeated over its M tokens
         bias = self.distance_bias.to(q.dtype).repeat_interleave(tokens, dim=1)  # (heads, (b+1) M)
@@ -93,9 +98,8 @@ class BandedLayer(nn.Module):
                 k_prefix = k.new_zeros(sequences, band, tokens, hidden)
                 v_prefix = k_prefix
             else:
-                _, k_prefix, v_prefix = self.in_proj(prefix).chunk(3, dim=-1)
-                k_prefix = k_prefix.expand(sequences, -1, -1, -1)
-                v_prefix = v_prefix.expand(sequences, -1, -1, -1)
+                k_prefix = prefix[0].expand(sequences, -1, -1, -1)
+                v_prefix = prefix[1].expand(sequences, -1, -1, -1)
             index = self._band_index(length, x.device)
             k = torch.cat([k_prefix, k], dim=1)[:, index]  # (P, L, b+1, M, H)
             v = torch.cat([v_prefix, v], dim=1)[:, index]
@@ -120,7 +124,7 @@ class BandedLayer(nn.Module):
         attended = attended.reshape(sequences, length, heads, tokens, head_dim).transpose(2, 3)
         x = self.norm1(x + self.dropout(self.out_proj(attended.reshape(sequences, length, tokens, hidden))))
         feed = self.linear2(self.dropout(F.relu(self.linear1(x))))
-        return self.norm2(x + self.dropout(feed))
+        return self.norm2(x + self.dropout(feed)), own
 
 
 class SlidingTransformer(nn.Module):
@@ -186,16 +190,19 @@ class SlidingTransformer(nn.Module):
         ]
         return torch.cat(parts, dim=-2) + self.token_type.to(image.dtype)
 
-    def run_layers(self, x: Tensor, prefixes: list[Tensor | None] | None = None) -> list[Tensor]:
-        """x (P, L, M, H) -> [input of layer 0 (x), input of layer 1, ..., output of the last layer].
+    def run_layers(
+        self, x: Tensor, prefixes: list[tuple[Tensor, Tensor] | None] | None = None
+    ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
+        """x (P, L, M, H) -> output of the last layer (P, L, M, H) and each layer's (keys, values) of x.
 
-        prefixes[l]: (P or 1, band_l, M, H) inputs of layer l for the frames before frame 0, or None.
+        prefixes[l]: layer l's (keys, values), each (P or 1, band_l, M, H), of the frames before frame 0,
+        or None.
         """
-        states = [x]
+        keys_values = []
         for index, layer in enumerate(self.layers):
-            prefix = None if prefixes is None else prefixes[index]
-            states.append(layer(states[-1], prefix))
-        return states
+            x, own = layer(x, None if prefixes is None else prefixes[index])
+            keys_values.append(own)
+        return x, keys_values
 
     def fuse(self, encoded: Tensor) -> Tensor:
         """(..., M, H) -> (..., H) per-frame features."""
@@ -217,7 +224,7 @@ class SlidingTransformer(nn.Module):
         """
         frames = image.shape[2]
         x = self.tokens(image.transpose(1, 2), text[:, None].expand(-1, frames, -1), state)  # (B, T, M, H)
-        return self.fuse(self.run_layers(x)[-1])
+        return self.fuse(self.run_layers(x)[0])
 
     def forward(
         self,
@@ -245,15 +252,18 @@ class SlidingTransformer(nn.Module):
         """
         tokens = self.tokens(image.transpose(0, 1), text[None].expand(image.shape[1], -1), state)  # (T, M, H)
         # the frames before the start: frame 0 computed alone, at every layer
-        start = self.run_layers(tokens[None, :1])
+        _, start = self.run_layers(tokens[None, :1])
         phases = min(frame_gap, until)
         length = -(-until // frame_gap)
         index = torch.arange(phases, device=tokens.device)[:, None] + frame_gap * torch.arange(
             length, device=tokens.device
         )  # (P, L); past-the-end positions only follow valid ones, clamp them
         index = index.clamp_max(until - 1)
-        prefixes = [start[i][:, :1].expand(1, band, -1, -1) for i, band in enumerate(self.bands)]
-        encoded = self.run_layers(tokens[index], prefixes)[-1]  # (P, L, M, H)
+        prefixes = [
+            (k.expand(1, band, -1, -1), v.expand(1, band, -1, -1))
+            for (k, v), band in zip(start, self.bands, strict=True)
+        ]
+        encoded, _ = self.run_layers(tokens[index], prefixes)  # (P, L, M, H)
         fused = self.fuse(encoded)
         out = fused.new_empty(until, fused.shape[-1])
         valid = index == (
@@ -265,11 +275,11 @@ class SlidingTransformer(nn.Module):
 
 
 class SlidingHistory:
-    """Online state of one `SlidingTransformer`: the layer inputs of the recent frames.
+    """Online state of one `SlidingTransformer`: each layer's keys and values of the recent frames.
 
-    `step(tokens)` runs ONE new frame (tokens (M, H)) through every layer, attending to the cached inputs
-    of the frames 1..band gaps before it (frame 0 standing for any frame before the start, as the windows
-    of a recorded episode are clamped), and returns its fused features (H,).
+    `step(tokens)` runs ONE new frame (tokens (M, H)) through every layer, attending to the cached keys
+    and values of the frames 1..band gaps before it (frame 0 standing for any frame before the start, as
+    the windows of a recorded episode are clamped), and returns its fused features (H,).
     """
 
     def __init__(self, model: SlidingTransformer, frame_gap: int) -> None:
@@ -281,10 +291,10 @@ class SlidingHistory:
 
     def reset(self) -> None:
         self.count = 0
-        self._ring: Tensor | None = None  # (size, layers, M, H) layer inputs of the last `size` frames
-        self._first: Tensor | None = None  # (layers, M, H) layer inputs of frame 0
+        self._ring: Tensor | None = None  # (size, layers, 2, M, H) keys/values of the last `size` frames
+        self._first: Tensor | None = None  # (layers, 2, M, H) keys/values of frame 0
 
-    def _inputs_of(self, frame: int) -> Tensor:
+    def _cached(self, frame: int) -> Tensor:
         assert self._ring is not None and self._first is not None
         return self._first if frame <= 0 else self._ring[frame % self.size]
 
@@ -292,22 +302,23 @@ class SlidingHistory:
     def step(self, tokens: Tensor) -> Tensor:
         model = self.model
         t = self.count
-        if t == 0:
-            prefixes = None  # frame 0 alone (its copies before the start change nothing)
-        else:
+        prefixes: list[tuple[Tensor, Tensor] | None] | None = None  # frame 0 alone: its copies change nothing
+        if t:
             prefixes = []
             for layer, band in enumerate(model.bands):
-                frames = [t - self.frame_gap * d for d in range(band, 0, -1)]  # oldest first
-                if band:
-                    prefixes.append(torch.stack([self._inputs_of(f)[layer] for f in frames])[None])
-                else:
+                if not band:
                     prefixes.append(None)
-        states = model.run_layers(tokens[None, None], prefixes)
-        inputs = torch.stack([s[0, 0] for s in states[:-1]])  # (layers, M, H)
+                    continue
+                cached = torch.stack(
+                    [self._cached(t - self.frame_gap * d)[layer] for d in range(band, 0, -1)], dim=1
+                )  # (2, band, M, H), oldest first
+                prefixes.append((cached[0:1], cached[1:2]))
+        encoded, keys_values = model.run_layers(tokens[None, None], prefixes)
+        cache = torch.stack([torch.stack([k[0, 0], v[0, 0]]) for k, v in keys_values])  # (layers, 2, M, H)
         if self._ring is None:
-            self._ring = inputs.new_zeros((self.size, *inputs.shape))
+            self._ring = cache.new_zeros((self.size, *cache.shape))
         if t == 0:
-            self._first = inputs
-        self._ring[t % self.size] = inputs
+            self._first = cache
+        self._ring[t % self.size] = cache
         self.count += 1
-        return model.fuse(states[-1][0, 0])
+        return model.fuse(encoded[0, 0])
