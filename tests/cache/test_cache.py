@@ -105,6 +105,16 @@ def test_second_run_encodes_nothing(built, tiny, encoder):
         is None
     )
     assert FeatureCache.for_dataset(tiny, "clip-random:vit-b-32", [TOP], cache_dir=cache.path.parent) is None
+    # features encoded in another compute dtype are other features: the dtype is part of the key
+    assert found.encoder_dtype == "float32"
+    assert FeatureCache.for_dataset(tiny, "clip-random:tiny", [TOP], cache_dir=cache.path.parent,
+                                    encoder_dtype="float32").path == cache.path  # fmt: skip
+    assert (
+        FeatureCache.for_dataset(
+            tiny, "clip-random:tiny", [TOP], cache_dir=cache.path.parent, encoder_dtype=torch.bfloat16
+        )
+        is None
+    )
 
 
 def test_resume_after_kill_matches_uninterrupted_build(built, tiny, encoder, tmp_path):

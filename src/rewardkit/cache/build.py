@@ -74,7 +74,7 @@ def cache_path_for(
 ) -> Path:
     """The folder the cache of (dataset, encoder) lives in, under `cache_dir` or the default cache root."""
     root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()
-    key = cache_key(dataset_fingerprint(dataset), encoder.spec, encoder.image_size)
+    key = cache_key(dataset_fingerprint(dataset), encoder.spec, encoder.image_size, encoder.dtype)
     return root / cache_folder_name(dataset.repo_id, key)
 
 
@@ -187,7 +187,7 @@ def _write_key(path: Path, dataset: RewardDataset, encoder: FrozenEncoder) -> No
         info = dataset.episode(ep)
         ranges[str(ep)] = [info.from_index, info.to_index]
     total_frames = max([int(dataset.meta.total_frames)] + [stop for _, stop in ranges.values()])
-    key = cache_key(dataset_fingerprint(dataset), encoder.spec, encoder.image_size)
+    key = cache_key(dataset_fingerprint(dataset), encoder.spec, encoder.image_size, encoder.dtype)
     key.update(feature_dim=int(encoder.feature_dim), total_frames=total_frames, episode_ranges=ranges)
     key_path = path / KEY
     if key_path.is_file():

@@ -29,7 +29,7 @@ import numpy as np
 from rewardkit.data.dataset import DatasetError
 
 # 2: images preprocessed by transformers' CLIPImageProcessor (what lerobot's SARM uses), not our own resize.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: the encoder compute dtype is part of the key
 MANIFEST = "manifest.json"
 KEY = "key.json"
 TEXTS = "texts.npz"
@@ -59,12 +59,19 @@ def dataset_fingerprint(dataset) -> str:
     return f"{dataset.identity}|videos:{digest}"
 
 
-def cache_key(dataset_identity: str, encoder_spec: str, image_size: int) -> dict:
-    """The identity of a cache folder (stored in its key.json)."""
+def dtype_name(dtype) -> str:
+    """ "float32" for torch.float32 or "float32" (the encoder's compute dtype, as stored in key.json)."""
+    return str(dtype).removeprefix("torch.")
+
+
+def cache_key(dataset_identity: str, encoder_spec: str, image_size: int, encoder_dtype) -> dict:
+    """The identity of a cache folder (stored in its key.json). Features encoded in bfloat16 differ from
+    float32 ones, so the encoder's compute dtype is part of it."""
     return {
         "format_version": FORMAT_VERSION,
         "dataset_identity": dataset_identity,
         "encoder_spec": encoder_spec,
+        "encoder_dtype": dtype_name(encoder_dtype),
         "image_size": int(image_size),
     }
 
@@ -89,7 +96,7 @@ class FeatureCache:
 
     Attributes:
         path: the cache folder.
-        encoder_spec, image_size, feature_dim: the encoder that made the features.
+        encoder_spec, encoder_dtype, image_size, feature_dim: the encoder that made the features.
         dataset_identity: `dataset_fingerprint` of the dataset encoded (identity + video files).
         cameras: cameras with at least one finished episode.
         tasks: task texts with text features.
@@ -110,6 +117,7 @@ class FeatureCache:
         self.key = key
         self.dataset_identity: str = key["dataset_identity"]
         self.encoder_spec: str = key["encoder_spec"]
+        self.encoder_dtype: str = key["encoder_dtype"]
         self.image_size: int = int(key["image_size"])
         self.feature_dim: int = int(key["feature_dim"])
         self.total_frames: int = int(key["total_frames"])
@@ -135,11 +143,13 @@ class FeatureCache:
         cameras: Sequence[str],
         image_size: int | None = None,
         cache_dir: str | Path | None = None,
+        encoder_dtype=None,
     ) -> FeatureCache | None:
         """The existing cache of `dataset` encoded by `encoder_spec` holding every chosen episode of every
         camera in `cameras`, or None if there is none (build it with `build_cache`).
 
-        `image_size` (the encoder's input resolution) narrows the search when several exist.
+        `image_size` (the encoder's input resolution) and `encoder_dtype` (its compute dtype, a torch dtype
+        or its name) narrow the search; None accepts any.
         """
         from rewardkit.encoders import canonical_spec
 
@@ -159,6 +169,8 @@ class FeatureCache:
             if key.get("dataset_identity") != fingerprint:
                 continue
             if image_size is not None and int(key.get("image_size", -1)) != int(image_size):
+                continue
+            if encoder_dtype is not None and key.get("encoder_dtype") != dtype_name(encoder_dtype):
                 continue
             cache = cls(candidate.parent)
             if cache.covers(cameras, episodes):

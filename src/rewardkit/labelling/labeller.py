@@ -109,13 +109,18 @@ def open_feature_cache(
     of that spec) encodes the uncached frames.
     """
     from rewardkit.cache import FeatureCache, build_cache
-    from rewardkit.encoders import make_encoder
+    from rewardkit.encoders import make_encoder, resolve_dtype
 
-    existing = FeatureCache.for_dataset(dataset, encoder_spec, list(cameras), cache_dir=cache_dir)
+    encoder_dtype = (
+        encoder.dtype if encoder is not None else resolve_dtype(dtype if dtype is not None else "float32")
+    )
+    existing = FeatureCache.for_dataset(
+        dataset, encoder_spec, list(cameras), cache_dir=cache_dir, encoder_dtype=encoder_dtype
+    )
     if existing is not None:
         return existing
     if encoder is None:
-        encoder = make_encoder(encoder_spec, device=device, dtype=dtype if dtype is not None else "float32")
+        encoder = make_encoder(encoder_spec, device=device, dtype=encoder_dtype)
     return build_cache(dataset, encoder, list(cameras), cache_dir=cache_dir)
 
 

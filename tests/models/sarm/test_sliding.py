@@ -156,8 +156,14 @@ def test_bands_default_and_validation():
     assert spread_bands(8, 4) == [2] * 4
     assert spread_bands(2, 4) == [0, 0, 1, 1]
     assert spread_bands(5, 3) == [1, 2, 2]
-    assert StageAwareConfig().architecture == "sliding" and StageAwareConfig().temporal_bands == [1] * 8
-    assert StageAwareConfig(window="centred").architecture == "lerobot"
+    config = StageAwareConfig()
+    assert config.resolved_architecture == "sliding" and config.layer_bands == [1] * 8
+    assert StageAwareConfig(window="centred").resolved_architecture == "lerobot"
+    # resolved from the fields as they are when the model is built, then pinned in its config
+    config.num_layers, config.hidden_dim, config.num_heads, config.image_dim, config.text_dim = 2, 16, 2, 8, 8
+    model = StageAwareRewardModel(config)
+    assert len(model.stage_model.layers) == 2 and config.temporal_bands == [4, 4]
+    assert config.architecture == "sliding"
     with pytest.raises(ValueError, match="adding up to n_obs_steps"):
         StageAwareConfig(num_layers=2, n_obs_steps=4, temporal_bands=[1, 2], max_rewind_steps=2)
     with pytest.raises(ValueError, match="causal"):

@@ -124,21 +124,11 @@ class StageAwareConfig(RewardKitConfig):
             raise ValueError(
                 f"need n_obs_steps >= 1 and frame_gap >= 1, got {self.n_obs_steps}, {self.frame_gap}"
             )
-        if self.architecture is None:
-            self.architecture = "sliding" if self.window == "causal" else "lerobot"
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got '{self.architecture}'")
-        if self.architecture == "sliding":
-            if self.window != "causal":
-                raise ValueError("the sliding architecture is causal: it needs window='causal'")
-            if self.temporal_bands is None:
-                self.temporal_bands = spread_bands(self.n_obs_steps, self.num_layers)
-            bands = list(self.temporal_bands)
-            if len(bands) != self.num_layers or sum(bands) != self.n_obs_steps or min(bands) < 0:
-                raise ValueError(
-                    f"temporal_bands {bands} must give one band >= 0 per layer ({self.num_layers}) adding "
-                    f"up to n_obs_steps ({self.n_obs_steps})"
-                )
+        if self.architecture is not None or self.temporal_bands is not None:
+            # early errors for explicit values; resolved for good when a model is built from the config
+            _ = self.resolved_architecture
+            if self.temporal_bands is not None:
+                _ = self.layer_bands
         if self.window == "centred" and self.n_obs_steps % 2:
             raise ValueError(f"a centred window needs an even n_obs_steps, got {self.n_obs_steps}")
         if not 0 <= self.max_rewind_steps < self.n_obs_steps:
@@ -166,6 +156,29 @@ class StageAwareConfig(RewardKitConfig):
                 )
 
     # ---- derived -------------------------------------------------------------------------------
+    @property
+    def resolved_architecture(self) -> str:
+        """`architecture`, or the default for the window: "sliding" if causal, else "lerobot"."""
+        architecture = self.architecture or ("sliding" if self.window == "causal" else "lerobot")
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got '{architecture}'")
+        if architecture == "sliding" and self.window != "causal":
+            raise ValueError("the sliding architecture is causal: it needs window='causal'")
+        return architecture
+
+    @property
+    def layer_bands(self) -> list[int]:
+        """Sliding architecture: `temporal_bands`, or n_obs_steps spread over the layers."""
+        if self.temporal_bands is None:
+            return spread_bands(self.n_obs_steps, self.num_layers)
+        bands = [int(b) for b in self.temporal_bands]
+        if len(bands) != self.num_layers or sum(bands) != self.n_obs_steps or min(bands) < 0:
+            raise ValueError(
+                f"temporal_bands {bands} must give one band >= 0 per layer ({self.num_layers}) adding "
+                f"up to n_obs_steps ({self.n_obs_steps})"
+            )
+        return bands
+
     @property
     def uses_dual_heads(self) -> bool:
         """Whether the dense head is trained (dense_only and dual modes)."""

@@ -141,6 +141,10 @@ class StageAwareRewardModel(RewardKitModel):
     def __init__(self, config: StageAwareConfig, **kwargs: Any) -> None:
         super().__init__(config)
         self.config: StageAwareConfig = config
+        # pinned now (fields may have been set after the config was made), and saved with the model
+        config.architecture = config.resolved_architecture
+        if config.architecture == "sliding":
+            config.temporal_bands = config.layer_bands
         num_cameras = len(config.cameras) if config.cameras else 1
         common = dict(
             hidden_dim=config.hidden_dim,

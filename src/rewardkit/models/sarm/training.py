@@ -158,7 +158,7 @@ def prepare(cfg: SARMTrainConfig) -> tuple[StageAwareRewardModel, SARMTrainingDa
     if model_config.language_perturbation_probability <= 0:
         bank = []
     cache = FeatureCache.for_dataset(
-        dataset, model_config.encoder, model_config.cameras, cache_dir=cfg.cache_dir
+        dataset, model_config.encoder, model_config.cameras, cache_dir=cfg.cache_dir, encoder_dtype="float32"
     )
     if cache is None or any(t not in cache.tasks for t in bank):
         logger.info("building the feature cache (%s) for %s", model_config.encoder, model_config.cameras)
