@@ -73,7 +73,8 @@ class StageAwareConfig(RewardKitConfig):
         num_dense_stages: Number of dense stages (dense_only / dual).
         dense_subtask_names: Dense stage names, in order.
         dense_temporal_proportions: Mean fraction of an episode each dense stage takes (sum 1).
-        label_batch_size: Windows per forward pass in `label_episode`.
+        label_batch_size: Windows per forward pass in `label_episode` (lerobot architecture; the sliding one
+            labels an episode in one pass per frame-gap phase).
     """
 
     annotation_mode: str = "single_stage"

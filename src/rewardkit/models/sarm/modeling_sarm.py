@@ -339,7 +339,9 @@ class StageAwareRewardModel(RewardKitModel):
     def label_episode(self, inputs: EpisodeInputs) -> dict[str, Any]:
         """Every frame's progress for one episode, in batched passes.
 
-        "One pass" here: the windows of all requested frames (window of frame t = frames
+        Sliding architecture: one pass per frame-gap phase and model computes every frame once (frames up
+        to the last requested one), equal to each frame's window computed alone (`sarm/sliding.py`).
+        lerobot architecture: the windows of all requested frames (window of frame t = frames
         t + window_offsets, clamped to the episode) are gathered from the episode's features with one
         fancy index and run through both transformers `label_batch_size` windows at a time, so each frame's
         output is exactly the per-window computation of `predict_progress` (no approximation).
