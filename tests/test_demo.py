@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import math
 
 import pytest
@@ -40,8 +43,40 @@ def demo_run(tmp_path_factory):
         f"--output_dir={out / 'demo'}",
         f"--cache_dir={out / 'cache'}",
     ]
-    assert demo.main(argv) == 0
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+        assert demo.main(argv) == 0
+    (out / "demo" / "printed.txt").write_text(printed.getvalue())
     return out / "demo"
+
+
+def test_demo_output_is_not_flooded_by_lerobot_info_logs(demo_run):
+    printed = (demo_run / "printed.txt").read_text()
+    assert "Creating dataset" not in printed  # lerobot's INFO lines (config dump, per-step metrics)
+    assert "'policy':" not in printed
+    assert "held-out episodes:" in printed and "VOC(success)" in printed  # the demo's own summary
+    assert f"{demo.REWACT_NAME}: a pipeline check, not a result" in printed
+
+
+def test_lerobot_logging_is_restored_after_the_rewact_run():
+    from lerobot.scripts import lerobot_train
+
+    root = logging.getLogger()
+    handler = logging.NullHandler()
+    saved = root.handlers[:], root.level
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    try:
+        original = lerobot_train.init_logging
+        with demo._lerobot_info_logs_hidden():
+            lerobot_train.init_logging()  # what lerobot's train() does first
+            consoles = [h for h in root.handlers if isinstance(h, logging.StreamHandler)]
+            assert consoles and all(h.level == logging.WARNING for h in consoles)
+        assert lerobot_train.init_logging is original
+        assert root.handlers == [handler] and root.level == logging.WARNING
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
 
 
 def test_demo_writes_report_plots_video_and_summary(demo_run, capsys):
@@ -54,8 +89,9 @@ def test_demo_writes_report_plots_video_and_summary(demo_run, capsys):
     assert summary["video"].endswith(".mp4")
     html = (demo_run / "report.html").read_text() if (demo_run / "report.html").exists() else ""
     assert "SARM" in html
-    assert set(summary["headline"]) >= {"SARM", "RewACT (short run)"}
+    assert set(summary["headline"]) >= {"SARM", demo.REWACT_NAME}
     assert summary["skipped"] == []
+    assert "2 steps" in summary["notes"][demo.REWACT_NAME]  # labelled as the short run it is
 
 
 def test_demo_numbers_are_valid(demo_run):
