@@ -107,3 +107,12 @@ def test_demo_numbers_are_valid(demo_run):
     held_out = summary["held_out_episodes"]
     assert not set(held_out) & set(summary["train_episodes"])
     assert isinstance(summary["meets_targets"], bool)
+
+
+def test_demo_never_deletes_training_folders_it_did_not_make(tmp_path):
+    mine = tmp_path / "out" / "sarm"
+    mine.mkdir(parents=True)
+    (mine / "keep.txt").write_text("not the demo's")
+    with pytest.raises(SystemExit, match="not from an earlier demo run"):
+        demo.main([f"--output_dir={tmp_path / 'out'}", f"--cache_dir={tmp_path / 'cache'}", "--steps=1"])
+    assert (mine / "keep.txt").read_text() == "not the demo's"

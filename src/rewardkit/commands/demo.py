@@ -265,8 +265,14 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     output_dir = Path(cfg.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     for previous in (output_dir / "sarm", output_dir / "rewact"):
-        # The demo's own training folders from an earlier run: the training loops refuse to overwrite them.
+        # The training loops refuse to overwrite checkpoints: replace the demo's own folders from an earlier
+        # run (its demo.json marks them), never folders the demo did not make.
         if previous.is_dir():
+            if not (output_dir / "demo.json").is_file():
+                raise SystemExit(
+                    f"{previous} exists and is not from an earlier demo run (no {output_dir / 'demo.json'}); "
+                    "choose another --output_dir or remove it"
+                )
             print(f"replacing the previous demo run's {previous}")
             shutil.rmtree(previous)
     dataset_root = Path(cfg.dataset_root) if cfg.dataset_root else bundled_dataset_path()
