@@ -21,6 +21,8 @@ Batch keys (B samples, N cameras, L positions, D feature size, S state size):
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -96,10 +98,20 @@ class StreamTransformer(nn.Module):
         scheme: str,
         prior: Tensor | None = None,
     ) -> Tensor:
-        """Per-frame head outputs.
+        """Per-frame head outputs (B, T, head size); see `fused_windows`."""
+        return self.head(self.fused_windows(image, text, state, padding, prior), scheme)
+
+    def head(self, fused: Tensor, scheme: str) -> Tensor:
+        """(..., H) fused per-frame features -> (..., head size)."""
+        return self.heads[scheme](fused)
+
+    def fused_windows(
+        self, image: Tensor, text: Tensor, state: Tensor, padding: Tensor | None, prior: Tensor | None = None
+    ) -> Tensor:
+        """Per-frame fused features (B, T, H).
 
         image (B, N, T, D_img), text (B, D_txt), state (B, T, S), padding (B, T) bool True where padded
-        (or None), prior (B, T, C) one-hot stage (subtask model). Returns (B, T, head size).
+        (or None), prior (B, T, C) one-hot stage (subtask model).
         """
         batch, cameras, frames, _ = image.shape
         hidden = self.hidden_dim
@@ -129,7 +141,7 @@ class StreamTransformer(nn.Module):
             is_causal=True,
         )
         fused = encoded.reshape(batch, num_streams, frames, hidden).transpose(1, 2).reshape(batch, frames, -1)
-        return self.heads[scheme](self.fusion_backbone(fused))
+        return self.fusion_backbone(fused)
 
 
 class StageAwareRewardModel(RewardKitModel):
@@ -239,23 +251,37 @@ class StageAwareRewardModel(RewardKitModel):
         state = self._prepare_state(batch.get("state"), image.shape[0], image.shape[2], device)
         return image, text, state
 
-    def _heads(
-        self,
-        image: Tensor,
-        text: Tensor,
-        state: Tensor,
-        padding: Tensor | None,
-        scheme: str,
-        prior_stage: Tensor | None = None,
+    def _predict(
+        self, stage_logits: Callable[[str], Tensor], tau_logits: Callable[[str, Tensor], Tensor], scheme: str
     ) -> tuple[Tensor, Tensor]:
-        """Stage logits (B, T, K) and tau (B, T); the tau model is conditioned on `prior_stage` (B, T)
-        when given, else on the predicted stage."""
-        logits = self.stage_model(image, text, state, padding, scheme)
-        classes = logits.shape[-1]
-        stage = logits.argmax(-1) if prior_stage is None else prior_stage
-        prior = F.one_hot(stage.clamp(0, classes - 1), classes).float()
-        tau = torch.sigmoid(self.subtask_model(image, text, state, padding, scheme, prior).squeeze(-1))
-        return logits, tau
+        """Progress (...) and stage probabilities (..., K) of one head: tau conditioned on the predicted
+        stage. `stage_logits`/`tau_logits` as from `_head_functions`."""
+        logits = stage_logits(scheme)
+        stage = logits.argmax(-1)
+        prior = F.one_hot(stage, logits.shape[-1]).float()
+        tau = torch.sigmoid(tau_logits(scheme, prior).squeeze(-1).float())
+        return self.normalized_progress(stage, tau, scheme), logits.float().softmax(-1)
+
+    def _head_functions(
+        self, image: Tensor, text: Tensor, state: Tensor, padding: Tensor | None
+    ) -> tuple[Callable[[str], Tensor], Callable[[str, Tensor], Tensor]]:
+        """(scheme -> stage logits, (scheme, one-hot prior) -> tau logits) over one batch of windows.
+
+        Each transformer's trunk runs once for both heads, except lerobot's subtask transformer, which
+        reads the prior as tokens and so runs per call."""
+        stage_fused = self.stage_model.fused_windows(image, text, state, padding)
+        if isinstance(self.subtask_model, SlidingTransformer):
+            return (
+                partial(self.stage_model.head, stage_fused),
+                partial(self.subtask_model.head, self.subtask_model.fused_windows(image, text, state)),
+            )
+        subtask = self.subtask_model
+        return (
+            partial(self.stage_model.head, stage_fused),
+            lambda scheme, prior: subtask.head(
+                subtask.fused_windows(image, text, state, padding, prior), scheme
+            ),
+        )
 
     # ---- training ------------------------------------------------------------------------------
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
@@ -277,10 +303,11 @@ class StageAwareRewardModel(RewardKitModel):
         total = torch.zeros((), device=device)
         logs: dict[str, float] = {}
         current = self.config.current_position
+        stage_logits, tau_logits = self._head_functions(image, text, state, use_padding)
         for scheme in self.schemes:
             stage = batch[f"{scheme}_stage"].to(device).long()
             tau = batch[f"{scheme}_tau"].to(device).float()
-            logits_first = self.stage_model(image, text, state, use_padding, scheme)
+            logits_first = stage_logits(scheme)
             classes = logits_first.shape[-1]
             predicted = logits_first.argmax(-1)
             if self.training:
@@ -289,9 +316,7 @@ class StageAwareRewardModel(RewardKitModel):
             else:
                 prior_stage = predicted
             prior = F.one_hot(prior_stage.clamp(0, classes - 1), classes).float()
-            tau_pred = torch.sigmoid(
-                self.subtask_model(image, text, state, use_padding, scheme, prior).squeeze(-1).float()
-            )
+            tau_pred = torch.sigmoid(tau_logits(scheme, prior).squeeze(-1).float())
             stage_loss = F.cross_entropy(logits_first[valid].float(), stage[valid].clamp(0, classes - 1))
             tau_loss = F.mse_loss(tau_pred[valid], tau[valid])
             total = total + self.config.stage_loss_weight * stage_loss + tau_loss
@@ -315,9 +340,7 @@ class StageAwareRewardModel(RewardKitModel):
         batch: image_features (B, N, W, D), text_features (B, D), state (B, W, S) optional.
         """
         image, text, state = self._inputs(batch)
-        logits, tau = self._heads(image, text, state, None, scheme)
-        probs = logits.float().softmax(-1)
-        return self.normalized_progress(logits.argmax(-1), tau, scheme), probs
+        return self._predict(*self._head_functions(image, text, state, None), scheme)
 
     @torch.no_grad()
     def predict_progress(self, batch: dict[str, Tensor]) -> Tensor:
@@ -364,13 +387,13 @@ class StageAwareRewardModel(RewardKitModel):
         ).to(device=device, dtype=torch.float32)  # (N, T, D)
         length = int(features.shape[1])
         frames = np.arange(length) if inputs.frame_indices is None else np.asarray(inputs.frame_indices)
-        windows = torch.as_tensor(window_indices(length, frames, self.config.window_offsets), device=device)
         text = torch.as_tensor(np.asarray(inputs.text_features), dtype=torch.float32, device=device)
         state = None
         if self.config.use_state and inputs.state is not None:
             state = torch.as_tensor(np.asarray(inputs.state), dtype=torch.float32, device=device)
         if self.config.architecture == "sliding":
             return self._label_sliding(features, text, state, frames)
+        windows = torch.as_tensor(window_indices(length, frames, self.config.window_offsets), device=device)
         current = self.config.current_position
         outputs: dict[str, list[np.ndarray]] = {}
         for begin in range(0, len(frames), self.config.label_batch_size):
@@ -381,23 +404,13 @@ class StageAwareRewardModel(RewardKitModel):
             }
             if state is not None:
                 batch["state"] = state[chunk]
+            functions = self._head_functions(*self._inputs(batch), None)  # trunks once for both heads
             for scheme in self.schemes:
                 suffix = "" if scheme == "sparse" else "_dense"
-                progress, probs = self.predict_scheme(batch, scheme)
+                progress, probs = self._predict(*functions, scheme)
                 outputs.setdefault(f"progress{suffix}", []).append(progress[:, current].cpu().numpy())
                 outputs.setdefault(f"stage_probs{suffix}", []).append(probs[:, current].cpu().numpy())
         return {key: np.concatenate(parts).astype(np.float32) for key, parts in outputs.items()}
-
-    def _outputs(self, stage_fused: Tensor, subtask_fused: Tensor, scheme: str) -> tuple[Tensor, Tensor]:
-        """Sliding architecture: progress (...) and stage probabilities (..., K) from both models' fused
-        per-frame features (...,H); tau is conditioned on the predicted stage."""
-        assert isinstance(self.stage_model, SlidingTransformer)
-        assert isinstance(self.subtask_model, SlidingTransformer)
-        logits = self.stage_model.head(stage_fused, scheme)
-        stage = logits.argmax(-1)
-        prior = F.one_hot(stage, logits.shape[-1]).to(subtask_fused.dtype)
-        tau = torch.sigmoid(self.subtask_model.head(subtask_fused, scheme, prior).squeeze(-1).float())
-        return self.normalized_progress(stage, tau, scheme), logits.float().softmax(-1)
 
     def _label_sliding(
         self, features: Tensor, text: Tensor, state: Tensor | None, frames: np.ndarray
@@ -418,7 +431,11 @@ class StageAwareRewardModel(RewardKitModel):
         out: dict[str, np.ndarray] = {}
         for scheme in self.schemes:
             suffix = "" if scheme == "sparse" else "_dense"
-            progress, probs = self._outputs(stage_fused[select], subtask_fused[select], scheme)
+            progress, probs = self._predict(
+                partial(self.stage_model.head, stage_fused[select]),
+                partial(self.subtask_model.head, subtask_fused[select]),
+                scheme,
+            )
             out[f"progress{suffix}"] = progress.float().cpu().numpy().astype(np.float32)
             out[f"stage_probs{suffix}"] = probs.cpu().numpy().astype(np.float32)
         return out
@@ -468,7 +485,11 @@ class SlidingStream:
         subtask_fused = self.subtask.step(model.subtask_model.tokens(image, text, prepared))
         out = {}
         for scheme in model.schemes:
-            progress, probs = model._outputs(stage_fused, subtask_fused, scheme)
+            progress, probs = model._predict(
+                partial(model.stage_model.head, stage_fused),
+                partial(model.subtask_model.head, subtask_fused),
+                scheme,
+            )
             out[scheme] = (float(progress), probs.cpu().numpy())
         return out
 

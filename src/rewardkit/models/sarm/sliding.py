@@ -216,11 +216,14 @@ class SlidingTransformer(nn.Module):
         return self.heads[scheme](torch.cat([fused, prior.to(fused.dtype)], dim=-1))
 
     # ---- windows (training, per-window inference) -------------------------------------------------
-    def fused_windows(self, image: Tensor, text: Tensor, state: Tensor) -> Tensor:
+    def fused_windows(
+        self, image: Tensor, text: Tensor, state: Tensor, padding: Tensor | None = None
+    ) -> Tensor:
         """image (B, N, T, D), text (B, D), state (B, T, S) -> (B, T, H).
 
         Frame i of a window sees frames max(0, i - n_obs_steps) .. i of it; the last frame of a full
-        window sees the whole window. Padding at the end of a window never reaches a valid frame.
+        window sees the whole window. `padding` is not needed: padded frames only ever follow the valid
+        ones and attention looks back.
         """
         frames = image.shape[2]
         x = self.tokens(image.transpose(1, 2), text[:, None].expand(-1, frames, -1), state)  # (B, T, M, H)
@@ -235,10 +238,7 @@ class SlidingTransformer(nn.Module):
         scheme: str,
         prior: Tensor | None = None,
     ) -> Tensor:
-        """Per-frame head outputs (B, T, size) of windows; the same interface as lerobot's layout.
-
-        `padding` is not needed: padded frames only ever follow the valid ones and attention looks back.
-        """
+        """Per-frame head outputs (B, T, size) of windows; the same interface as lerobot's layout."""
         return self.head(self.fused_windows(image, text, state), scheme, prior)
 
     # ---- whole episodes (labelling) ------------------------------------------------------------
@@ -255,10 +255,11 @@ class SlidingTransformer(nn.Module):
         _, start = self.run_layers(tokens[None, :1])
         phases = min(frame_gap, until)
         length = -(-until // frame_gap)
-        index = torch.arange(phases, device=tokens.device)[:, None] + frame_gap * torch.arange(
+        frames = torch.arange(phases, device=tokens.device)[:, None] + frame_gap * torch.arange(
             length, device=tokens.device
-        )  # (P, L); past-the-end positions only follow valid ones, clamp them
-        index = index.clamp_max(until - 1)
+        )  # (P, L) frame of each phase position
+        valid = frames < until
+        index = frames.clamp_max(until - 1)  # past-the-end positions only follow valid ones
         prefixes = [
             (k.expand(1, band, -1, -1), v.expand(1, band, -1, -1))
             for (k, v), band in zip(start, self.bands, strict=True)
@@ -266,11 +267,7 @@ class SlidingTransformer(nn.Module):
         encoded, _ = self.run_layers(tokens[index], prefixes)  # (P, L, M, H)
         fused = self.fuse(encoded)
         out = fused.new_empty(until, fused.shape[-1])
-        valid = index == (
-            torch.arange(phases, device=tokens.device)[:, None]
-            + frame_gap * torch.arange(length, device=tokens.device)
-        )
-        out[index[valid]] = fused[valid]
+        out[frames[valid]] = fused[valid]
         return out
 
 
