@@ -50,13 +50,13 @@ def announce(label: str, path: str | Path) -> None:
 
 
 def run_command(main: Callable[[list[str]], int | None], argv: list[str]) -> int:
-    """Run a subcommand; expected errors (bad input) become one clear line and exit code 2."""
-    from rewardkit.data.dataset import DatasetError
-    from rewardkit.models.base import CheckpointError
+    """Run a subcommand; bad input (a `RewardkitError`, a missing file) becomes one clear line and exit
+    code 2. Every other exception is a bug and keeps its traceback."""
+    from rewardkit.errors import RewardkitError
 
     setup_logging()
     try:
         return int(main(argv) or 0)
-    except (DatasetError, CheckpointError, FileNotFoundError, ValueError) as e:
+    except (RewardkitError, FileNotFoundError) as e:
         print(f"rewardkit: error: {e}", file=sys.stderr)
         return 2

@@ -4,6 +4,12 @@ A file is written to a temporary name beside its target (same folder, same exten
 infer the format from the name still work), flushed to disk, then renamed onto the target with
 `os.replace`. Readers see the old file or the new one, never half a file; a crash leaves at most a
 hidden temporary file, which is removed when the write itself fails.
+
+Modes: a new file gets the mode the user's umask gives a plain `open()` (mkstemp's owner-only 600 would
+make shared datasets unreadable by others); a replaced file keeps its own mode.
+
+`check_overwrite` is the one rule for existing outputs: nothing is replaced unless the user said
+`--overwrite=true`.
 """
 
 from __future__ import annotations
@@ -12,6 +18,35 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from rewardkit.errors import RewardkitError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _mode_for(path: Path) -> int:
+    """The mode `path` keeps when it exists, else what the umask gives a new file."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~_umask()
+
+
+def check_overwrite(path: str | Path, overwrite: bool, flag: str = "--overwrite=true") -> Path:
+    """Refuse to replace an existing output unless `overwrite`; returns `path`.
+
+    Call it before any work starts, so a refused run costs nothing and writes nothing.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise RewardkitError(
+            f"{path} already exists; pass {flag} to replace it, or choose another output path"
+        )
+    return path
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
@@ -25,6 +60,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
         write(temporary)
         with open(temporary, "rb+") as f:  # durable before it becomes visible (the cache resumes on it)
             os.fsync(f.fileno())
+        os.chmod(temporary, _mode_for(path))
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)

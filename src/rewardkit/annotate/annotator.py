@@ -14,15 +14,16 @@ import numpy as np
 
 from rewardkit.annotate.backends import BackendError, Part, VLMBackend
 from rewardkit.data.annotations import SubtaskAnnotation
+from rewardkit.errors import RewardkitError
 
 logger = logging.getLogger(__name__)
 
 
-class AnswerError(ValueError):
+class AnswerError(RewardkitError):
     """The model's answer cannot be used (no JSON, wrong names or order, gaps, out of bounds)."""
 
 
-class AnnotationError(ValueError):
+class AnnotationError(RewardkitError):
     """An episode could not be annotated within the allowed attempts."""
 
 
@@ -35,9 +36,9 @@ def sample_frame_indices(
     most `max_frames` are kept (evenly spread) so the request stays within the model's context.
     """
     if length <= 0:
-        raise ValueError(f"episode length must be positive, got {length}")
+        raise RewardkitError(f"episode length must be positive, got {length}")
     if sample_fps <= 0:
-        raise ValueError(f"sample_fps must be positive, got {sample_fps}")
+        raise RewardkitError(f"sample_fps must be positive, got {sample_fps}")
     step = max(1.0, fps / sample_fps)
     indices = np.unique(
         np.concatenate([np.round(np.arange(0, length - 1, step)).astype(np.int64), [length - 1]])
@@ -200,7 +201,7 @@ def annotate_episode(
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or len(frames) != len(frame_indices):
-        raise ValueError(
+        raise RewardkitError(
             f"episode {episode_index}: frames must be (N, H, W, 3) matching {len(frame_indices)} indices"
         )
     prompt = build_prompt(names, (length - 1) / fps, task)

@@ -16,12 +16,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from rewardkit.errors import RewardkitError
+
 logger = logging.getLogger(__name__)
 
 Part = str | np.ndarray
 
 
-class BackendError(RuntimeError):
+class BackendError(RewardkitError, RuntimeError):
     """The model could not be reached or its reply was not a chat completion."""
 
 
@@ -36,7 +38,7 @@ def _to_pil(image: np.ndarray, max_side: int | None):
 
     array = np.asarray(image)
     if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
-        raise ValueError(f"images must be (H, W, 3) uint8, got {array.shape} {array.dtype}")
+        raise RewardkitError(f"images must be (H, W, 3) uint8, got {array.shape} {array.dtype}")
     picture = Image.fromarray(array)
     if max_side is not None and max(picture.size) > max_side:
         picture.thumbnail((max_side, max_side))
@@ -143,7 +145,7 @@ class TransformersBackend:
         processor: Any = None,
     ) -> None:
         if model_id is None and (model is None or processor is None):
-            raise ValueError("TransformersBackend needs a model_id, or both a model and a processor")
+            raise RewardkitError("TransformersBackend needs a model_id, or both a model and a processor")
         self.model_id = model_id
         self.device = device
         self.max_new_tokens = max_new_tokens

@@ -38,6 +38,7 @@ from rewardkit.cache.store import (
 )
 from rewardkit.data.dataset import DatasetError, RewardDataset
 from rewardkit.encoders.base import FrozenEncoder
+from rewardkit.errors import RewardkitError
 from rewardkit.io_utils import atomic_write, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ def build_cache(
     stats = stats if stats is not None else BuildStats()
     cameras = list(dict.fromkeys(cameras))
     if not cameras:
-        raise ValueError(f"no cameras chosen; dataset {dataset.root} has cameras {dataset.camera_keys}")
+        raise RewardkitError(f"no cameras chosen; dataset {dataset.root} has cameras {dataset.camera_keys}")
     for camera in cameras:
         if camera not in dataset.camera_keys:
             raise DatasetError(
@@ -119,7 +120,7 @@ def build_cache(
                 f"(cameras: {dataset.camera_keys})"
             )
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise RewardkitError(f"batch_size must be >= 1, got {batch_size}")
     episode_list = list(
         dict.fromkeys(int(e) for e in (dataset.episode_indices if episodes is None else episodes))
     )
@@ -367,7 +368,7 @@ def _encode_frames(
                 features = encoder.encode_images(item.frames)
                 stats.encode_s += time.perf_counter() - started
                 if tuple(features.shape) != (len(item.rows), encoder.feature_dim):
-                    raise ValueError(
+                    raise RewardkitError(
                         f"encoder {encoder.spec} returned features of shape {tuple(features.shape)} for "
                         f"{len(item.rows)} frames; expected ({len(item.rows)}, {encoder.feature_dim})"
                     )

@@ -33,6 +33,7 @@ from rewardkit.data.annotations import (
 )
 from rewardkit.data.dataset import DatasetConfig, open_from_config
 from rewardkit.data.targets import normalized_progress, temporal_proportions
+from rewardkit.errors import RewardkitError
 from rewardkit.io_utils import atomic_write
 
 HELP = "subtask annotations: import / export (CSV, JSON), show (timeline PNGs), vlm (automatic, by a VLM)"
@@ -76,7 +77,7 @@ def _schemes(scheme: str) -> tuple[str, ...]:
     if scheme == "both":
         return SCHEMES
     if scheme not in SCHEMES:
-        raise ValueError(f"--scheme must be sparse, dense or both, got '{scheme}'")
+        raise RewardkitError(f"--scheme must be sparse, dense or both, got '{scheme}'")
     return (scheme,)
 
 
@@ -133,14 +134,14 @@ class ImportConfig:
 
 def run_import(cfg: ImportConfig) -> int:
     if not cfg.file:
-        raise ValueError("give the file to import with --file=PATH")
+        raise RewardkitError("give the file to import with --file=PATH")
     root = open_from_config(cfg.dataset).root
     fps, lengths = dataset_fps(root), episode_lengths(root)
     given = {"sparse": _split_names(cfg.sparse_names), "dense": _split_names(cfg.dense_names)}
     known = {scheme: names for scheme, names in given.items() if names}
     imported = import_annotations(cfg.file, fps, unit=cfg.unit, lengths=lengths, known_names=known)
     if not imported:
-        raise ValueError(f"{cfg.file}: no annotations in the file")
+        raise RewardkitError(f"{cfg.file}: no annotations in the file")
     # Compute everything before writing anything: a bad file leaves the dataset as it was.
     plans = []
     for scheme, new_annotations in imported.items():
@@ -177,7 +178,7 @@ class ExportConfig:
 
 def run_export(cfg: ExportConfig) -> int:
     if not cfg.output:
-        raise ValueError("give the file to write with --output=PATH.csv|PATH.json")
+        raise RewardkitError("give the file to write with --output=PATH.csv|PATH.json")
     dataset = open_from_config(cfg.dataset)
     annotations = {
         scheme: read_annotations(dataset.root, scheme, episodes=dataset.selected_episodes)
@@ -264,7 +265,7 @@ def plot_episode_timeline(
 def run_show(cfg: ShowConfig) -> int:
     dataset = open_from_config(cfg.dataset)
     if not dataset.camera_keys:
-        raise ValueError(f"{dataset.root}: no camera to take sample frames from")
+        raise RewardkitError(f"{dataset.root}: no camera to take sample frames from")
     camera = cfg.camera or dataset.camera_keys[0]
     dataset.check_camera(camera)
     schemes = _schemes(cfg.scheme)
@@ -351,7 +352,7 @@ def make_backend(cfg: VlmConfig):
 
     if cfg.backend == "openai":
         if not cfg.model:
-            raise ValueError("give the served model name with --model=NAME")
+            raise RewardkitError("give the served model name with --model=NAME")
         return OpenAICompatibleBackend(
             cfg.base_url,
             cfg.model,
@@ -361,9 +362,9 @@ def make_backend(cfg: VlmConfig):
         )
     if cfg.backend == "transformers":
         if not cfg.model:
-            raise ValueError("give the model id or folder with --model=NAME")
+            raise RewardkitError("give the model id or folder with --model=NAME")
         return TransformersBackend(cfg.model, device=cfg.device, max_new_tokens=cfg.max_new_tokens)
-    raise ValueError(f"--backend must be openai or transformers, got '{cfg.backend}'")
+    raise RewardkitError(f"--backend must be openai or transformers, got '{cfg.backend}'")
 
 
 def run_vlm(cfg: VlmConfig, backend=None) -> int:
@@ -371,16 +372,16 @@ def run_vlm(cfg: VlmConfig, backend=None) -> int:
 
     names = _split_names(cfg.names)
     if not names:
-        raise ValueError('give the subtask names in order with --names="first,second,..."')
+        raise RewardkitError('give the subtask names in order with --names="first,second,..."')
     if len(set(names)) != len(names):
-        raise ValueError(f"--names has a name twice: {names}")
+        raise RewardkitError(f"--names has a name twice: {names}")
     if cfg.scheme not in SCHEMES:
-        raise ValueError(f"--scheme must be sparse or dense, got '{cfg.scheme}'")
+        raise RewardkitError(f"--scheme must be sparse or dense, got '{cfg.scheme}'")
     if cfg.episodes is not None:
         cfg.dataset.episodes = list(cfg.episodes)
     dataset = open_from_config(cfg.dataset)
     if not dataset.camera_keys:
-        raise ValueError(f"{dataset.root}: no camera to annotate from")
+        raise RewardkitError(f"{dataset.root}: no camera to annotate from")
     camera = cfg.camera or dataset.camera_keys[0]
     dataset.check_camera(camera)
     backend = backend if backend is not None else make_backend(cfg)
@@ -452,6 +453,6 @@ def main(argv: list[str]) -> int:
         return 0
     name, rest = argv[0], argv[1:]
     if name not in SUBCOMMANDS:
-        raise ValueError(f"unknown annotate subcommand '{name}'; use one of {', '.join(SUBCOMMANDS)}")
+        raise RewardkitError(f"unknown annotate subcommand '{name}'; use one of {', '.join(SUBCOMMANDS)}")
     config_class, run = SUBCOMMANDS[name]
     return run(parse_config(config_class, rest, f"annotate {name}"))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from rewardkit.cli_utils import announce, parse_config
 from rewardkit.data.dataset import DatasetConfig, open_from_config
+from rewardkit.errors import RewardkitError
 
 HELP = "encode each frame of the chosen cameras once (frozen CLIP) into a float16 feature cache"
 logger = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def main(argv: list[str]) -> int:
     dataset = open_from_config(cfg.dataset)
     cameras = cfg.cameras if cfg.cameras else dataset.camera_keys
     if not cameras:
-        raise ValueError(f"dataset {dataset.root} has no cameras to encode")
+        raise RewardkitError(f"dataset {dataset.root} has no cameras to encode")
     for camera in cameras:
         dataset.check_camera(camera)  # fail before loading the encoder
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from rewardkit.cli_utils import announce, parse_config
 from rewardkit.data.dataset import DatasetConfig
+from rewardkit.errors import RewardkitError
 
 HELP = "evaluate reward models on held-out episodes (VOC, MAE, AUROC) with baselines; JSON + HTML report"
 
@@ -45,12 +46,12 @@ class EvalConfig:
 def main(argv: list[str]) -> int:
     cfg = parse_config(EvalConfig, argv, "eval", HELP)
     if not cfg.models:
-        raise ValueError("give the models to evaluate with --models='[CHECKPOINT,...]'")
+        raise RewardkitError("give the models to evaluate with --models='[CHECKPOINT,...]'")
     names = cfg.names or cfg.models
     if len(names) != len(cfg.models):
-        raise ValueError(f"--names has {len(names)} entries for {len(cfg.models)} models")
+        raise RewardkitError(f"--names has {len(names)} entries for {len(cfg.models)} models")
     if len(set(names)) != len(names):
-        raise ValueError(f"model names must differ, got {names}")
+        raise RewardkitError(f"model names must differ, got {names}")
 
     import rewardkit
     from rewardkit.data.dataset import open_from_config
@@ -59,7 +60,7 @@ def main(argv: list[str]) -> int:
     dataset = open_from_config(cfg.dataset)
     unknown = sorted(set(cfg.failed_episodes) - set(dataset.episode_indices))
     if unknown and cfg.dataset.episodes is None:
-        raise ValueError(f"--failed_episodes {unknown} are not episodes of {dataset.root}")
+        raise RewardkitError(f"--failed_episodes {unknown} are not episodes of {dataset.root}")
     truths = ground_truth_from_dataset(
         dataset, cfg.failed_episodes, keyframes=cfg.keyframes, failure_column=cfg.failure_column,
         stage_scheme=cfg.stage_scheme,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from rewardkit.cli_utils import announce, parse_config
 from rewardkit.data.dataset import DatasetConfig
+from rewardkit.errors import RewardkitError
 
 HELP = "label every frame of a dataset with a reward model (progress parquet for RA-BC)"
 logger = logging.getLogger(__name__)
@@ -53,11 +54,11 @@ class LabelConfig:
 def main(argv: list[str]) -> int:
     cfg = parse_config(LabelConfig, argv, "label", HELP)
     if not cfg.model.path:
-        raise ValueError("give the reward model with --model.path=CHECKPOINT")
+        raise RewardkitError("give the reward model with --model.path=CHECKPOINT")
     if cfg.stride < 1:
-        raise ValueError(f"--stride must be >= 1, got {cfg.stride}")
+        raise RewardkitError(f"--stride must be >= 1, got {cfg.stride}")
     if cfg.push_to_hub and not cfg.dataset.repo_id:
-        raise ValueError("--push_to_hub=true needs --dataset.repo_id (the dataset repo to upload to)")
+        raise RewardkitError("--push_to_hub=true needs --dataset.repo_id (the dataset repo to upload to)")
 
     import rewardkit
     from rewardkit.data.dataset import open_from_config

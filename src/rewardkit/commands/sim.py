@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from rewardkit.cli_utils import announce, parse_config
+from rewardkit.errors import RewardkitError
 
 HELP = "record a LeRobot dataset from metaworld's scripted experts (successes, failures, ground truth)"
 logger = logging.getLogger(__name__)
@@ -48,11 +49,11 @@ def parse_list(value: str) -> list[str]:
 def main(argv: list[str]) -> int:
     cfg = parse_config(SimConfig, argv, "sim", HELP)
     if not cfg.root:
-        raise ValueError("--root is required: the folder of the new dataset")
+        raise RewardkitError("--root is required: the folder of the new dataset")
     import importlib.util
 
     if importlib.util.find_spec("metaworld") is None:
-        raise ValueError(
+        raise RewardkitError(
             "rewardkit sim needs the sim extra (metaworld, mujoco): pip install 'rewardkit[sim]'"
         )
     from rewardkit.sim.metaworld_sim import episode_summary, record_metaworld_dataset

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 
 from rewardkit.cli_utils import announce, parse_config
+from rewardkit.errors import RewardkitError
 
 HELP = "train a reward model (--model.type=sarm|rewact|classifier)"
 
@@ -38,11 +39,11 @@ def main(argv: list[str]) -> int:
         announce("checkpoint", result.checkpoint)
         return 0
     if model_type not in TRAINERS:
-        raise ValueError(f"unknown --model.type={model_type}; choose one of {['sarm', *TRAINERS]}")
+        raise RewardkitError(f"unknown --model.type={model_type}; choose one of {['sarm', *TRAINERS]}")
     try:
         module = importlib.import_module(TRAINERS[model_type])
     except ModuleNotFoundError as e:
-        raise ValueError(
+        raise RewardkitError(
             f"--model.type={model_type}: its trainer ({TRAINERS[model_type]}) is not installed ({e})"
         ) from e
     return int(module.main([f"--model.type={model_type}", *rest]) or 0)

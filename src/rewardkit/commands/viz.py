@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from rewardkit.cli_utils import announce, parse_config
 from rewardkit.data.dataset import DatasetConfig
+from rewardkit.errors import RewardkitError
 
 HELP = "plot progress per episode and over a dataset (PNG); --video=true writes an mp4 per episode"
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class VizConfig:
 def main(argv: list[str]) -> int:
     cfg = parse_config(VizConfig, argv, "viz", HELP)
     if bool(cfg.model.path) == bool(cfg.progress):
-        raise ValueError("give exactly one of --model.path=CHECKPOINT or --progress=PARQUET")
+        raise RewardkitError("give exactly one of --model.path=CHECKPOINT or --progress=PARQUET")
 
     from pathlib import Path
 
@@ -74,7 +75,7 @@ def main(argv: list[str]) -> int:
         predictions, _ = read_progress_parquet(cfg.progress)
         missing = [e.episode_index for e in episodes if e.episode_index not in predictions]
         if missing:
-            raise ValueError(f"{cfg.progress} has no progress for episode(s) {missing}")
+            raise RewardkitError(f"{cfg.progress} has no progress for episode(s) {missing}")
         source = cfg.progress
     truths = ground_truth_from_dataset(dataset, cfg.failed_episodes)
     output_dir = Path(cfg.output_dir)
@@ -83,7 +84,7 @@ def main(argv: list[str]) -> int:
         index = ep.episode_index
         outputs = predictions[index]
         if len(outputs["progress"]) != ep.length:
-            raise ValueError(
+            raise RewardkitError(
                 f"episode {index}: {len(outputs['progress'])} progress values for {ep.length} frames"
             )
         truth = truths[index]
@@ -104,7 +105,7 @@ def main(argv: list[str]) -> int:
         announce(f"episode {index} plot", path)
         if cfg.video:
             if not frames:
-                raise ValueError(f"dataset {dataset.root} has no cameras to film")
+                raise RewardkitError(f"dataset {dataset.root} has no cameras to film")
             video = write_episode_video(
                 output_dir / f"episode_{index}.mp4", frames, outputs["progress"], dataset.fps, target, title
             )

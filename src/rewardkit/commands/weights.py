@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rewardkit.cli_utils import announce, parse_config
+from rewardkit.errors import RewardkitError
 from rewardkit.rabc.report import plot_weights, weight_report, write_frame_weights, write_report_json
 from rewardkit.rabc.weighter import RABCWeighter
 
@@ -40,7 +41,7 @@ class WeightsConfig:
 def main(argv: list[str]) -> int:
     cfg = parse_config(WeightsConfig, argv, "weights", HELP)
     if not cfg.progress:
-        raise ValueError("--progress=PATH (a progress parquet) is required")
+        raise RewardkitError("--progress=PATH (a progress parquet) is required")
     weighter = RABCWeighter.from_file(
         cfg.progress,
         chunk_size=cfg.chunk_size,

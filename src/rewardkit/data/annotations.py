@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from rewardkit.data.targets import check_subtask_frames, stage_tau_targets
+from rewardkit.errors import RewardkitError
 
 SCHEMES = ("sparse", "dense")
 COLUMN_SUFFIXES = ("names", "start_frames", "end_frames", "start_times", "end_times")
@@ -47,7 +48,7 @@ UNITS = ("frames", "seconds")
 
 def _check_scheme(scheme: str) -> None:
     if scheme not in SCHEMES:
-        raise ValueError(f"annotation scheme must be one of {SCHEMES}, got '{scheme}'")
+        raise RewardkitError(f"annotation scheme must be one of {SCHEMES}, got '{scheme}'")
 
 
 def annotation_columns(scheme: str) -> dict[str, str]:
@@ -60,11 +61,11 @@ def _as_frame(value: object, what: str, episode_index: int) -> int:
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise ValueError(f"episode {episode_index}: {what} {value!r} is not a number") from None
+        raise RewardkitError(f"episode {episode_index}: {what} {value!r} is not a number") from None
     if math.isnan(number) or math.isinf(number):
-        raise ValueError(f"episode {episode_index}: {what} is {number}")
+        raise RewardkitError(f"episode {episode_index}: {what} is {number}")
     if number != int(number):
-        raise ValueError(f"episode {episode_index}: {what} {number} is not a whole frame index")
+        raise RewardkitError(f"episode {episode_index}: {what} {number} is not a whole frame index")
     return int(number)
 
 
@@ -84,7 +85,7 @@ class SubtaskAnnotation:
         for field_name in ("names", "start_frames", "end_frames"):
             value = getattr(self, field_name)
             if isinstance(value, str):
-                raise ValueError(f"{field_name} must be a sequence, not the string {value!r}")
+                raise RewardkitError(f"{field_name} must be a sequence, not the string {value!r}")
             object.__setattr__(
                 self, field_name, tuple(np.asarray(value).tolist()) if value is not None else ()
             )
@@ -108,28 +109,30 @@ class SubtaskAnnotation:
         """
         n = len(self.names)
         if len(self.start_frames) != n or len(self.end_frames) != n:
-            raise ValueError(
+            raise RewardkitError(
                 f"episode {episode_index}: {n} subtask names but {len(self.start_frames)} start and "
                 f"{len(self.end_frames)} end frames"
             )
         names = []
         for name in self.names:
             if not isinstance(name, str) or not name.strip():
-                raise ValueError(f"episode {episode_index}: subtask name {name!r} is not a non-empty string")
+                raise RewardkitError(
+                    f"episode {episode_index}: subtask name {name!r} is not a non-empty string"
+                )
             names.append(name)
         starts = [_as_frame(v, "start frame", episode_index) for v in self.start_frames]
         ends = [_as_frame(v, "end frame", episode_index) for v in self.end_frames]
         if known_names is not None:
             unknown = [name for name in names if name not in known_names]
             if unknown:
-                raise ValueError(
+                raise RewardkitError(
                     f"episode {episode_index}: unknown subtask name(s) {unknown}; expected names from "
                     f"{list(known_names)}"
                 )
             if in_name_order:
                 positions = [list(known_names).index(name) for name in names]
                 if positions != sorted(positions):
-                    raise ValueError(
+                    raise RewardkitError(
                         f"episode {episode_index}: subtasks {names} are not in the order {list(known_names)}"
                     )
         bound = length if length is not None else max([*ends, 0])
@@ -137,7 +140,7 @@ class SubtaskAnnotation:
             check_subtask_frames(bound, np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64))
         except ValueError as e:
             where = f" ({length} frames)" if length is not None else ""
-            raise ValueError(f"episode {episode_index}{where}: {e}") from None
+            raise RewardkitError(f"episode {episode_index}{where}: {e}") from None
         return SubtaskAnnotation(tuple(names), tuple(starts), tuple(ends))
 
     def start_times(self, fps: float) -> np.ndarray:
@@ -168,7 +171,7 @@ class SubtaskAnnotation:
         order = list(names_order)
         missing = [name for name in self.names if name not in order]
         if missing:
-            raise ValueError(f"subtask(s) {missing} are not in the scheme's names {order}")
+            raise RewardkitError(f"subtask(s) {missing} are not in the scheme's names {order}")
         ids = [order.index(name) for name in self.names]
         return stage_tau_targets(length, self.start_frames, self.end_frames, stage_ids=ids)
 
@@ -227,7 +230,7 @@ def read_annotations(
         use_frames = columns["start_frames"] in available and columns["end_frames"] in available
         keys = ("start_frames", "end_frames") if use_frames else ("start_times", "end_times")
         if not use_frames and not (columns["start_times"] in available and columns["end_times"] in available):
-            raise ValueError(f"{path}: has {columns['names']} but neither frame nor time columns")
+            raise RewardkitError(f"{path}: has {columns['names']} but neither frame nor time columns")
         table = pq.read_table(
             path, columns=["episode_index", "length", columns["names"], columns[keys[0]], columns[keys[1]]]
         )
@@ -320,7 +323,7 @@ def write_annotations(
     for episode_index, annotation in annotations.items():
         episode_index = int(episode_index)
         if episode_index not in lengths:
-            raise ValueError(f"episode {episode_index} is not in the dataset at {root}")
+            raise RewardkitError(f"episode {episode_index} is not in the dataset at {root}")
         clean[episode_index] = (
             None
             if annotation is None
@@ -377,7 +380,7 @@ def temporal_proportions_path(root: str | Path, scheme: str) -> Path:
 
 def _check_proportions(proportions: Mapping[str, float], where: str) -> dict[str, float]:
     if not isinstance(proportions, Mapping) or not proportions:
-        raise ValueError(f"{where}: temporal proportions must be a non-empty {{name: proportion}} object")
+        raise RewardkitError(f"{where}: temporal proportions must be a non-empty {{name: proportion}} object")
     clean = {}
     for name, value in proportions.items():
         if (
@@ -386,10 +389,12 @@ def _check_proportions(proportions: Mapping[str, float], where: str) -> dict[str
             or not math.isfinite(value)
             or value < 0
         ):
-            raise ValueError(f"{where}: proportion of '{name}' must be a finite number >= 0, got {value!r}")
+            raise RewardkitError(
+                f"{where}: proportion of '{name}' must be a finite number >= 0, got {value!r}"
+            )
         clean[str(name)] = float(value)
     if sum(clean.values()) <= 0:
-        raise ValueError(f"{where}: temporal proportions sum to 0")
+        raise RewardkitError(f"{where}: temporal proportions sum to 0")
     return clean
 
 
@@ -402,7 +407,7 @@ def read_temporal_proportions(root: str | Path, scheme: str) -> dict[str, float]
         try:
             data = json.load(f)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from None
+            raise RewardkitError(f"{path}: not valid JSON ({e})") from None
     return _check_proportions(data, str(path))
 
 
@@ -428,7 +433,7 @@ def export_annotations(
     One record per subtask: episode, scheme, name, start, end (frames, or seconds = frame / fps).
     """
     if unit not in UNITS:
-        raise ValueError(f"unit must be one of {UNITS}, got '{unit}'")
+        raise RewardkitError(f"unit must be one of {UNITS}, got '{unit}'")
     path = Path(path)
     records = []
     for scheme, by_episode in annotations.items():
@@ -460,7 +465,7 @@ def export_annotations(
         writer.writerows(records)
         payload = buffer.getvalue()
     else:
-        raise ValueError(f"{path}: exchange files must end in .csv or .json")
+        raise RewardkitError(f"{path}: exchange files must end in .csv or .json")
     _write_atomically([(path, payload)], lambda text, target: target.write_text(text))
     return path
 
@@ -487,12 +492,12 @@ def import_annotations(
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from None
+            raise RewardkitError(f"{path}: not valid JSON ({e})") from None
         if not isinstance(data, Mapping) or not isinstance(data.get("annotations"), list):
-            raise ValueError(f'{path}: expected {{"unit": ..., "annotations": [...]}}')
+            raise RewardkitError(f'{path}: expected {{"unit": ..., "annotations": [...]}}')
         file_unit = data.get("unit", "frames")
         if unit is not None and unit != file_unit:
-            raise ValueError(f"{path}: the file says unit '{file_unit}' but '{unit}' was asked for")
+            raise RewardkitError(f"{path}: the file says unit '{file_unit}' but '{unit}' was asked for")
         unit = file_unit
         records = data["annotations"]
     elif suffix == ".csv":
@@ -500,27 +505,29 @@ def import_annotations(
             reader = csv.DictReader(f)
             missing = [name for name in EXCHANGE_FIELDS if name not in (reader.fieldnames or [])]
             if missing:
-                raise ValueError(
+                raise RewardkitError(
                     f"{path}: missing column(s) {missing}; header must be {','.join(EXCHANGE_FIELDS)}"
                 )
             records = list(reader)
         unit = unit or "frames"
     else:
-        raise ValueError(f"{path}: exchange files must end in .csv or .json")
+        raise RewardkitError(f"{path}: exchange files must end in .csv or .json")
     if unit not in UNITS:
-        raise ValueError(f"{path}: unit must be one of {UNITS}, got '{unit}'")
+        raise RewardkitError(f"{path}: unit must be one of {UNITS}, got '{unit}'")
 
     grouped: dict[str, dict[int, list[tuple[str, float, float]]]] = {}
     for number, record in enumerate(records, start=1):
         if not isinstance(record, Mapping) or any(k not in record for k in EXCHANGE_FIELDS):
-            raise ValueError(f"{path}: record {number} needs the fields {EXCHANGE_FIELDS}, got {record!r}")
+            raise RewardkitError(
+                f"{path}: record {number} needs the fields {EXCHANGE_FIELDS}, got {record!r}"
+            )
         try:
             episode_index = int(record["episode"])
         except (TypeError, ValueError):
-            raise ValueError(f"{path}: record {number} has episode {record['episode']!r}") from None
+            raise RewardkitError(f"{path}: record {number} has episode {record['episode']!r}") from None
         scheme = str(record["scheme"]).strip()
         if scheme not in SCHEMES:
-            raise ValueError(
+            raise RewardkitError(
                 f"{path}: episode {episode_index}: scheme must be one of {SCHEMES}, got '{scheme}'"
             )
         values = []
@@ -528,7 +535,7 @@ def import_annotations(
             try:
                 values.append(float(record[key]))
             except (TypeError, ValueError):
-                raise ValueError(
+                raise RewardkitError(
                     f"{path}: episode {episode_index}: {key} {record[key]!r} is not a number"
                 ) from None
         grouped.setdefault(scheme, {}).setdefault(episode_index, []).append(
@@ -545,13 +552,13 @@ def import_annotations(
             length = None
             if lengths is not None:
                 if episode_index not in lengths:
-                    raise ValueError(f"{path}: episode {episode_index} is not in the dataset")
+                    raise RewardkitError(f"{path}: episode {episode_index} is not in the dataset")
                 length = lengths[episode_index]
             names_list = None if known_names is None else known_names.get(scheme)
             try:
                 clean = annotation.validate(episode_index, length=length, known_names=names_list)
             except ValueError as e:
-                raise ValueError(f"{path}: {scheme}: {e}") from None
+                raise RewardkitError(f"{path}: {scheme}: {e}") from None
             result.setdefault(scheme, {})[episode_index] = clean
     return result
 
@@ -582,60 +589,60 @@ def read_keyframes(
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+        raise RewardkitError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, Mapping) or not isinstance(data.get("episodes", {}), Mapping):
-        raise ValueError(f'{path}: expected {{"unit": ..., "episodes": {{episode: {{frame: reward}}}}}}')
+        raise RewardkitError(f'{path}: expected {{"unit": ..., "episodes": {{episode: {{frame: reward}}}}}}')
     unit = data.get("unit", "frames")
     if unit not in UNITS:
-        raise ValueError(f"{path}: unit must be one of {UNITS}, got '{unit}'")
+        raise RewardkitError(f"{path}: unit must be one of {UNITS}, got '{unit}'")
     if unit == "seconds" and fps is None:
-        raise ValueError(f"{path}: keyframes in seconds need the dataset's fps")
+        raise RewardkitError(f"{path}: keyframes in seconds need the dataset's fps")
     episodes: dict[int, list[tuple[int, float]]] = {}
     for key, entries in data.get("episodes", {}).items():
         try:
             episode_index = int(key)
         except ValueError:
-            raise ValueError(f"{path}: episode key {key!r} is not an episode index") from None
+            raise RewardkitError(f"{path}: episode key {key!r} is not an episode index") from None
         pairs = list(entries.items()) if isinstance(entries, Mapping) else entries
         if not isinstance(pairs, list):
-            raise ValueError(
+            raise RewardkitError(
                 f"{path}: episode {episode_index}: keyframes must be an object or a list of pairs"
             )
         clean: dict[int, float] = {}
         for pair in pairs:
             if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-                raise ValueError(
+                raise RewardkitError(
                     f"{path}: episode {episode_index}: keyframe {pair!r} is not a (frame, reward) pair"
                 )
             where, reward = pair
             try:
                 position, reward = float(where), float(reward)
             except (TypeError, ValueError):
-                raise ValueError(
+                raise RewardkitError(
                     f"{path}: episode {episode_index}: keyframe {pair!r} is not numeric"
                 ) from None
             if math.isnan(reward) or not 0.0 <= reward <= 1.0:
-                raise ValueError(f"{path}: episode {episode_index}: reward {reward} is outside [0, 1]")
+                raise RewardkitError(f"{path}: episode {episode_index}: reward {reward} is outside [0, 1]")
             if unit == "seconds" and math.isfinite(position):
                 position = float(round(position * float(fps)))  # type: ignore[arg-type]
             frame = _as_frame(position, "keyframe frame", episode_index)
             if lengths is not None:
                 if episode_index not in lengths:
-                    raise ValueError(f"{path}: episode {episode_index} is not in the dataset")
+                    raise RewardkitError(f"{path}: episode {episode_index} is not in the dataset")
                 if not 0 <= frame < lengths[episode_index]:
-                    raise ValueError(
+                    raise RewardkitError(
                         f"{path}: episode {episode_index}: keyframe at frame {frame} is outside the episode "
                         f"(0..{lengths[episode_index] - 1})"
                     )
             if frame < 0:
-                raise ValueError(f"{path}: episode {episode_index}: keyframe frame {frame} is negative")
+                raise RewardkitError(f"{path}: episode {episode_index}: keyframe frame {frame} is negative")
             if frame in clean:
-                raise ValueError(f"{path}: episode {episode_index}: two keyframes at frame {frame}")
+                raise RewardkitError(f"{path}: episode {episode_index}: two keyframes at frame {frame}")
             clean[frame] = reward
         episodes[episode_index] = sorted(clean.items())
     failed = data.get("failed", [])
     if not isinstance(failed, list):
-        raise ValueError(f"{path}: 'failed' must be a list of episode indices")
+        raise RewardkitError(f"{path}: 'failed' must be a list of episode indices")
     return Keyframes(episodes=dict(sorted(episodes.items())), failed=tuple(int(e) for e in failed))
 
 
@@ -679,10 +686,10 @@ def failed_episodes(
         import pyarrow.parquet as pq
 
         if root is None:
-            raise ValueError("a failure column needs the dataset root")
+            raise RewardkitError("a failure column needs the dataset root")
         for path in _episode_files(Path(root)):
             if column not in pq.read_schema(path).names:
-                raise ValueError(f"{path}: no column '{column}' in the episode metadata")
+                raise RewardkitError(f"{path}: no column '{column}' in the episode metadata")
             table = pq.read_table(path, columns=["episode_index", column])
             for episode_index, value in zip(
                 table["episode_index"].to_pylist(), table[column].to_pylist(), strict=True
@@ -743,7 +750,7 @@ def load_progress_targets(
     targets = {}
     for episode_index in selected:
         if episode_index not in lengths:
-            raise ValueError(f"episode {episode_index} is not in the dataset at {root}")
+            raise RewardkitError(f"episode {episode_index} is not in the dataset at {root}")
         pairs = by_episode.get(episode_index)
         is_failed = episode_index in failures or (
             pairs is not None and keyframe_failure_frame(pairs) is not None
@@ -759,5 +766,5 @@ def load_progress_targets(
                 max_progress=max_progress,
             )
         except ValueError as e:
-            raise ValueError(f"episode {episode_index}: {e}") from None
+            raise RewardkitError(f"episode {episode_index}: {e}") from None
     return targets

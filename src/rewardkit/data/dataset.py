@@ -19,13 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
+from rewardkit.errors import RewardkitError
+
 logger = logging.getLogger(__name__)
 
 STATE_KEY = "observation.state"
 ACTION_KEY = "action"
 
 
-class DatasetError(ValueError):
+class DatasetError(RewardkitError):
     """A dataset cannot be opened or read; the message names the problem and the path or episode."""
 
 

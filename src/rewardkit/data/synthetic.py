@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rewardkit.errors import RewardkitError
+
 
 @dataclass(frozen=True)
 class SyntheticEpisode:
@@ -77,7 +79,7 @@ def make_synthetic_dataset(
         else [int(x) for x in episode_length]
     )
     if len(lengths) != num_episodes:
-        raise ValueError(f"episode_length has {len(lengths)} entries for {num_episodes} episodes")
+        raise RewardkitError(f"episode_length has {len(lengths)} entries for {num_episodes} episodes")
     features = {
         "observation.state": {
             "dtype": "float32",

@@ -18,13 +18,15 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from rewardkit.errors import RewardkitError
+
 # A failed episode's progress is held at or below this unless the caller chooses another cap.
 DEFAULT_FAILED_MAX_PROGRESS = 0.9
 
 
 def _check_length(length: int) -> None:
     if int(length) != length or length <= 0:
-        raise ValueError(f"episode length must be a positive integer, got {length}")
+        raise RewardkitError(f"episode length must be a positive integer, got {length}")
 
 
 def linear_progress(length: int, start: float = 0.05, end: float = 0.95) -> np.ndarray:
@@ -33,9 +35,9 @@ def linear_progress(length: int, start: float = 0.05, end: float = 0.95) -> np.n
     0 up to `start` of the episode, 1 from `end`, linear between. Returns (length,) float32.
     """
     if length <= 0:
-        raise ValueError(f"episode length must be positive, got {length}")
+        raise RewardkitError(f"episode length must be positive, got {length}")
     if not 0.0 <= start < end <= 1.0:
-        raise ValueError(f"need 0 <= start < end <= 1, got start={start}, end={end}")
+        raise RewardkitError(f"need 0 <= start < end <= 1, got start={start}, end={end}")
     if length == 1:
         return np.ones(1, dtype=np.float32)
     fraction = np.arange(length, dtype=np.float64) / (length - 1)
@@ -70,21 +72,21 @@ def keyframe_progress(
     _check_length(length)
     pairs = list(keyframes.items()) if isinstance(keyframes, Mapping) else list(keyframes)
     if not 0.0 <= initial <= 1.0:
-        raise ValueError(f"initial progress must be in [0, 1], got {initial}")
+        raise RewardkitError(f"initial progress must be in [0, 1], got {initial}")
     raw_frames = np.array([float(f) for f, _ in pairs], dtype=np.float64)
     if (~np.isfinite(raw_frames)).any() or (raw_frames != np.round(raw_frames)).any():
-        raise ValueError(f"keyframe frames must be whole frame indices, got {raw_frames.tolist()}")
+        raise RewardkitError(f"keyframe frames must be whole frame indices, got {raw_frames.tolist()}")
     frames = raw_frames.astype(np.int64)
     values = np.array([float(v) for _, v in pairs], dtype=np.float64)
     if np.isnan(values).any() or ((values < 0) | (values > 1)).any():
-        raise ValueError(f"keyframe rewards must be in [0, 1] (no NaN), got {values.tolist()}")
+        raise RewardkitError(f"keyframe rewards must be in [0, 1] (no NaN), got {values.tolist()}")
     if ((frames < 0) | (frames >= length)).any():
-        raise ValueError(
+        raise RewardkitError(
             f"keyframe frames must be in [0, {length}) for an episode of {length} frames, "
             f"got {frames.tolist()}"
         )
     if len(np.unique(frames)) != len(frames):
-        raise ValueError(f"a frame has two keyframes: {sorted(frames.tolist())}")
+        raise RewardkitError(f"a frame has two keyframes: {sorted(frames.tolist())}")
     order = np.argsort(frames)
     frames, values = frames[order], values[order]
 
@@ -125,17 +127,17 @@ def failure_progress(
     _check_length(length)
     base = np.asarray(base_progress, dtype=np.float64)
     if base.shape != (length,):
-        raise ValueError(f"base_progress must have shape ({length},), got {base.shape}")
+        raise RewardkitError(f"base_progress must have shape ({length},), got {base.shape}")
     if np.isnan(base).any():
-        raise ValueError("base_progress contains NaN")
+        raise RewardkitError("base_progress contains NaN")
     if not 0.0 <= max_progress < 1.0:
-        raise ValueError(f"max_progress of a failed episode must be in [0, 1), got {max_progress}")
+        raise RewardkitError(f"max_progress of a failed episode must be in [0, 1), got {max_progress}")
     if not 0.0 <= drop_to <= max_progress:
-        raise ValueError(f"drop_to must be in [0, max_progress={max_progress}], got {drop_to}")
+        raise RewardkitError(f"drop_to must be in [0, max_progress={max_progress}], got {drop_to}")
     progress = np.minimum(np.clip(base, 0.0, 1.0), max_progress)
     if fail_frame is not None:
         if not 0 <= fail_frame < length:
-            raise ValueError(f"fail_frame must be in [0, {length}), got {fail_frame}")
+            raise RewardkitError(f"fail_frame must be in [0, {length}), got {fail_frame}")
         progress[fail_frame:] = drop_to
     return progress.astype(np.float32)
 
@@ -195,10 +197,10 @@ def stage_tau_targets(
     ends = np.asarray(end_frames, dtype=np.int64).reshape(-1)
     n = len(starts)
     if len(ends) != n:
-        raise ValueError(f"{n} start frames but {len(ends)} end frames")
+        raise RewardkitError(f"{n} start frames but {len(ends)} end frames")
     ids = np.arange(n, dtype=np.int64) if stage_ids is None else np.asarray(stage_ids, dtype=np.int64)
     if len(ids) != n:
-        raise ValueError(f"{n} subtasks but {len(ids)} stage ids")
+        raise RewardkitError(f"{n} subtasks but {len(ids)} stage ids")
     check_subtask_frames(length, starts, ends)
     stage = np.zeros(length, dtype=np.int64)
     tau = np.zeros(length, dtype=np.float64)
@@ -230,16 +232,18 @@ def check_subtask_frames(length: int, start_frames: np.ndarray, end_frames: np.n
     if len(starts) == 0:
         return
     if (starts < 0).any() or (ends > length).any():
-        raise ValueError(
+        raise RewardkitError(
             f"subtask frames must lie within the episode [0, {length}], got starts {starts.tolist()}, "
             f"ends {ends.tolist()}"
         )
     if (ends < starts).any():
-        raise ValueError(f"a subtask ends before it starts: starts {starts.tolist()}, ends {ends.tolist()}")
+        raise RewardkitError(
+            f"a subtask ends before it starts: starts {starts.tolist()}, ends {ends.tolist()}"
+        )
     if (starts[1:] < starts[:-1]).any():
-        raise ValueError(f"subtasks are out of order: starts {starts.tolist()}")
+        raise RewardkitError(f"subtasks are out of order: starts {starts.tolist()}")
     if (starts[1:] < ends[:-1]).any():
-        raise ValueError(f"subtasks overlap: starts {starts.tolist()}, ends {ends.tolist()}")
+        raise RewardkitError(f"subtasks overlap: starts {starts.tolist()}, ends {ends.tolist()}")
 
 
 def single_stage_targets(length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -275,31 +279,31 @@ def temporal_proportions(
     """
     order = list(names_order)
     if not order:
-        raise ValueError("names_order is empty")
+        raise RewardkitError("names_order is empty")
     fractions: dict[str, list[float]] = {name: [] for name in order}
     for i, (names, starts, ends, length) in enumerate(episodes):
         _check_length(length)
         per_episode: dict[str, float] = {}
         for name, start, end in zip(names, starts, ends, strict=True):
             if name not in fractions:
-                raise ValueError(f"episode entry {i}: subtask '{name}' is not one of {order}")
+                raise RewardkitError(f"episode entry {i}: subtask '{name}' is not one of {order}")
             per_episode[name] = per_episode.get(name, 0.0) + (float(end) - float(start)) / float(length)
         for name, fraction in per_episode.items():
             fractions[name].append(fraction)
     missing = [name for name, values in fractions.items() if not values]
     if missing:
-        raise ValueError(f"no episode contains subtask(s) {missing}; cannot compute their proportion")
+        raise RewardkitError(f"no episode contains subtask(s) {missing}; cannot compute their proportion")
     means = {name: float(np.mean(values)) for name, values in fractions.items()}
     total = sum(means.values())
     if total <= 0:
-        raise ValueError("all subtasks have zero duration; cannot compute temporal proportions")
+        raise RewardkitError("all subtasks have zero duration; cannot compute temporal proportions")
     return {name: means[name] / total for name in order}
 
 
 def _proportions_array(proportions: Sequence[float] | np.ndarray) -> np.ndarray:
     alpha = np.asarray(proportions, dtype=np.float64).reshape(-1)
     if len(alpha) == 0 or np.isnan(alpha).any() or (alpha < 0).any() or alpha.sum() <= 0:
-        raise ValueError(
+        raise RewardkitError(
             f"temporal proportions must be non-negative with a positive sum, got {alpha.tolist()}"
         )
     return alpha / alpha.sum()
@@ -321,9 +325,9 @@ def normalized_progress(
     stage = np.asarray(stage)
     tau = np.asarray(tau, dtype=np.float64)
     if stage.shape != tau.shape:
-        raise ValueError(f"stage {stage.shape} and tau {tau.shape} must have the same shape")
+        raise RewardkitError(f"stage {stage.shape} and tau {tau.shape} must have the same shape")
     if stage.size and (stage.min() < 0 or stage.max() >= len(alpha)):
-        raise ValueError(f"stage indices must be in [0, {len(alpha)}), got {stage.min()}..{stage.max()}")
+        raise RewardkitError(f"stage indices must be in [0, {len(alpha)}), got {stage.min()}..{stage.max()}")
     cumulative = np.concatenate([[0.0], np.cumsum(alpha)])
     progress = cumulative[stage] + alpha[stage] * np.clip(tau, 0.0, 1.0)
     return np.clip(progress, 0.0, 1.0).astype(np.float32)

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from rewardkit.errors import RewardkitError
+
 EncoderFactory = Callable[[str, str, torch.dtype], "FrozenEncoder"]
 """factory(argument, device, dtype) -> FrozenEncoder, where argument is the spec after the first ':'."""
 
@@ -63,7 +65,7 @@ def register_encoder(prefix: str, factory: EncoderFactory, default_argument: str
     `default_argument` is used for a bare `"<prefix>"` spec. Registering a prefix twice replaces it.
     """
     if not prefix or ":" in prefix:
-        raise ValueError(f"encoder prefix must be a non-empty name without ':', got {prefix!r}")
+        raise RewardkitError(f"encoder prefix must be a non-empty name without ':', got {prefix!r}")
     _FACTORIES[prefix] = factory
     if default_argument is not None:
         _DEFAULT_ARGUMENTS[prefix] = default_argument
@@ -80,11 +82,11 @@ def canonical_spec(spec: str) -> str:
     _ensure_builtin()
     prefix, _, argument = spec.partition(":")
     if prefix not in _FACTORIES:
-        raise ValueError(f"unknown encoder {spec!r}; registered prefixes: {sorted(_FACTORIES)}")
+        raise RewardkitError(f"unknown encoder {spec!r}; registered prefixes: {sorted(_FACTORIES)}")
     if not argument:
         argument = _DEFAULT_ARGUMENTS.get(prefix, "")
         if not argument:
-            raise ValueError(f"encoder spec {spec!r} needs an argument: '{prefix}:<argument>'")
+            raise RewardkitError(f"encoder spec {spec!r} needs an argument: '{prefix}:<argument>'")
     if Path(argument).expanduser().is_dir():  # a local model folder: its absolute path is its identity
         argument = str(Path(argument).expanduser().resolve())
     return f"{prefix}:{argument}"
@@ -115,7 +117,7 @@ def resolve_dtype(dtype: Any) -> torch.dtype:
         "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
     }  # fmt: skip
     if str(dtype) not in names:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(names)}")
+        raise RewardkitError(f"unknown dtype {dtype!r}; use one of {sorted(names)}")
     return names[str(dtype)]
 
 

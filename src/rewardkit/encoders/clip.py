@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from rewardkit.encoders.base import FrozenEncoder, register_encoder
+from rewardkit.errors import RewardkitError
 
 DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
 RANDOM_SEED = 0
@@ -131,9 +132,9 @@ class CLIPEncoder(FrozenEncoder):
         """(N, H, W, 3) uint8 -> (N, 3, S, S) normalised pixels in the encoder's dtype, S = image_size."""
         images = torch.as_tensor(frames)
         if images.ndim != 4 or images.shape[-1] != 3:
-            raise ValueError(f"frames must be (N, H, W, 3) RGB, got shape {tuple(images.shape)}")
+            raise RewardkitError(f"frames must be (N, H, W, 3) RGB, got shape {tuple(images.shape)}")
         if images.dtype != torch.uint8:
-            raise ValueError(f"frames must be uint8, got {images.dtype}")
+            raise RewardkitError(f"frames must be uint8, got {images.dtype}")
         # transformers' processor works on (N, 3, H, W) uint8 tensors in batch (torchvision backend).
         pixels = self.image_processor(images=images.permute(0, 3, 1, 2), return_tensors="pt")["pixel_values"]
         return pixels.to(self.device, self.dtype, non_blocking=True)
@@ -182,7 +183,7 @@ def make_random_clip(name: str, device: str = "cpu", dtype: torch.dtype = torch.
 
     configs = _random_configs()
     if name not in configs:
-        raise ValueError(
+        raise RewardkitError(
             f"unknown random CLIP {name!r}; choose one of {sorted(configs)} ('clip-random:<name>')"
         )
     config = CLIPConfig(**configs[name])
@@ -210,7 +211,7 @@ def make_pretrained_clip(
         model = CLIPModel.from_pretrained(model_id, use_safetensors=True)
         tokenizer = AutoTokenizer.from_pretrained(model_id)
     except OSError as e:
-        raise ValueError(
+        raise RewardkitError(
             f"cannot load CLIP model {model_id!r} ({e}); give a hub id reachable from here or a local folder "
             "holding config.json, model.safetensors and the tokenizer files"
         ) from e

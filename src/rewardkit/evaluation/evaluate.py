@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from rewardkit.errors import RewardkitError
 from rewardkit.evaluation.metrics import (
     constant_progress,
     elapsed_fraction,
@@ -122,13 +123,13 @@ def evaluate_predictions(predictions: Predictions, truths: Mapping[int, EpisodeT
     """
     missing = sorted(set(truths) - set(predictions))
     if missing:
-        raise ValueError(f"no predictions for episode(s) {missing}")
+        raise RewardkitError(f"no predictions for episode(s) {missing}")
     episodes = []
     for index, truth in sorted(truths.items()):
         outputs = predictions[index]
         progress = np.asarray(outputs["progress"], dtype=np.float64)
         if len(progress) != truth.length:
-            raise ValueError(f"episode {index}: {len(progress)} predictions for {truth.length} frames")
+            raise RewardkitError(f"episode {index}: {len(progress)} predictions for {truth.length} frames")
         row: dict[str, Any] = {
             "episode_index": index,
             "length": truth.length,

@@ -17,13 +17,15 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
+from rewardkit.errors import RewardkitError
+
 
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     """Spearman rank correlation of two (T,) arrays (average ranks for ties). 0 when either is constant."""
     a = np.asarray(a, dtype=np.float64).ravel()
     b = np.asarray(b, dtype=np.float64).ravel()
     if a.shape != b.shape:
-        raise ValueError(f"spearman needs arrays of the same length, got {a.shape} and {b.shape}")
+        raise RewardkitError(f"spearman needs arrays of the same length, got {a.shape} and {b.shape}")
     if len(a) < 2:
         return 0.0
     ra = rankdata(a) - (len(a) + 1) / 2
@@ -45,7 +47,7 @@ def mean_absolute_error(predicted: np.ndarray, target: np.ndarray) -> float:
     predicted = np.asarray(predicted, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
     if predicted.shape != target.shape:
-        raise ValueError(f"predicted {predicted.shape} and target {target.shape} differ in shape")
+        raise RewardkitError(f"predicted {predicted.shape} and target {target.shape} differ in shape")
     return float(np.abs(predicted - target).mean())
 
 
@@ -54,7 +56,9 @@ def stage_accuracy(stage_probs: np.ndarray, true_stages: np.ndarray) -> float:
     stage_probs = np.asarray(stage_probs)
     true_stages = np.asarray(true_stages)
     if stage_probs.ndim != 2 or stage_probs.shape[0] != true_stages.shape[0]:
-        raise ValueError(f"stage_probs {stage_probs.shape} does not match true stages {true_stages.shape}")
+        raise RewardkitError(
+            f"stage_probs {stage_probs.shape} does not match true stages {true_stages.shape}"
+        )
     return float((stage_probs.argmax(axis=1) == true_stages).mean())
 
 

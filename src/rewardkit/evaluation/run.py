@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from rewardkit.errors import RewardkitError
 from rewardkit.evaluation.evaluate import EpisodeTruth, evaluate_models
 from rewardkit.evaluation.report import write_report
 
@@ -70,7 +71,7 @@ def evaluate_dataset(
 
     output_dir = Path(output_dir)
     if not truths:
-        raise ValueError("no episodes to evaluate")
+        raise RewardkitError("no episodes to evaluate")
     selected = sorted(truths)
     previous_selection = dataset.selected_episodes
     dataset.selected_episodes = selected

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from rewardkit.data.dataset import STATE_KEY, EpisodeInfo, RewardDataset
+from rewardkit.errors import RewardkitError
 from rewardkit.labelling.parquet import PROGRESS_FILENAME, EpisodeLabels, write_progress_parquet
 from rewardkit.models.base import EpisodeInputs, ModelInputs
 
@@ -38,7 +39,7 @@ PER_FRAME_OUTPUTS = ("progress", "progress_dense", "success_prob")
 STAGE_OUTPUTS = ("stage_probs", "stage_probs_dense")
 
 
-class LabellingError(ValueError):
+class LabellingError(RewardkitError):
     """A model's output for an episode is malformed (wrong shape, out of range, not finite)."""
 
 
@@ -49,9 +50,9 @@ def strided_positions(length: int, stride: int) -> np.ndarray:
     Returns (N,) int64, sorted, unique.
     """
     if stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
+        raise RewardkitError(f"stride must be >= 1, got {stride}")
     if length <= 0:
-        raise ValueError(f"episode length must be positive, got {length}")
+        raise RewardkitError(f"episode length must be positive, got {length}")
     positions = np.arange(0, length, stride, dtype=np.int64)
     if positions[-1] != length - 1:
         positions = np.append(positions, length - 1)
@@ -151,14 +152,14 @@ def episode_inputs(
     frames: Callable[[str], np.ndarray] | None = None
     if needs.encoder:
         if features is None:
-            raise ValueError(
+            raise RewardkitError(
                 f"the model reads cached '{needs.encoder}' features but no feature cache was given"
             )
         image_features = {cam: features.episode_features(episode.episode_index, cam) for cam in cameras}
         text_features = features.text_features(episode.task)
         for cam, array in image_features.items():
             if len(array) != episode.length:
-                raise ValueError(
+                raise RewardkitError(
                     f"feature cache has {len(array)} frames for episode {episode.episode_index} camera "
                     f"'{cam}', the dataset has {episode.length}: rebuild the cache"
                 )
@@ -282,7 +283,7 @@ def shard_episodes(
     Deterministic: every process computes the same split. Returns episodes in index order.
     """
     if not 0 <= process_index < num_processes:
-        raise ValueError(f"process_index {process_index} out of range for {num_processes} processes")
+        raise RewardkitError(f"process_index {process_index} out of range for {num_processes} processes")
     loads = [0] * num_processes
     mine = []
     for ep in sorted(episodes, key=lambda e: (-e.length, e.episode_index)):
@@ -340,7 +341,7 @@ def label_dataset(
         labels.append(EpisodeLabels(ep.episode_index, ep.from_index, outputs))
     if shard.num_processes > 1:
         if shard.gather is None:
-            raise ValueError("a ShardState with several processes needs a gather function")
+            raise RewardkitError("a ShardState with several processes needs a gather function")
         labels = list(shard.gather(labels))
     return sorted(labels, key=lambda e: e.episode_index)
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from rewardkit.errors import RewardkitError
 from rewardkit.io_utils import atomic_write
 
 PROGRESS_FILENAME = "sarm_progress.parquet"  # lerobot's default name, found by its RA-BC weighter
@@ -51,7 +52,7 @@ def progress_table(labels: Sequence[EpisodeLabels], metadata: dict[str, str] | N
     import pyarrow as pa
 
     if not labels:
-        raise ValueError("no labelled episodes to write")
+        raise RewardkitError("no labelled episodes to write")
     has_dense = all("progress_dense" in ep.outputs for ep in labels)
     index, episode, frame, sparse, dense = [], [], [], [], []
     for ep in labels:
@@ -112,7 +113,7 @@ def read_progress_parquet(path: str | Path) -> tuple[dict[int, dict[str, np.ndar
     required = {"index", "episode_index", "frame_index", "progress_sparse"}
     missing = sorted(required - set(table.column_names))
     if missing:
-        raise ValueError(f"{path} is not a progress parquet: missing column(s) {missing}")
+        raise RewardkitError(f"{path} is not a progress parquet: missing column(s) {missing}")
     metadata = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
     episode = table.column("episode_index").to_numpy()
     frame = table.column("frame_index").to_numpy()

@@ -27,6 +27,8 @@ from lerobot.configs.rewards import RewardModelConfig
 from lerobot.rewards.pretrained import PreTrainedRewardModel
 from torch import Tensor
 
+from rewardkit.errors import RewardkitError
+
 T = TypeVar("T", bound="RewardKitModel")
 
 # Modules that register rewardkit model types when imported. `load` imports them lazily so that
@@ -83,7 +85,7 @@ class EpisodeInputs:
     frame_indices: Any = None
 
 
-class CheckpointError(ValueError):
+class CheckpointError(RewardkitError):
     """A checkpoint cannot be loaded; the message names the file and what is wrong."""
 
 
@@ -160,7 +162,7 @@ class RewardKitModel(PreTrainedRewardModel):
         if push_to_hub:
             repo_id = kwargs.pop("repo_id", None) or self.config.repo_id
             if not repo_id:
-                raise ValueError("push_to_hub needs a repo_id (argument or config.repo_id)")
+                raise RewardkitError("push_to_hub needs a repo_id (argument or config.repo_id)")
             return self.push_to_hub(repo_id=repo_id, **kwargs)
         return None
 

@@ -27,6 +27,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from rewardkit.errors import RewardkitError
+
 STATE_KEY = "observation.state"
 
 
@@ -70,13 +72,13 @@ def frame_to_uint8_hwc(image: Any, key: str = "image") -> np.ndarray:
     if array.ndim == 4 and array.shape[0] == 1:
         array = array[0]
     if array.ndim != 3:
-        raise ValueError(
+        raise RewardkitError(
             f"observation '{key}': expected one image (H, W, 3) or (3, H, W), got shape {array.shape}"
         )
     if array.shape[-1] != 3 and array.shape[0] == 3:
         array = np.moveaxis(array, 0, -1)
     if array.shape[-1] != 3:
-        raise ValueError(f"observation '{key}': expected 3 colour channels, got shape {array.shape}")
+        raise RewardkitError(f"observation '{key}': expected 3 colour channels, got shape {array.shape}")
     if array.dtype != np.uint8:
         array = (np.clip(array.astype(np.float32), 0.0, 1.0) * 255.0).round().astype(np.uint8)
     return np.ascontiguousarray(array)
@@ -85,7 +87,9 @@ def frame_to_uint8_hwc(image: Any, key: str = "image") -> np.ndarray:
 def require(observation: Mapping[str, Any], key: str, model: str) -> Any:
     """observation[key], or a ValueError naming the key, the model and what the observation has."""
     if key not in observation:
-        raise ValueError(f"{model} needs observation key '{key}'; the observation has {sorted(observation)}")
+        raise RewardkitError(
+            f"{model} needs observation key '{key}'; the observation has {sorted(observation)}"
+        )
     return observation[key]
 
 
@@ -182,7 +186,7 @@ def make_online_model(model: Any, **kwargs: Any) -> OnlineModel:
         return _ADAPTERS[model_type](model, **kwargs)
     if callable(model) and not isinstance(model, torch.nn.Module):
         return FunctionOnline(model)
-    raise ValueError(
+    raise RewardkitError(
         f"no online adapter for model type '{model_type}' ({type(model).__name__}); known: {sorted(_ADAPTERS)}. "
         "Register one with rewardkit.online.register_online_adapter."
     )

@@ -13,6 +13,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from rewardkit.errors import RewardkitError
 from rewardkit.online.monitor import MonitorOutput, RewardMonitor
 
 REWARD_MODES = ("progress", "delta", "success")
@@ -48,7 +49,7 @@ class RewardWrapper(gym.Wrapper):
     ):
         super().__init__(env)
         if reward_mode not in REWARD_MODES:
-            raise ValueError(f"reward_mode must be one of {REWARD_MODES}, got {reward_mode!r}")
+            raise RewardkitError(f"reward_mode must be one of {REWARD_MODES}, got {reward_mode!r}")
         self.monitor = monitor
         self.obs_to_model = obs_to_model
         self.replace_reward = replace_reward
@@ -59,7 +60,7 @@ class RewardWrapper(gym.Wrapper):
     def _observe(self, observation: Any) -> MonitorOutput:
         model_observation = observation if self.obs_to_model is None else self.obs_to_model(observation)
         if not isinstance(model_observation, Mapping):
-            raise ValueError(
+            raise RewardkitError(
                 f"the monitor needs a dict observation, got {type(model_observation).__name__}; "
                 "pass obs_to_model to build one from the env's observation"
             )

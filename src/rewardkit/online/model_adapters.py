@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from rewardkit.errors import RewardkitError
 from rewardkit.online.adapters import (
     STATE_KEY,
     StepOutput,
@@ -43,12 +44,12 @@ class SarmOnline:
     def __init__(self, model: Any, task: str | None = None, encoder: Any = None):
         config = model.config
         if config.window != "causal":
-            raise ValueError(
+            raise RewardkitError(
                 f"SARM window '{config.window}' needs future frames; only a causal SARM (window='causal') "
                 "can run online"
             )
         if not config.cameras:
-            raise ValueError("the SARM config names no cameras; train it (or set config.cameras) first")
+            raise RewardkitError("the SARM config names no cameras; train it (or set config.cameras) first")
         self.model = model.eval()
         self.config = config
         self.task = task
@@ -87,7 +88,7 @@ class SarmOnline:
             features = torch.cat([self.encoder.encode_images(f[None]) for f in frames])
         task = self.task if self.task is not None else observation.get("task")
         if not task:
-            raise ValueError(
+            raise RewardkitError(
                 "SARM needs the task text: pass task=... to the monitor or 'task' in the observation"
             )
         out: dict[str, Any] = {
@@ -174,7 +175,7 @@ class RewactOnline:
         if self.act:
             result = self.policy.select_action(features)
             if not isinstance(result, tuple):
-                raise ValueError("RewACT config.return_reward is false: select_action gives no reward")
+                raise RewardkitError("RewACT config.return_reward is false: select_action gives no reward")
             action, reward = result
             return StepOutput(progress=float(reward.reshape(-1)[0]), extras={"action": action})
         return StepOutput(progress=float(self.policy.predict_reward(features).reshape(-1)[0]))

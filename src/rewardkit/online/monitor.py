@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from rewardkit.errors import RewardkitError
 from rewardkit.online.adapters import OnlineModel, make_online_model
 
 SIGNALS = ("auto", "progress", "success_prob")
@@ -92,16 +93,18 @@ class RewardMonitor:
         if release_threshold is None:
             release_threshold = complete_threshold - 0.1
         if not 0.0 <= release_threshold <= complete_threshold <= 1.0:
-            raise ValueError(
+            raise RewardkitError(
                 f"need 0 <= release_threshold <= complete_threshold <= 1, got {release_threshold}, "
                 f"{complete_threshold}"
             )
         if hold_seconds < 0 or (stall_seconds is not None and stall_seconds <= 0) or stall_epsilon < 0:
-            raise ValueError("hold_seconds and stall_epsilon must be >= 0 and stall_seconds > 0 (or None)")
+            raise RewardkitError(
+                "hold_seconds and stall_epsilon must be >= 0 and stall_seconds > 0 (or None)"
+            )
         if fps is not None and fps <= 0:
-            raise ValueError(f"fps must be positive, got {fps}")
+            raise RewardkitError(f"fps must be positive, got {fps}")
         if signal not in SIGNALS:
-            raise ValueError(f"signal must be one of {SIGNALS}, got {signal!r}")
+            raise RewardkitError(f"signal must be one of {SIGNALS}, got {signal!r}")
         self.online: OnlineModel = make_online_model(model, **adapter_kwargs)
         self.fps = fps
         self.complete_threshold = complete_threshold
@@ -146,7 +149,7 @@ class RewardMonitor:
         success_prob = None if output.success_prob is None else float(output.success_prob)
         use_success = self.signal == "success_prob" or (self.signal == "auto" and success_prob is not None)
         if use_success and success_prob is None:
-            raise ValueError("signal='success_prob' but the model gives no success probability")
+            raise RewardkitError("signal='success_prob' but the model gives no success probability")
         value = success_prob if use_success else progress
 
         completed = False

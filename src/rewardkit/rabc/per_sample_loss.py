@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
+from rewardkit.errors import RewardkitError
+
 PerSampleLoss = Callable[[nn.Module, dict[str, Tensor]], tuple[Tensor, dict]]
 
 _PER_SAMPLE_LOSSES: dict[str, PerSampleLoss] = {}
@@ -124,7 +126,7 @@ def diffusion_per_sample_loss(policy: nn.Module, batch: dict[str, Tensor]) -> tu
         batch[OBS_IMAGES] = torch.stack([batch[key] for key in config.image_features], dim=-4)
     actions = batch[ACTION]
     if actions.shape[1] != config.horizon:
-        raise ValueError(
+        raise RewardkitError(
             f"diffusion batch has {actions.shape[1]} action steps, config.horizon={config.horizon}"
         )
     global_cond = model._prepare_global_conditioning(batch)  # (B, global_cond_dim)
@@ -139,10 +141,10 @@ def diffusion_per_sample_loss(policy: nn.Module, batch: dict[str, Tensor]) -> tu
     elif config.prediction_type == "sample":
         target = actions
     else:
-        raise ValueError(f"unsupported diffusion prediction_type {config.prediction_type!r}")
+        raise RewardkitError(f"unsupported diffusion prediction_type {config.prediction_type!r}")
     is_pad = batch.get("action_is_pad") if config.do_mask_loss_for_padding else None
     if config.do_mask_loss_for_padding and is_pad is None:
-        raise ValueError("diffusion with do_mask_loss_for_padding needs 'action_is_pad' in the batch")
+        raise RewardkitError("diffusion with do_mask_loss_for_padding needs 'action_is_pad' in the batch")
     loss = _masked_mean_per_sample(F.mse_loss(prediction, target, reduction="none"), is_pad)
     return loss, {"mse_loss": loss.mean().item()}
 
@@ -192,7 +194,7 @@ def enable_per_sample_loss(policy: nn.Module) -> nn.Module:
     policy_type = getattr(getattr(policy, "config", None), "type", None)
     per_sample = _PER_SAMPLE_LOSSES.get(policy_type)
     if per_sample is None:
-        raise ValueError(
+        raise RewardkitError(
             f"policy type {policy_type!r} cannot be sample-weighted: its forward() has no `reduction` "
             f"argument and no per-sample loss is registered for it (registered: {supported_policy_types()}; "
             "policies whose forward accepts reduction='none' also work). Register one with "
@@ -205,7 +207,7 @@ def enable_per_sample_loss(policy: nn.Module) -> nn.Module:
             return own_forward(batch)
         if reduction == "none":
             return per_sample(self, batch)
-        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+        raise RewardkitError(f"reduction must be 'mean' or 'none', got {reduction!r}")
 
     policy.forward = types.MethodType(forward, policy)
     return policy

@@ -18,6 +18,7 @@ import torch
 from lerobot.utils.sample_weighting import SampleWeighter, SampleWeightingConfig
 from torch import nn
 
+from rewardkit.errors import RewardkitError
 from rewardkit.rabc.per_sample_loss import enable_per_sample_loss
 from rewardkit.rabc.weights import (
     KappaSuggestion,
@@ -76,7 +77,7 @@ def read_progress(path: str | Path, head_mode: str = "sparse") -> ProgressTable:
     import pyarrow.parquet as pq
 
     if head_mode not in HEAD_MODES:
-        raise ValueError(f"head_mode must be one of {HEAD_MODES}, got {head_mode!r}")
+        raise RewardkitError(f"head_mode must be one of {HEAD_MODES}, got {head_mode!r}")
     path = resolve_progress_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"progress file not found: {path} (write one with `rewardkit label`)")
@@ -85,14 +86,14 @@ def read_progress(path: str | Path, head_mode: str = "sparse") -> ProgressTable:
     missing = [c for c in ("index", "episode_index", column) if c not in names]
     if missing:
         available = [c for c in names if c.startswith("progress")]
-        raise ValueError(f"progress file {path} lacks column(s) {missing}; progress columns: {available}")
+        raise RewardkitError(f"progress file {path} lacks column(s) {missing}; progress columns: {available}")
     # One thread: on a busy machine pyarrow's thread pool costs more than it gains for a few columns.
     table = pq.read_table(path, columns=["index", "episode_index", column], use_threads=False)
 
     def integers(name: str) -> np.ndarray:
         values = table.column(name).to_numpy()
         if not np.issubdtype(values.dtype, np.integer):
-            raise ValueError(f"column {name!r} of {path} must hold integers, got {values.dtype}")
+            raise RewardkitError(f"column {name!r} of {path} must hold integers, got {values.dtype}")
         return values.astype(np.int64, copy=False)
 
     index = integers("index")
@@ -111,7 +112,7 @@ def policy_chunk_size(policy_config: object) -> int:
         value = getattr(policy_config, name, None)
         if isinstance(value, int) and value > 0:
             return value
-    raise ValueError(
+    raise RewardkitError(
         f"cannot tell the action chunk size of policy type {getattr(policy_config, 'type', '?')!r} "
         "(no chunk_size or horizon); pass --sample_weighting.extra_params='{\"chunk_size\": N}'"
     )
@@ -139,9 +140,9 @@ class RABCWeighter(SampleWeighter):
         device: torch.device | str | None = None,
     ) -> None:
         if not 0.0 <= nan_weight <= 1.0:
-            raise ValueError(f"nan_weight must lie in [0, 1], got {nan_weight}")
+            raise RewardkitError(f"nan_weight must lie in [0, 1], got {nan_weight}")
         if table.index.size == 0:
-            raise ValueError(f"progress file {table.path} has no frames")
+            raise RewardkitError(f"progress file {table.path} has no frames")
         self.path = table.path
         self.head_mode = table.head_mode
         self.chunk_size = int(chunk_size)
@@ -196,7 +197,7 @@ class RABCWeighter(SampleWeighter):
         num_slots = self._weight_by_index.numel()
         if index.numel() and (int(index.min()) < 0 or int(index.max()) >= num_slots):
             bad = int(index.max()) if int(index.max()) >= num_slots else int(index.min())
-            raise ValueError(
+            raise RewardkitError(
                 f"frame index {bad} is not in progress file {self.path} (it covers indices 0..{num_slots - 1}); "
                 "was it labelled from another dataset?"
             )
@@ -204,7 +205,7 @@ class RABCWeighter(SampleWeighter):
         absent = torch.isnan(weights)
         if bool(absent.any()):
             bad = int(index[absent][0])
-            raise ValueError(f"frame index {bad} is not in progress file {self.path}")
+            raise RewardkitError(f"frame index {bad} is not in progress file {self.path}")
         return weights
 
     def compute_batch_weights(self, batch: dict) -> tuple[torch.Tensor, dict]:
@@ -216,7 +217,7 @@ class RABCWeighter(SampleWeighter):
             the weighted loss by their sum.
         """
         if "index" not in batch:
-            raise ValueError("RA-BC needs the batch's global frame indices (key 'index'); none found")
+            raise RewardkitError("RA-BC needs the batch's global frame indices (key 'index'); none found")
         weights = self.weights_for(batch["index"])
         mean, zero, full = torch.stack(
             [weights.mean(), (weights == 0).float().mean(), (weights == 1).float().mean()]
@@ -254,7 +255,7 @@ class UniformWeighter(SampleWeighter):
                 size = batch[key].shape[0]
                 break
         else:
-            raise ValueError("cannot tell the batch size: the batch has no 'index' or 'action' tensor")
+            raise RewardkitError("cannot tell the batch size: the batch has no 'index' or 'action' tensor")
         return torch.ones(size, device=self.device), {"mean_weight": 1.0}
 
     def get_stats(self) -> dict:
@@ -270,7 +271,7 @@ def default_progress_path(dataset_root: str | Path | None, dataset_repo_id: str 
         from lerobot.utils.constants import HF_LEROBOT_HOME
 
         return Path(HF_LEROBOT_HOME) / dataset_repo_id / DEFAULT_PROGRESS_FILENAME
-    raise ValueError("RA-BC needs --sample_weighting.progress_path (or a dataset root to look next to)")
+    raise RewardkitError("RA-BC needs --sample_weighting.progress_path (or a dataset root to look next to)")
 
 
 def make_sample_weighter(
@@ -291,12 +292,12 @@ def make_sample_weighter(
         return None
     unknown = sorted(set(config.extra_params) - set(EXTRA_PARAMS))
     if unknown:
-        raise ValueError(f"unknown sample_weighting.extra_params {unknown}; known: {list(EXTRA_PARAMS)}")
+        raise RewardkitError(f"unknown sample_weighting.extra_params {unknown}; known: {list(EXTRA_PARAMS)}")
     if config.type == "uniform":
         enable_per_sample_loss(policy)
         return UniformWeighter(device)
     if config.type != "rabc":
-        raise ValueError(f"unknown sample_weighting.type {config.type!r}; choose 'rabc' or 'uniform'")
+        raise RewardkitError(f"unknown sample_weighting.type {config.type!r}; choose 'rabc' or 'uniform'")
     chunk_size = int(config.extra_params.get("chunk_size") or policy_chunk_size(policy.config))
     source = config.progress_path or default_progress_path(dataset_root, dataset_repo_id)
     enable_per_sample_loss(policy)

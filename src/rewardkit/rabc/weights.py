@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rewardkit.errors import RewardkitError
+
 HEALTHY_MEAN_WEIGHT = (0.3, 0.8)
 
 
@@ -81,9 +83,9 @@ def compute_deltas(
     episode_index = np.asarray(episode_index)
     progress = np.asarray(progress, dtype=np.float64)
     if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        raise RewardkitError(f"chunk_size must be >= 1, got {chunk_size}")
     if not (index.shape == episode_index.shape == progress.shape) or index.ndim != 1:
-        raise ValueError(
+        raise RewardkitError(
             f"index, episode_index and progress must be 1-D of equal length, got shapes "
             f"{index.shape}, {episode_index.shape}, {progress.shape}"
         )
@@ -92,7 +94,7 @@ def compute_deltas(
     index = index.astype(np.int64, copy=False)
     episode_index = episode_index.astype(np.int64, copy=False)
     if index.min() < 0 or episode_index.min() < 0:
-        raise ValueError("index and episode_index must be non-negative")
+        raise RewardkitError("index and episode_index must be non-negative")
 
     num_slots = int(index.max()) + 1
     if num_slots == index.size and index[0] == 0 and bool(np.all(index[1:] > index[:-1])):
@@ -103,7 +105,7 @@ def compute_deltas(
         episode_at = np.full(num_slots, -1, dtype=np.int64)
         episode_at[index] = episode_index
         if np.count_nonzero(episode_at >= 0) != index.size:
-            raise ValueError("duplicate frame indices in the progress table")
+            raise RewardkitError("duplicate frame indices in the progress table")
         progress_at = np.full(num_slots, np.nan, dtype=np.float64)
         progress_at[index] = progress
 
@@ -114,7 +116,7 @@ def compute_deltas(
     interleaved = (future_episode >= 0) & (future_episode != episode_index)
     if interleaved.any():
         row = int(np.flatnonzero(interleaved)[0])
-        raise ValueError(
+        raise RewardkitError(
             f"episodes overlap in index: frame {int(index[row])} of episode {int(episode_index[row])} "
             f"is followed by frame {int(future[row])} of episode {int(future_episode[row])} before its "
             "own episode ends"

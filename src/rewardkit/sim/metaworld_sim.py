@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rewardkit.errors import RewardkitError
 from rewardkit.io_utils import atomic_write_text
 from rewardkit.sim.phases import TaskPhases, phase_progress, phases_for, reward_progress
 
@@ -100,7 +101,7 @@ def _expert_policy(task: str):
 
     name = "Sawyer" + "".join(part.capitalize() for part in task.split("-")) + "Policy"
     if not hasattr(policies, name):
-        raise ValueError(f"metaworld has no scripted expert for task {task!r} (looked for {name})")
+        raise RewardkitError(f"metaworld has no scripted expert for task {task!r} (looked for {name})")
     return getattr(policies, name)()
 
 
@@ -114,7 +115,7 @@ class MetaworldRecorder:
 
         if task not in metaworld.ALL_V3_ENVIRONMENTS:
             known = ", ".join(sorted(metaworld.ALL_V3_ENVIRONMENTS))
-            raise ValueError(f"unknown metaworld task {task!r}; known tasks: {known}")
+            raise RewardkitError(f"unknown metaworld task {task!r}; known tasks: {known}")
         self.task = task
         self.phases: TaskPhases | None = phases_for(task)
         self.policy = _expert_policy(task)
@@ -128,7 +129,9 @@ class MetaworldRecorder:
         camera_names = [mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_CAMERA, i) for i in range(model.ncam)]
         for camera in cameras:
             if camera not in camera_names:
-                raise ValueError(f"metaworld has no camera {camera!r}; cameras: {', '.join(camera_names)}")
+                raise RewardkitError(
+                    f"metaworld has no camera {camera!r}; cameras: {', '.join(camera_names)}"
+                )
         self.cameras = list(cameras)
         # Rendering speed: no shadow maps, no multisampling (small frames gain nothing from either).
         model.vis.quality.shadowsize = 0
@@ -284,18 +287,20 @@ def record_metaworld_dataset(
 
     root = Path(root)
     if root.exists():
-        raise ValueError(f"{root} already exists; rewardkit sim writes a new dataset (choose another --root)")
+        raise RewardkitError(
+            f"{root} already exists; rewardkit sim writes a new dataset (choose another --root)"
+        )
     unknown = sorted(set(failure_kinds) - set(FAILURE_KINDS))
     if unknown:
-        raise ValueError(f"unknown failure kinds {unknown}; known: {', '.join(FAILURE_KINDS)}")
+        raise RewardkitError(f"unknown failure kinds {unknown}; known: {', '.join(FAILURE_KINDS)}")
     if num_failed > 0 and not failure_kinds:
-        raise ValueError("num_failed > 0 needs at least one failure kind")
+        raise RewardkitError("num_failed > 0 needs at least one failure kind")
     if _SIM_STEP_HZ % frame_stride != 0:
-        raise ValueError(
+        raise RewardkitError(
             f"frame_stride must divide {_SIM_STEP_HZ} (the simulator's rate), got {frame_stride}"
         )
     if not tasks:
-        raise ValueError("give at least one metaworld task")
+        raise RewardkitError("give at least one metaworld task")
     rng = np.random.default_rng(seed)
     recorders = {task: MetaworldRecorder(task, cameras, image_size) for task in tasks}  # fail early
     dataset = LeRobotDataset.create(
@@ -316,7 +321,7 @@ def record_metaworld_dataset(
                 k for k in failure_kinds if k != "drop" or (recorder.phases and recorder.phases.carry_stage)
             ]
             if num_failed and not kinds_here:
-                raise ValueError(f"none of the failure kinds {list(failure_kinds)} applies to {task}")
+                raise RewardkitError(f"none of the failure kinds {list(failure_kinds)} applies to {task}")
             plan = ["success"] * num_success + [kinds_here[i % len(kinds_here)] for i in range(num_failed)]
             success_lengths: list[int] = []
             for number, kind in enumerate(plan):

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rewardkit.errors import RewardkitError
+
 HAND = slice(0, 3)
 GRIPPER = 3
 OBJECT = slice(4, 7)
@@ -123,7 +125,7 @@ def phase_progress(observations: np.ndarray, phases: TaskPhases) -> tuple[np.nda
     """
     observations = np.asarray(observations, dtype=np.float64)
     if observations.ndim != 2 or observations.shape[1] < 39:
-        raise ValueError(f"expected metaworld observations (T, 39), got {observations.shape}")
+        raise RewardkitError(f"expected metaworld observations (T, 39), got {observations.shape}")
     num_stages = len(phases.stage_names)
     stage = np.array([phases.phase(o) for o in observations], dtype=np.int64)
     progress = np.zeros(len(observations), dtype=np.float32)

@@ -32,6 +32,8 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate
 
+from rewardkit.errors import RewardkitError
+
 logger = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
@@ -126,7 +128,7 @@ class Trainer:
         from accelerate import Accelerator
 
         if len(train_data) == 0:
-            raise ValueError("the training data is empty")
+            raise RewardkitError("the training data is empty")
         self.config = config
         self.output_dir = Path(output_dir)
         self.train_data = train_data
@@ -168,7 +170,7 @@ class Trainer:
         elif self.config.optimizer_impl == "fused":
             options["fused"] = True
         elif self.config.optimizer_impl != "auto":
-            raise ValueError(
+            raise RewardkitError(
                 f"optimizer_impl must be auto, foreach or fused, got '{self.config.optimizer_impl}'"
             )
         return torch.optim.AdamW(
@@ -293,7 +295,7 @@ class Trainer:
         else:
             existing = self.output_dir / CHECKPOINTS
             if existing.is_dir() and any(existing.iterdir()):
-                raise ValueError(
+                raise RewardkitError(
                     f"{existing} already holds checkpoints: pass --resume=true to continue that run, or choose "
                     "another --output_dir"
                 )
@@ -347,7 +349,7 @@ class Trainer:
         try:
             import wandb
         except ImportError as e:
-            raise ValueError("--wandb=true needs the wandb package: pip install wandb") from e
+            raise RewardkitError("--wandb=true needs the wandb package: pip install wandb") from e
         return wandb.init(
             project=self.config.wandb_project,
             config={"training": asdict(self.config), **self.run_config},

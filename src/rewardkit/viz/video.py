@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rewardkit.errors import RewardkitError
 from rewardkit.io_utils import atomic_write
 from rewardkit.viz.plots import SUCCESS_COLOUR, TARGET_COLOUR, _pyplot
 
@@ -31,10 +32,10 @@ def side_by_side(frames_by_camera: Mapping[str, np.ndarray]) -> np.ndarray:
     """Camera views (each (T, H, W, 3) uint8) side by side at a common height: (T, H', sum W', 3)."""
     views = list(frames_by_camera.values())
     if not views:
-        raise ValueError("no camera frames to show")
+        raise RewardkitError("no camera frames to show")
     lengths = {len(v) for v in views}
     if len(lengths) != 1:
-        raise ValueError(f"cameras have different frame counts: {sorted(lengths)}")
+        raise RewardkitError(f"cameras have different frame counts: {sorted(lengths)}")
     height = max(MIN_VIEW_HEIGHT, max(v.shape[1] for v in views))
     return np.concatenate([_scale_to_height(v, height) for v in views], axis=2)
 
@@ -83,7 +84,7 @@ def compose_frames(
     length, view_h, view_w, _ = views.shape
     progress = np.asarray(progress, dtype=np.float32)
     if len(progress) != length:
-        raise ValueError(f"{len(progress)} progress values for {length} frames")
+        raise RewardkitError(f"{len(progress)} progress values for {length} frames")
     width = max(view_w, 480)
     width += width % 2
     graph_h = 200

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from lerobot.configs.rewards import RewardModelConfig
 from lerobot.optim import AdamWConfig
 
+from rewardkit.errors import RewardkitError
 from rewardkit.models.base import RewardKitConfig
 
 BACKBONES = ("frozen", "finetune")
@@ -57,15 +58,15 @@ class SuccessClassifierConfig(RewardKitConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+            raise RewardkitError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if self.cnn not in CNNS:
-            raise ValueError(f"cnn must be one of {CNNS}, got {self.cnn!r}")
+            raise RewardkitError(f"cnn must be one of {CNNS}, got {self.cnn!r}")
         if self.camera_fusion not in CAMERA_FUSIONS:
-            raise ValueError(f"camera_fusion must be one of {CAMERA_FUSIONS}, got {self.camera_fusion!r}")
+            raise RewardkitError(f"camera_fusion must be one of {CAMERA_FUSIONS}, got {self.camera_fusion!r}")
         if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"threshold must be in (0, 1), got {self.threshold}")
+            raise RewardkitError(f"threshold must be in (0, 1), got {self.threshold}")
         if self.feature_dim <= 0 or self.hidden_dim <= 0 or self.image_size < 16:
-            raise ValueError(
+            raise RewardkitError(
                 f"need feature_dim > 0, hidden_dim > 0 and image_size >= 16, got {self.feature_dim}, "
                 f"{self.hidden_dim}, {self.image_size}"
             )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rewardkit.errors import RewardkitError
+
 
 def labels_from_reward(reward: np.ndarray, threshold: float = 0.0) -> np.ndarray:
     """Success labels from a per-frame reward column (lerobot's `next.reward`): reward > threshold.
@@ -14,7 +16,7 @@ def labels_from_reward(reward: np.ndarray, threshold: float = 0.0) -> np.ndarray
     if reward.ndim == 2 and reward.shape[1] == 1:
         reward = reward[:, 0]
     if reward.ndim != 1:
-        raise ValueError(f"reward must be (T,) or (T, 1), got shape {reward.shape}")
+        raise RewardkitError(f"reward must be (T,) or (T, 1), got shape {reward.shape}")
     return (reward > threshold).astype(np.float32)
 
 
@@ -22,9 +24,9 @@ def labels_last_k(length: int, succeeded: bool, last_k: int) -> np.ndarray:
     """The last `last_k` frames of a successful episode are successes; every other frame, and every frame of
     a failed episode, is not. Returns (length,) float32 in {0, 1}."""
     if length <= 0:
-        raise ValueError(f"episode length must be positive, got {length}")
+        raise RewardkitError(f"episode length must be positive, got {length}")
     if last_k <= 0:
-        raise ValueError(f"last_k must be positive, got {last_k}")
+        raise RewardkitError(f"last_k must be positive, got {last_k}")
     labels = np.zeros(length, dtype=np.float32)
     if succeeded:
         labels[max(0, length - last_k) :] = 1.0

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
+from rewardkit.errors import RewardkitError
 from rewardkit.models.base import EpisodeInputs, ModelInputs, RewardKitModel
 
 from .configuration_classifier import SuccessClassifierConfig
@@ -48,13 +49,13 @@ _IMAGENET_STD = (0.229, 0.224, 0.225)
 def images_to_float(images: Tensor) -> Tensor:
     """(B, H, W, 3) uint8 or (B, 3, H, W) float/uint8 -> (B, 3, H, W) float32 in [0, 1]."""
     if images.ndim != 4:
-        raise ValueError(
+        raise RewardkitError(
             f"expected a batch of images (B, 3, H, W) or (B, H, W, 3), got shape {tuple(images.shape)}"
         )
     if images.shape[-1] == 3 and images.shape[1] != 3:
         images = images.permute(0, 3, 1, 2)
     if images.shape[1] != 3:
-        raise ValueError(f"expected 3 colour channels, got shape {tuple(images.shape)}")
+        raise RewardkitError(f"expected 3 colour channels, got shape {tuple(images.shape)}")
     if images.dtype == torch.uint8:
         return images.float() / 255.0
     return images.float()
@@ -105,7 +106,7 @@ class SmallCNN(nn.Module):
     def load_imagenet_weights(self) -> None:
         """Replace resnet18's random initialisation with torchvision's ImageNet weights (downloads once)."""
         if self.kind != "resnet18":
-            raise ValueError(f"ImageNet weights exist for resnet18 only, not {self.kind!r}")
+            raise RewardkitError(f"ImageNet weights exist for resnet18 only, not {self.kind!r}")
         from torchvision.models import ResNet18_Weights, resnet18
 
         state = resnet18(weights=ResNet18_Weights.IMAGENET1K_V1).state_dict()
@@ -128,9 +129,11 @@ class SuccessClassifierRewardModel(RewardKitModel):
     def __init__(self, config: SuccessClassifierConfig, **kwargs: Any):
         super().__init__(config)
         if not config.cameras:
-            raise ValueError("SuccessClassifierConfig.cameras is empty: name the camera keys the model reads")
+            raise RewardkitError(
+                "SuccessClassifierConfig.cameras is empty: name the camera keys the model reads"
+            )
         if config.use_state and config.state_dim <= 0:
-            raise ValueError("use_state=True needs state_dim > 0 (the size of observation.state)")
+            raise RewardkitError("use_state=True needs state_dim > 0 (the size of observation.state)")
         self.config = config
         hidden = config.hidden_dim
         if config.backbone == "finetune":
@@ -174,7 +177,7 @@ class SuccessClassifierRewardModel(RewardKitModel):
     def frozen_encoder(self) -> Any:
         """The frozen image encoder (backbone="frozen"), built on first use and not saved."""
         if self.config.backbone != "frozen":
-            raise ValueError("frozen_encoder() is only defined for backbone='frozen'")
+            raise RewardkitError("frozen_encoder() is only defined for backbone='frozen'")
         if self._frozen_encoder is None:
             from rewardkit.encoders import make_encoder
 
@@ -184,7 +187,7 @@ class SuccessClassifierRewardModel(RewardKitModel):
     def encode_frames(self, camera_images: list[Tensor | np.ndarray]) -> Tensor:
         """Frozen-encoder features of C cameras' images (each (B, H, W, 3) or (B, 3, H, W)): (B, C, D)."""
         if self.config.backbone != "frozen":
-            raise ValueError("encode_frames() is only used with backbone='frozen'")
+            raise RewardkitError("encode_frames() is only used with backbone='frozen'")
         encoder = self.frozen_encoder()
         per_camera = [
             torch.as_tensor(np.asarray(encoder.encode_images(images_to_uint8_hwc(images)))).float()
@@ -192,7 +195,7 @@ class SuccessClassifierRewardModel(RewardKitModel):
         ]
         features = torch.stack(per_camera, dim=1)
         if features.shape[-1] != self.config.feature_dim:
-            raise ValueError(
+            raise RewardkitError(
                 f"encoder {self.config.encoder!r} gives features of size {features.shape[-1]}, the model "
                 f"was built for {self.config.feature_dim}"
             )
@@ -204,7 +207,7 @@ class SuccessClassifierRewardModel(RewardKitModel):
         if self.cnn is not None:
             missing = [c for c in cams if c not in batch]
             if missing:
-                raise ValueError(f"batch is missing camera image(s) {missing} (model cameras: {cams})")
+                raise RewardkitError(f"batch is missing camera image(s) {missing} (model cameras: {cams})")
             batch_size = batch[cams[0]].shape[0]
             images = torch.cat([images_to_float(torch.as_tensor(batch[c])) for c in cams], dim=0)
             features = self.cnn(images.to(self.camera_embedding.device))
@@ -212,14 +215,14 @@ class SuccessClassifierRewardModel(RewardKitModel):
         elif FEATURES_KEY in batch:
             features = torch.as_tensor(batch[FEATURES_KEY])
             if features.ndim != 3 or features.shape[1:] != (len(cams), self.config.feature_dim):
-                raise ValueError(
+                raise RewardkitError(
                     f"'{FEATURES_KEY}' must be (B, {len(cams)}, {self.config.feature_dim}) for cameras {cams}, "
                     f"got {tuple(features.shape)}"
                 )
         else:
             missing = [c for c in cams if c not in batch]
             if missing:
-                raise ValueError(f"batch has neither '{FEATURES_KEY}' nor camera image(s) {missing}")
+                raise RewardkitError(f"batch has neither '{FEATURES_KEY}' nor camera image(s) {missing}")
             features = self.encode_frames([batch[c] for c in cams])
         features = features.to(self.camera_embedding.device, torch.float32)
         if self.cnn is None:
@@ -231,12 +234,12 @@ class SuccessClassifierRewardModel(RewardKitModel):
         tokens = camera_tokens
         if self.state_projection is not None:
             if state is None:
-                raise ValueError(
+                raise RewardkitError(
                     f"this classifier reads '{STATE_KEY}' (use_state=True) but the batch has none"
                 )
             state = torch.as_tensor(state).to(tokens.device, torch.float32)
             if state.ndim != 2 or state.shape[1] != self.config.state_dim:
-                raise ValueError(
+                raise RewardkitError(
                     f"'{STATE_KEY}' must be (B, {self.config.state_dim}), got {tuple(state.shape)}"
                 )
             tokens = torch.cat([tokens, self.state_projection(state).unsqueeze(1)], dim=1)
@@ -281,10 +284,10 @@ class SuccessClassifierRewardModel(RewardKitModel):
         cams = self.config.cameras
         if self.config.backbone == "frozen":
             if not inputs.image_features:
-                raise ValueError(f"episode {inputs.episode_index}: no cached image features given")
+                raise RewardkitError(f"episode {inputs.episode_index}: no cached image features given")
             missing = [c for c in cams if c not in inputs.image_features]
             if missing:
-                raise ValueError(
+                raise RewardkitError(
                     f"episode {inputs.episode_index}: no cached features for camera(s) {missing}"
                 )
             features = torch.stack(
@@ -293,18 +296,20 @@ class SuccessClassifierRewardModel(RewardKitModel):
             sources: dict[str, Any] = {FEATURES_KEY: features}
         else:
             if inputs.frames is None:
-                raise ValueError(
+                raise RewardkitError(
                     f"episode {inputs.episode_index}: the finetune classifier needs decoded frames"
                 )
             sources = {c: torch.as_tensor(np.asarray(inputs.frames(c))) for c in cams}
         for key, value in sources.items():
             if value.shape[0] != length:
-                raise ValueError(
+                raise RewardkitError(
                     f"episode {inputs.episode_index}: '{key}' has {value.shape[0]} frames, episode has {length}"
                 )
         if self.config.use_state:
             if inputs.state is None:
-                raise ValueError(f"episode {inputs.episode_index}: this classifier needs observation.state")
+                raise RewardkitError(
+                    f"episode {inputs.episode_index}: this classifier needs observation.state"
+                )
             sources[STATE_KEY] = torch.as_tensor(np.asarray(inputs.state)).float()
         was_training = self.training
         self.eval()
@@ -320,7 +325,7 @@ class SuccessClassifierRewardModel(RewardKitModel):
     def set_feature_statistics(self, features: Tensor | np.ndarray) -> None:
         """Set the frozen-feature standardisation from training features (N, C, D) (or (N, D))."""
         if self.cnn is not None:
-            raise ValueError("feature statistics are only used with backbone='frozen'")
+            raise RewardkitError("feature statistics are only used with backbone='frozen'")
         flat = torch.as_tensor(np.asarray(features), dtype=torch.float32).reshape(-1, self.config.feature_dim)
         self.feature_mean.copy_(flat.mean(0))
         self.feature_std.copy_(flat.std(0).clamp_min(1e-4) if flat.shape[0] > 1 else torch.ones_like(flat[0]))
@@ -328,7 +333,7 @@ class SuccessClassifierRewardModel(RewardKitModel):
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         """Binary cross-entropy on batch["success"] (B,), optionally weighted by batch["weight"] (B,)."""
         if LABEL_KEY not in batch:
-            raise ValueError(f"training batch needs '{LABEL_KEY}' labels (B,) in {{0, 1}}")
+            raise RewardkitError(f"training batch needs '{LABEL_KEY}' labels (B,) in {{0, 1}}")
         logits = self.logits(batch)
         labels = torch.as_tensor(batch[LABEL_KEY]).to(logits.device, torch.float32)
         weight = batch.get(WEIGHT_KEY)
@@ -351,7 +356,7 @@ def success_auroc(scores: np.ndarray, labels: np.ndarray) -> float:
     scores = np.asarray(scores, dtype=np.float64).ravel()
     labels = np.asarray(labels).ravel().astype(bool)
     if scores.shape != labels.shape:
-        raise ValueError(f"scores {scores.shape} and labels {labels.shape} differ in shape")
+        raise RewardkitError(f"scores {scores.shape} and labels {labels.shape} differ in shape")
     positives, negatives = int(labels.sum()), int((~labels).sum())
     if positives == 0 or negatives == 0:
         return float("nan")

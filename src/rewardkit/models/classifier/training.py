@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from rewardkit.data.dataset import DatasetConfig, DatasetError, RewardDataset, open_from_config
+from rewardkit.errors import RewardkitError
 from rewardkit.io_utils import atomic_write_text
 from rewardkit.training import Trainer, TrainingConfig, split_episodes
 
@@ -104,7 +105,7 @@ def episode_labels(dataset: RewardDataset, episode_index: int, labels: SuccessLa
     """(T,) float32 success labels of one episode, from the configured source."""
     source = labels.source
     if source not in LABEL_SOURCES:
-        raise ValueError(f"labels.source must be one of {LABEL_SOURCES}, got {source!r}")
+        raise RewardkitError(f"labels.source must be one of {LABEL_SOURCES}, got {source!r}")
     has_column = labels.reward_column in dataset.features
     if source == "auto":
         source = "reward_column" if has_column else "last_k"
@@ -265,7 +266,7 @@ def prepare(
     else:
         train_episodes, val = split_episodes(list(dataset.episode_indices), cfg.val_fraction, cfg.seed)
     if not train_episodes:
-        raise ValueError("no training episodes left after holding out val_episodes")
+        raise RewardkitError("no training episodes left after holding out val_episodes")
 
     arrays = build_training_arrays(dataset, cfg, train_episodes)
     labels = arrays[LABEL_KEY]
@@ -275,7 +276,7 @@ def prepare(
         len(labels), positives, len(labels) - positives, val or "none (AUROC on the training frames)",
     )  # fmt: skip
     if positives == 0 or positives == len(labels):
-        raise ValueError(
+        raise RewardkitError(
             f"the success labels of {dataset.root} are all {'failures' if positives == 0 else 'successes'}: "
             "a classifier needs both (check --labels.source, --labels.last_k and --labels.failed_episodes)"
         )
@@ -340,5 +341,5 @@ def _is_classifier_type_flag(arg: str) -> bool:
         return False
     value = arg.split("=", 1)[1] if "=" in arg else ""
     if value not in ("classifier", "rewardkit_classifier"):
-        raise ValueError(f"{arg}: the classifier trainer only trains --model.type=classifier")
+        raise RewardkitError(f"{arg}: the classifier trainer only trains --model.type=classifier")
     return True

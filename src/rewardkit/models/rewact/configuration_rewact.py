@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from lerobot.configs import PreTrainedConfig
 from lerobot.policies.act.configuration_act import ACTConfig
 
+from rewardkit.errors import RewardkitError
+
 REWARD_HEADS = ("scalar", "distributional")
 REWARD_TARGETS = ("linear", "keyframe", "failure", "parquet")
 REWARD_REFRESH = ("every_step", "on_refill")
@@ -67,23 +69,29 @@ class RewACTConfig(ACTConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.reward_head not in REWARD_HEADS:
-            raise ValueError(f"reward_head must be one of {REWARD_HEADS}, got {self.reward_head!r}")
+            raise RewardkitError(f"reward_head must be one of {REWARD_HEADS}, got {self.reward_head!r}")
         if self.reward_head == "distributional" and self.reward_num_bins < 2:
-            raise ValueError(f"reward_num_bins must be >= 2, got {self.reward_num_bins}")
+            raise RewardkitError(f"reward_num_bins must be >= 2, got {self.reward_num_bins}")
         if self.reward_targets not in REWARD_TARGETS:
-            raise ValueError(f"reward_targets must be one of {REWARD_TARGETS}, got {self.reward_targets!r}")
+            raise RewardkitError(
+                f"reward_targets must be one of {REWARD_TARGETS}, got {self.reward_targets!r}"
+            )
         if self.reward_targets in ("keyframe", "parquet") and not self.reward_targets_path:
-            raise ValueError(f"reward_targets={self.reward_targets!r} needs reward_targets_path")
+            raise RewardkitError(f"reward_targets={self.reward_targets!r} needs reward_targets_path")
         if not 0.0 <= self.reward_target_start < self.reward_target_end <= 1.0:
-            raise ValueError(
+            raise RewardkitError(
                 "need 0 <= reward_target_start < reward_target_end <= 1, got "
                 f"{self.reward_target_start}, {self.reward_target_end}"
             )
         if self.reward_refresh not in REWARD_REFRESH:
-            raise ValueError(f"reward_refresh must be one of {REWARD_REFRESH}, got {self.reward_refresh!r}")
+            raise RewardkitError(
+                f"reward_refresh must be one of {REWARD_REFRESH}, got {self.reward_refresh!r}"
+            )
         if self.reward_loss_weight < 0:
-            raise ValueError(f"reward_loss_weight must be >= 0, got {self.reward_loss_weight}")
+            raise RewardkitError(f"reward_loss_weight must be >= 0, got {self.reward_loss_weight}")
         if self.dim_model < 4:
-            raise ValueError(f"dim_model must be >= 4 for the reward head (d/4 units), got {self.dim_model}")
+            raise RewardkitError(
+                f"dim_model must be >= 4 for the reward head (d/4 units), got {self.dim_model}"
+            )
         if self.label_batch_size < 1:
-            raise ValueError(f"label_batch_size must be >= 1, got {self.label_batch_size}")
+            raise RewardkitError(f"label_batch_size must be >= 1, got {self.label_batch_size}")

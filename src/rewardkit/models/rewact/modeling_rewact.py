@@ -38,6 +38,7 @@ from torch import Tensor, nn
 
 from rewardkit.data import targets as progress_targets_lib
 from rewardkit.data.annotations import read_keyframes
+from rewardkit.errors import RewardkitError
 from rewardkit.models.base import CheckpointError, EpisodeInputs, ModelInputs
 from rewardkit.models.rewact.configuration_rewact import RewACTConfig
 
@@ -155,7 +156,7 @@ class RewACTPolicy(ACTPolicy):
         """Set the per-frame target table, (N,) indexed by the dataset's global frame `index` (NaN: none)."""
         table = torch.as_tensor(np.asarray(targets, dtype=np.float32))
         if table.ndim != 1:
-            raise ValueError(f"progress targets must be a (N,) array, got shape {tuple(table.shape)}")
+            raise RewardkitError(f"progress targets must be a (N,) array, got shape {tuple(table.shape)}")
         self.progress_targets = table.to(self.reward_bin_centers.device)
 
     def progress_targets_for(self, batch: dict[str, Tensor]) -> Tensor:
@@ -163,17 +164,19 @@ class RewACTPolicy(ACTPolicy):
         if PROGRESS_KEY in batch:
             return torch.as_tensor(batch[PROGRESS_KEY], dtype=torch.float32).reshape(-1)
         if self.progress_targets.numel() == 0:
-            raise ValueError(
+            raise RewardkitError(
                 "RewACT has no progress targets: build the policy with the dataset metadata "
                 "(RewACTPolicy(config, dataset_meta=...), as lerobot's make_policy does), call "
                 "set_progress_targets(...), or put (B,) targets in batch['progress']; or set "
                 "reward_loss_weight=0"
             )
         if INDEX_KEY not in batch:
-            raise ValueError("RewACT training needs the batch's global frame 'index' to look up its targets")
+            raise RewardkitError(
+                "RewACT training needs the batch's global frame 'index' to look up its targets"
+            )
         index = torch.as_tensor(batch[INDEX_KEY]).reshape(-1).long().to(self.progress_targets.device)
         if int(index.max()) >= self.progress_targets.numel() or int(index.min()) < 0:
-            raise ValueError(
+            raise RewardkitError(
                 f"frame index {int(index.max())} is outside the progress target table "
                 f"({self.progress_targets.numel()} frames): targets built for another dataset?"
             )
@@ -270,7 +273,9 @@ class RewACTPolicy(ACTPolicy):
     def required_inputs(self) -> ModelInputs:
         """Raw frames of every camera the policy reads, and the state when it reads one."""
         if self.config.env_state_feature:
-            raise ValueError("RewACT policies that read observation.environment_state cannot label episodes")
+            raise RewardkitError(
+                "RewACT policies that read observation.environment_state cannot label episodes"
+            )
         return ModelInputs(
             cameras=list(self.config.image_features),
             encoder=None,
@@ -292,7 +297,9 @@ class RewACTPolicy(ACTPolicy):
             )
         needs = self.required_inputs()
         if inputs.frames is None:
-            raise ValueError(f"episode {inputs.episode_index}: RewACT needs decoded frames (inputs.frames)")
+            raise RewardkitError(
+                f"episode {inputs.episode_index}: RewACT needs decoded frames (inputs.frames)"
+            )
         frame_indices = getattr(inputs, "frame_indices", None)
         positions = (
             np.arange(inputs.length) if frame_indices is None else np.asarray(frame_indices, dtype=int)
@@ -301,7 +308,7 @@ class RewACTPolicy(ACTPolicy):
         for camera in needs.cameras:
             video = np.asarray(inputs.frames(camera))
             if video.ndim != 4 or video.shape[0] != inputs.length or video.shape[-1] != 3:
-                raise ValueError(
+                raise RewardkitError(
                     f"episode {inputs.episode_index}: camera {camera} frames have shape {video.shape}, "
                     f"expected ({inputs.length}, H, W, 3)"
                 )
@@ -309,10 +316,10 @@ class RewACTPolicy(ACTPolicy):
         state = None
         if needs.state:
             if inputs.state is None:
-                raise ValueError(f"episode {inputs.episode_index}: RewACT needs observation.state")
+                raise RewardkitError(f"episode {inputs.episode_index}: RewACT needs observation.state")
             state = np.asarray(inputs.state, dtype=np.float32)
             if state.shape[0] != inputs.length:
-                raise ValueError(
+                raise RewardkitError(
                     f"episode {inputs.episode_index}: state has {state.shape[0]} rows for {inputs.length} frames"
                 )
         progress = []
@@ -342,7 +349,7 @@ def build_progress_targets(config: RewACTConfig, dataset_meta: Any) -> np.ndarra
         )
     episodes = dataset_meta.episodes
     if episodes is None:
-        raise ValueError(f"dataset {dataset_meta.root} has no episode metadata to build progress targets")
+        raise RewardkitError(f"dataset {dataset_meta.root} has no episode metadata to build progress targets")
     columns = ["episode_index", "dataset_from_index", "dataset_to_index"]
     table = episodes.select_columns(columns).with_format("numpy")[:]
     total = max(int(dataset_meta.total_frames), int(table["dataset_to_index"].max(initial=0)))
@@ -373,17 +380,17 @@ def read_progress_parquet(path: Path, column: str, total_frames: int) -> np.ndar
     names = pq.read_schema(path).names
     for needed in ("index", column):
         if needed not in names:
-            raise ValueError(f"progress parquet {path} has no column '{needed}' (columns: {names})")
+            raise RewardkitError(f"progress parquet {path} has no column '{needed}' (columns: {names})")
     data = pq.read_table(path, columns=["index", column])
     index = data.column("index").to_numpy().astype(np.int64)
     values = data.column(column).to_numpy(zero_copy_only=False).astype(np.float32)
     if len(index) and (index.min() < 0 or index.max() >= total_frames):
-        raise ValueError(
+        raise RewardkitError(
             f"progress parquet {path}: frame index {index.max()} outside the dataset's {total_frames}"
         )
     known = values[~np.isnan(values)]
     if len(known) and (known.min() < 0 or known.max() > 1):
-        raise ValueError(f"progress parquet {path}: column '{column}' has values outside [0, 1]")
+        raise RewardkitError(f"progress parquet {path}: column '{column}' has values outside [0, 1]")
     targets = np.full(total_frames, np.nan, dtype=np.float32)
     targets[index] = values
     return targets

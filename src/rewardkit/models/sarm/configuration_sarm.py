@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from lerobot.configs.rewards import RewardModelConfig
 from lerobot.optim import AdamWConfig, CosineDecayWithWarmupSchedulerConfig
 
+from rewardkit.errors import RewardkitError
 from rewardkit.models.base import RewardKitConfig
 from rewardkit.models.sarm.sliding import spread_bands
 
@@ -116,13 +117,13 @@ class StageAwareConfig(RewardKitConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.annotation_mode not in ANNOTATION_MODES:
-            raise ValueError(
+            raise RewardkitError(
                 f"annotation_mode must be one of {ANNOTATION_MODES}, got '{self.annotation_mode}'"
             )
         if self.window not in WINDOWS:
-            raise ValueError(f"window must be one of {WINDOWS}, got '{self.window}'")
+            raise RewardkitError(f"window must be one of {WINDOWS}, got '{self.window}'")
         if self.n_obs_steps < 1 or self.frame_gap < 1:
-            raise ValueError(
+            raise RewardkitError(
                 f"need n_obs_steps >= 1 and frame_gap >= 1, got {self.n_obs_steps}, {self.frame_gap}"
             )
         if self.architecture is not None or self.temporal_bands is not None:
@@ -131,13 +132,15 @@ class StageAwareConfig(RewardKitConfig):
             if self.temporal_bands is not None:
                 _ = self.layer_bands
         if self.window == "centred" and self.n_obs_steps % 2:
-            raise ValueError(f"a centred window needs an even n_obs_steps, got {self.n_obs_steps}")
+            raise RewardkitError(f"a centred window needs an even n_obs_steps, got {self.n_obs_steps}")
         if not 0 <= self.max_rewind_steps < self.n_obs_steps:
-            raise ValueError(
+            raise RewardkitError(
                 f"max_rewind_steps ({self.max_rewind_steps}) must be in [0, n_obs_steps={self.n_obs_steps})"
             )
         if self.hidden_dim % self.num_heads:
-            raise ValueError(f"hidden_dim {self.hidden_dim} is not divisible by num_heads {self.num_heads}")
+            raise RewardkitError(
+                f"hidden_dim {self.hidden_dim} is not divisible by num_heads {self.num_heads}"
+            )
         if self.annotation_mode in ("single_stage", "dense_only"):
             self.num_sparse_stages = 1
             self.sparse_subtask_names = ["task"]
@@ -152,7 +155,7 @@ class StageAwareConfig(RewardKitConfig):
             if names is not None:
                 setattr(self, f"num_{scheme}_stages", len(names))
             if names is not None and proportions is not None and len(names) != len(proportions):
-                raise ValueError(
+                raise RewardkitError(
                     f"{scheme}: {len(names)} subtask names but {len(proportions)} temporal proportions"
                 )
 
@@ -162,9 +165,9 @@ class StageAwareConfig(RewardKitConfig):
         """`architecture`, or the default for the window: "sliding" if causal, else "lerobot"."""
         architecture = self.architecture or ("sliding" if self.window == "causal" else "lerobot")
         if architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got '{architecture}'")
+            raise RewardkitError(f"architecture must be one of {ARCHITECTURES}, got '{architecture}'")
         if architecture == "sliding" and self.window != "causal":
-            raise ValueError("the sliding architecture is causal: it needs window='causal'")
+            raise RewardkitError("the sliding architecture is causal: it needs window='causal'")
         return architecture
 
     @property
@@ -174,7 +177,7 @@ class StageAwareConfig(RewardKitConfig):
             return spread_bands(self.n_obs_steps, self.num_layers)
         bands = [int(b) for b in self.temporal_bands]
         if len(bands) != self.num_layers or sum(bands) != self.n_obs_steps or min(bands) < 0:
-            raise ValueError(
+            raise RewardkitError(
                 f"temporal_bands {bands} must give one band >= 0 per layer ({self.num_layers}) adding "
                 f"up to n_obs_steps ({self.n_obs_steps})"
             )

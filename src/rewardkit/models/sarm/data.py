@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from rewardkit.errors import RewardkitError
 from rewardkit.models.sarm.configuration_sarm import StageAwareConfig
 
 
@@ -65,11 +66,11 @@ class SARMTrainingData(torch.utils.data.Dataset):
         augment: bool = True,
     ) -> None:
         if not episodes:
-            raise ValueError("no episodes to train on")
+            raise RewardkitError("no episodes to train on")
         cameras = list(config.cameras or image_features)
         missing = [c for c in cameras if c not in image_features]
         if missing:
-            raise ValueError(f"no image features for camera(s) {missing}; have {sorted(image_features)}")
+            raise RewardkitError(f"no image features for camera(s) {missing}; have {sorted(image_features)}")
         self.config = config
         self.cameras = cameras
         self.image_features = [image_features[c] for c in cameras]

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
+from rewardkit.errors import RewardkitError
 from rewardkit.models.base import CheckpointError, EpisodeInputs, ModelInputs, RewardKitModel, load_weights
 from rewardkit.models.sarm.configuration_sarm import StageAwareConfig
 from rewardkit.models.sarm.sliding import SlidingHistory, SlidingTransformer
@@ -201,7 +202,7 @@ class StageAwareRewardModel(RewardKitModel):
             return
         stats = (getattr(dataset.meta, "stats", None) or {}).get("observation.state")
         if not stats or "mean" not in stats or "std" not in stats:
-            raise ValueError(
+            raise RewardkitError(
                 f"dataset {dataset.root} has no observation.state mean/std in meta/stats.json, which this "
                 "lerobot SARM checkpoint needs to normalise the state (lerobot's preprocessor does the same)"
             )
@@ -373,14 +374,16 @@ class StageAwareRewardModel(RewardKitModel):
         "stage_probs_dense" (F, K_dense); F = T, or len(inputs.frame_indices) when given.
         """
         if inputs.image_features is None or inputs.text_features is None:
-            raise ValueError(
+            raise RewardkitError(
                 f"episode {inputs.episode_index}: SARM needs cached image and text features "
                 f"(encoder '{self.config.encoder}')"
             )
         cameras = self.config.cameras or list(inputs.image_features)
         missing = [c for c in cameras if c not in inputs.image_features]
         if missing:
-            raise ValueError(f"episode {inputs.episode_index}: no cached features for camera(s) {missing}")
+            raise RewardkitError(
+                f"episode {inputs.episode_index}: no cached features for camera(s) {missing}"
+            )
         device = self._state_std.device
         features = torch.stack(
             [torch.from_numpy(np.array(inputs.image_features[c], dtype=np.float32)) for c in cameras]
@@ -444,7 +447,7 @@ class StageAwareRewardModel(RewardKitModel):
         """Sliding architecture: a per-step predictor that computes one new frame per step (see
         `SlidingStream`)."""
         if self.config.architecture != "sliding":
-            raise ValueError(
+            raise RewardkitError(
                 f"online_stream needs the sliding architecture, this model is '{self.config.architecture}'"
             )
         return SlidingStream(self)
