@@ -4,6 +4,7 @@ gymnasium `RewardWrapper`."""
 from rewardkit.online.adapters import (
     ClassifierOnline,
     FunctionOnline,
+    InvalidObservation,
     OnlineModel,
     StepOutput,
     make_online_model,
@@ -14,6 +15,7 @@ from rewardkit.online.monitor import MonitorOutput, RewardMonitor
 __all__ = [
     "ClassifierOnline",
     "FunctionOnline",
+    "InvalidObservation",
     "MonitorOutput",
     "OnlineModel",
     "RewardMonitor",

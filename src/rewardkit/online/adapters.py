@@ -16,6 +16,11 @@ as it is, and `FunctionOnline` wraps a plain function (a scripted or external re
 Observations are dicts in lerobot's naming (`"observation.images.<cam>"`, `"observation.state"`,
 `"task"`); images may be (H, W, 3) uint8 (a robot's or a gym env's frame) or (3, H, W) float in [0, 1]
 (a lerobot policy's frame), with or without a leading batch dimension of 1.
+
+What an adapter cannot use is refused in `encode`, before anything enters the model's history
+(`InvalidObservation`): a state with non-finite values or of the wrong size, a float image outside
+[0, 1] (a 0-255 float frame would otherwise be clipped to white), a non-finite image. The monitor raises
+it, or skips the step with `on_invalid="skip"`.
 """
 
 from __future__ import annotations
@@ -30,6 +35,10 @@ import torch
 from rewardkit.errors import RewardkitError
 
 STATE_KEY = "observation.state"
+
+
+class InvalidObservation(RewardkitError):
+    """An observation the model cannot use (raised by `encode`, before the history is touched)."""
 
 
 @dataclass
@@ -80,7 +89,16 @@ def frame_to_uint8_hwc(image: Any, key: str = "image") -> np.ndarray:
     if array.shape[-1] != 3:
         raise RewardkitError(f"observation '{key}': expected 3 colour channels, got shape {array.shape}")
     if array.dtype != np.uint8:
-        array = (np.clip(array.astype(np.float32), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+        array = array.astype(np.float32)
+        if not np.isfinite(array).all():
+            raise InvalidObservation(f"observation '{key}': the image has non-finite values")
+        low, high = float(array.min()), float(array.max())
+        if low < -1e-3 or high > 1.0 + 1e-3:
+            raise InvalidObservation(
+                f"observation '{key}': a float image must lie in [0, 1], got values in [{low:g}, {high:g}]; "
+                "pass a uint8 frame (0-255) or divide by 255"
+            )
+        array = (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
     return np.ascontiguousarray(array)
 
 
@@ -93,10 +111,19 @@ def require(observation: Mapping[str, Any], key: str, model: str) -> Any:
     return observation[key]
 
 
-def state_vector(observation: Mapping[str, Any], model: str) -> torch.Tensor:
-    """observation["observation.state"] as a (S,) float32 tensor."""
+def state_vector(observation: Mapping[str, Any], model: str, size: int | None = None) -> torch.Tensor:
+    """observation["observation.state"] as a (S,) float32 tensor; `InvalidObservation` when it has
+    non-finite values or (with `size`) another size than the model was trained on."""
     state = torch.as_tensor(np.asarray(require(observation, STATE_KEY, model)), dtype=torch.float32)
-    return state.reshape(-1)
+    state = state.reshape(-1)
+    if size is not None and state.numel() != size:
+        raise InvalidObservation(
+            f"{model} was trained on a {size}-dim '{STATE_KEY}', the observation has {state.numel()} values"
+        )
+    bad = (~torch.isfinite(state)).nonzero().flatten().tolist()
+    if bad:
+        raise InvalidObservation(f"'{STATE_KEY}' has non-finite values at dimensions {bad[:10]} ({model})")
+    return state
 
 
 # ---- generic adapters --------------------------------------------------------------------------
@@ -148,7 +175,8 @@ class ClassifierOnline:
         else:
             features.update({cam: torch.from_numpy(frame) for cam, frame in frames.items()})
         if self.config.use_state:
-            features[STATE_KEY] = state_vector(observation, "the success classifier")[None]
+            size = self.config.state_dim or None
+            features[STATE_KEY] = state_vector(observation, "the success classifier", size)[None]
         return features
 
     @torch.no_grad()

@@ -96,7 +96,8 @@ class SarmOnline:
             "task": task,
         }
         if self.config.use_state:
-            out["state"] = state_vector(observation, "SARM").to(self.device)
+            size = len(self.config.state_mean) if self.config.state_mean else None
+            out["state"] = state_vector(observation, "SARM", size).to(self.device)
         return out
 
     @torch.no_grad()
@@ -165,7 +166,8 @@ class RewactOnline:
             frame = frame_to_uint8_hwc(require(observation, cam, "RewACT"), cam)
             batch[cam] = torch.from_numpy(frame).permute(2, 0, 1)[None].float().div_(255.0)
         if self.config.robot_state_feature is not None:
-            batch[STATE_KEY] = state_vector(observation, "RewACT")[None]
+            size = int(self.config.robot_state_feature.shape[0])
+            batch[STATE_KEY] = state_vector(observation, "RewACT", size)[None]
         if self.policy.preprocessor is not None:
             batch = self.policy.preprocessor(batch)
         return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}

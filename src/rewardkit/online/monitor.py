@@ -13,19 +13,29 @@ into two decisions:
 
 Time is the step count over `fps` when `fps` is given (deterministic, what a fixed-rate loop means),
 the `timestamp` passed to `step` when given, else the wall clock.
+
+An observation the model cannot use (non-finite or wrongly sized state, a float image outside [0, 1]) is
+refused before it reaches the model's history. With `on_invalid="raise"` (the default) `step` raises
+`InvalidObservation`; with `on_invalid="skip"` (a transient sensor glitch during a rollout) the step is
+skipped: a warning is logged, the output repeats the last valid progress with `skipped=True`, neither the
+model's history nor the completion and stall rules see it, and `skipped_steps` counts such steps.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from rewardkit.errors import RewardkitError
-from rewardkit.online.adapters import OnlineModel, make_online_model
+from rewardkit.online.adapters import InvalidObservation, OnlineModel, make_online_model
+
+logger = logging.getLogger(__name__)
 
 SIGNALS = ("auto", "progress", "success_prob")
+ON_INVALID = ("raise", "skip")
 
 
 @dataclass
@@ -44,6 +54,8 @@ class MonitorOutput:
         time_s: this step's time since the last reset, in seconds.
         latency_ms: wall time of this `step` call, in milliseconds.
         extras: model-specific outputs (stage, action, ...).
+        skipped: the observation was invalid and skipped (`on_invalid="skip"`); the values repeat the
+            last valid step's.
     """
 
     progress: float
@@ -57,6 +69,7 @@ class MonitorOutput:
     time_s: float
     latency_ms: float
     extras: dict[str, Any] = field(default_factory=dict)
+    skipped: bool = False
 
 
 class RewardMonitor:
@@ -74,6 +87,8 @@ class RewardMonitor:
         stall_epsilon: the progress increase that counts as progress.
         signal: which output the completion rule reads: "progress", "success_prob", or "auto"
             (success_prob when the model gives one, else progress).
+        on_invalid: "raise" (default) or "skip" an observation the model cannot use (see the module
+            docstring).
         adapter_kwargs: passed to the model's online adapter (e.g. a task text for SARM).
     """
 
@@ -88,6 +103,7 @@ class RewardMonitor:
         stall_seconds: float | None = 5.0,
         stall_epsilon: float = 0.01,
         signal: str = "auto",
+        on_invalid: str = "raise",
         **adapter_kwargs: Any,
     ):
         if release_threshold is None:
@@ -105,6 +121,9 @@ class RewardMonitor:
             raise RewardkitError(f"fps must be positive, got {fps}")
         if signal not in SIGNALS:
             raise RewardkitError(f"signal must be one of {SIGNALS}, got {signal!r}")
+        if on_invalid not in ON_INVALID:
+            raise RewardkitError(f"on_invalid must be one of {ON_INVALID}, got {on_invalid!r}")
+        self.on_invalid = on_invalid
         self.online: OnlineModel = make_online_model(model, **adapter_kwargs)
         self.fps = fps
         self.complete_threshold = complete_threshold
@@ -124,6 +143,7 @@ class RewardMonitor:
         self._done = False
         self._best_progress: float | None = None
         self._last_progress_time = 0.0
+        self.skipped_steps = 0
         self.last: MonitorOutput | None = None
 
     @property
@@ -144,7 +164,13 @@ class RewardMonitor:
         progress, success probability, task-complete event and stall signal."""
         started = time.perf_counter()
         now = self._now(timestamp)
-        output = self.online.step_features(self.online.encode(observation))
+        try:
+            features = self.online.encode(observation)
+        except InvalidObservation as e:
+            if self.on_invalid == "raise":
+                raise
+            return self._skip(e, now, started)
+        output = self.online.step_features(features)
         progress = float(output.progress)
         success_prob = None if output.success_prob is None else float(output.success_prob)
         use_success = self.signal == "success_prob" or (self.signal == "auto" and success_prob is not None)
@@ -183,3 +209,23 @@ class RewardMonitor:
         )
         self.step_index += 1
         return self.last
+
+    def _skip(self, error: InvalidObservation, now: float, started: float) -> MonitorOutput:
+        self.skipped_steps += 1
+        logger.warning("step %d skipped: %s", self.step_index, error)
+        last = self.last
+        output = MonitorOutput(
+            progress=last.progress if last else 0.0,
+            success_prob=last.success_prob if last else None,
+            signal=last.signal if last else 0.0,
+            completed=False,
+            done=self._done,
+            stalled=last.stalled if last else False,
+            seconds_since_progress=now - self._last_progress_time,
+            step=self.step_index,
+            time_s=now,
+            latency_ms=(time.perf_counter() - started) * 1e3,
+            skipped=True,
+        )
+        self.step_index += 1
+        return output
