@@ -46,3 +46,23 @@ def test_every_command_has_help(capsys):
         out = capsys.readouterr().out
         assert code in (0, None), name
         assert "usage" in out.lower(), name
+
+
+def test_a_bug_keeps_its_traceback_while_bad_input_is_one_line(capsys):
+    """Only RewardkitError (bad input) becomes a one-line exit 2; any other ValueError is a bug and
+    propagates with its traceback (before, every ValueError was swallowed into one line)."""
+    import pytest
+
+    from rewardkit.cli_utils import run_command
+    from rewardkit.errors import RewardkitError
+
+    def user_error(argv):
+        raise RewardkitError("the flag --x names no file")
+
+    def bug(argv):
+        raise ValueError("internal shape mismatch")
+
+    assert run_command(user_error, []) == 2
+    assert "error: the flag --x names no file" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="internal shape mismatch"):
+        run_command(bug, [])

@@ -24,3 +24,31 @@ def test_failed_write_keeps_the_old_file_and_removes_the_temporary(tmp_path):
         atomic_write(target, broken)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["progress.parquet"]
+
+
+def test_new_files_follow_the_umask_and_replaced_files_keep_their_mode(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        fresh = atomic_write_text(tmp_path / "fresh.json", "{}")
+        assert fresh.stat().st_mode & 0o777 == 0o644  # mkstemp alone gives 600
+        kept = tmp_path / "episodes.parquet"
+        kept.write_text("old")
+        kept.chmod(0o640)
+        atomic_write_text(kept, "new")
+        assert kept.stat().st_mode & 0o777 == 0o640 and kept.read_text() == "new"
+    finally:
+        os.umask(old)
+
+
+def test_check_overwrite_refuses_an_existing_output_unless_asked(tmp_path):
+    from rewardkit.errors import RewardkitError
+    from rewardkit.io_utils import check_overwrite
+
+    target = tmp_path / "eval.json"
+    assert check_overwrite(target, overwrite=False) == target  # nothing there yet
+    target.write_text("{}")
+    with pytest.raises(RewardkitError, match=r"eval.json already exists; pass --overwrite=true"):
+        check_overwrite(target, overwrite=False)
+    assert check_overwrite(target, overwrite=True) == target
