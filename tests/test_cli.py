@@ -66,3 +66,17 @@ def test_a_bug_keeps_its_traceback_while_bad_input_is_one_line(capsys):
     assert "error: the flag --x names no file" in capsys.readouterr().err
     with pytest.raises(ValueError, match="internal shape mismatch"):
         run_command(bug, [])
+
+
+def test_help_shows_every_flag_with_its_default_and_documentation(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--steps int  (default: 20000)" in out
+    assert "--batch_size int  (default: 64)" in out
+    assert "--model.hidden_dim int  (default: 768)" in out
+    assert "Optimizer steps in total" in out  # the field's text from the docstring's Args
+    assert "--dataset.root str | None  (default: None)" in out

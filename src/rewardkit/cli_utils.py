@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import logging
+import re
 import sys
+import textwrap
+import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -37,11 +42,85 @@ def setup_logging(level: int = logging.INFO) -> None:
 
 
 def parse_config[C](config_class: type[C], argv: Sequence[str], prog: str, description: str = "") -> C:
-    """Parse `--a.b=value` flags into `config_class` (a dataclass), lerobot's style, via draccus."""
+    """Parse `--a.b=value` flags into `config_class` (a dataclass), lerobot's style, via draccus.
+
+    `--help` prints every flag with its type, default and documentation (`help_text`) and exits 0.
+    """
     import draccus
 
-    del description  # draccus takes the help text from the config class docstring
+    if any(arg in ("-h", "--help") for arg in argv):
+        print(help_text(config_class, f"rewardkit {prog}", description))
+        raise SystemExit(0)
     return draccus.parse(config_class, args=list(argv), prog=f"rewardkit {prog}")
+
+
+def _documented_args(cls: type) -> dict[str, str]:
+    """Field name -> its text in the class docstring's `Args:` section (continuation lines joined)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        lines = inspect.cleandoc(klass.__dict__.get("__doc__") or "").splitlines()
+        current = None
+        inside = False
+        for line in lines:
+            if line.strip() == "Args:":
+                inside = True
+                continue
+            if not inside:
+                continue
+            match = re.match(r"^ {4}(\w+)(?: \(.*?\))?: ?(.*)$", line)
+            if match:
+                current = match.group(1)
+                docs[current] = match.group(2).strip()
+            elif current and line.startswith(" " * 8):
+                docs[current] += " " + line.strip()
+            elif line.strip():
+                current, inside = None, False
+    return docs
+
+
+def _flag_lines(cls: type, prefix: str) -> list[str]:
+    docs = _documented_args(cls)
+    lines: list[str] = []
+    nested: list[tuple[str, type]] = []
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        if not field.init or field.name.startswith("_"):
+            continue
+        kind = hints.get(field.name, field.type)
+        if field.default is not dataclasses.MISSING:
+            default = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+        else:
+            default = dataclasses.MISSING
+        if dataclasses.is_dataclass(default):
+            nested.append((field.name, type(default)))
+            continue
+        if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+            nested.append((field.name, kind))
+            continue
+        name = getattr(kind, "__name__", None) or str(kind).replace("typing.", "")
+        shown = "required" if default is dataclasses.MISSING else f"default: {default!r}"
+        lines.append(f"  --{prefix}{field.name} {name}  ({shown})")
+        if docs.get(field.name):
+            lines.extend("        " + chunk for chunk in textwrap.wrap(docs[field.name], 92))
+    for name, kind in nested:
+        lines.append("")
+        lines.append(f"{prefix}{name} ({kind.__name__}):")
+        lines.extend(_flag_lines(kind, f"{prefix}{name}."))
+    return lines
+
+
+def help_text(config_class: type, prog: str, description: str = "") -> str:
+    """`--help` of a subcommand: usage, the class summary, then every flag (nested `--a.b` included)
+    with its type, default and the text of the docstring's `Args:` section."""
+    summary = inspect.cleandoc(config_class.__doc__ or "").split("\n\n")[0]
+    head = [f"usage: {prog} [--flag=value ...]", ""]
+    if description:
+        head += [description, ""]
+    if summary:
+        head += [summary, ""]
+    return "\n".join([*head, "flags:", *_flag_lines(config_class, "")])
 
 
 def announce(label: str, path: str | Path) -> None:
