@@ -224,7 +224,7 @@ def test_cli_errors_and_never_uploads_unless_asked(tiny_dataset, tmp_path, capsy
     assert main([*base, "--stride=0"]) == 2
     assert main(base) == 0 and uploads == []
     assert main([*base, "--push_to_hub=true"]) == 2  # no repo id to upload to
-    assert main([*base, "--push_to_hub=true", "--dataset.repo_id=me/ds"]) == 0
+    assert main([*base, "--push_to_hub=true", "--dataset.repo_id=me/ds", "--overwrite=true"]) == 0
     assert uploads == [
         {
             "path_or_fileobj": str(out),
@@ -233,3 +233,33 @@ def test_cli_errors_and_never_uploads_unless_asked(tiny_dataset, tmp_path, capsy
             "repo_type": "dataset",
         }
     ]
+
+
+def test_label_never_replaces_an_earlier_parquet_unless_asked(own_copy, tmp_path, capsys):
+    root, _ = own_copy
+    model_path = save_toy(tmp_path / "toy")
+    default = root / "sarm_progress.parquet"
+    default.write_bytes(b"earlier labels")
+    base = ["label", f"--dataset.root={root}", f"--model.path={model_path}"]
+    assert main(base) == 2
+    error = capsys.readouterr().err
+    assert str(default) in error and "--overwrite=true" in error
+    assert default.read_bytes() == b"earlier labels"
+    assert main([*base, "--overwrite=true"]) == 0
+    episodes, _ = read_progress_parquet(default)
+    assert sorted(episodes) == [0, 1, 2]
+
+
+def test_labeller_records_the_dataset_fingerprint(tiny_dataset, tmp_path):
+    import json
+
+    from rewardkit.labelling import dataset_fingerprint
+
+    root, _ = tiny_dataset
+    dataset = open_dataset(root=root, episodes=[1])
+    out = label_to_parquet(_toy(), "toy", dataset, tmp_path / "p.parquet", show_progress=False)
+    _, metadata = read_progress_parquet(out)
+    recorded = json.loads(metadata["rewardkit"])["dataset"]
+    # The whole dataset's layout, not the selection: a subset's file still fits the dataset.
+    assert recorded == dataset_fingerprint(open_dataset(root=root))
+    assert recorded["num_episodes"] == 3 and recorded["num_frames"] == 60

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from rewardkit.rabc import (
+    ProgressTable,
     RABCWeighter,
     UniformWeighter,
     compute_deltas,
     mean_weight_curve,
     rabc_weights,
-    read_progress,
     suggest_kappa,
 )
 
@@ -167,12 +167,12 @@ def test_progress_file_errors_name_the_file(tmp_path):
     path = tmp_path / "p.parquet"
     pd.DataFrame({"index": [0, 1], "episode_index": [0, 0], "progress_sparse": [0.1, 0.2]}).to_parquet(path)
     with pytest.raises(ValueError, match="progress_dense") as error:
-        read_progress(path, "dense")
+        ProgressTable.from_file(path, "dense")
     assert str(path) in str(error.value)
     with pytest.raises(FileNotFoundError):
-        read_progress(tmp_path / "missing.parquet")
+        ProgressTable.from_file(tmp_path / "missing.parquet")
     with pytest.raises(ValueError, match="head_mode"):
-        read_progress(path, "both")
+        ProgressTable.from_file(path, "both")
     with pytest.raises(ValueError, match="nan_weight"):
         RABCWeighter.from_file(path, chunk_size=1, nan_weight=float("nan"))
     empty = tmp_path / "empty.parquet"

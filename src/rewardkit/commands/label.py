@@ -40,6 +40,7 @@ class LabelConfig:
             ~/.cache/rewardkit/features).
         push_to_hub: upload the parquet to the dataset's hub repo (`--dataset.repo_id`) as
             sarm_progress.parquet. Off unless given.
+        overwrite: replace an existing parquet at the output path (off: the run stops before any work).
     """
 
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -49,6 +50,7 @@ class LabelConfig:
     dtype: str = "float32"
     cache_dir: str | None = None
     push_to_hub: bool = False
+    overwrite: bool = False
 
 
 def main(argv: list[str]) -> int:
@@ -62,15 +64,17 @@ def main(argv: list[str]) -> int:
 
     import rewardkit
     from rewardkit.data.dataset import open_from_config
-    from rewardkit.labelling import PROGRESS_FILENAME, ShardState, label_to_parquet
+    from rewardkit.io_utils import check_overwrite
+    from rewardkit.labelling import PROGRESS_FILENAME, ShardState, default_output_path, label_to_parquet
 
+    dataset = open_from_config(cfg.dataset)
+    output = check_overwrite(cfg.output or default_output_path(dataset), cfg.overwrite)
     shard = ShardState.from_accelerate()
     device = cfg.model.device
     if device is None and shard.num_processes > 1:
         from accelerate import PartialState
 
         device = str(PartialState().device)
-    dataset = open_from_config(cfg.dataset)
     model = rewardkit.load(cfg.model.path, device=device)
     from rewardkit.encoders import resolve_dtype
 
@@ -79,7 +83,7 @@ def main(argv: list[str]) -> int:
         model,
         cfg.model.path,
         dataset,
-        cfg.output,
+        output,
         cfg.stride,
         shard=shard,
         dtype=dtype,

@@ -16,6 +16,8 @@ from rewardkit.labelling.labeller import (
 from rewardkit.labelling.parquet import (
     PROGRESS_FILENAME,
     EpisodeLabels,
+    check_progress,
+    dataset_fingerprint,
     progress_table,
     read_progress_parquet,
     write_progress_parquet,
@@ -26,6 +28,8 @@ __all__ = [
     "EpisodeLabels",
     "LabellingError",
     "ShardState",
+    "check_progress",
+    "dataset_fingerprint",
     "default_output_path",
     "episode_inputs",
     "interpolate_outputs",

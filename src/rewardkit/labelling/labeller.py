@@ -28,7 +28,12 @@ import numpy as np
 
 from rewardkit.data.dataset import STATE_KEY, EpisodeInfo, RewardDataset
 from rewardkit.errors import RewardkitError
-from rewardkit.labelling.parquet import PROGRESS_FILENAME, EpisodeLabels, write_progress_parquet
+from rewardkit.labelling.parquet import (
+    PROGRESS_FILENAME,
+    EpisodeLabels,
+    dataset_fingerprint,
+    write_progress_parquet,
+)
 from rewardkit.models.base import EpisodeInputs, ModelInputs
 
 logger = logging.getLogger(__name__)
@@ -386,5 +391,7 @@ def label_to_parquet(
         "stride": stride,
         "model_type": getattr(getattr(model, "config", None), "type", type(model).__name__),
         "episodes": [e.episode_index for e in labels],
+        # RA-BC refuses the file on a dataset with another frame layout (`check_progress`).
+        "dataset": dataset_fingerprint(dataset),
     }
     return write_progress_parquet(path, labels, model_path, metadata)

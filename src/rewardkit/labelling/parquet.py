@@ -3,13 +3,16 @@
 Columns: `index` (global frame index, int64), `episode_index` (int64), `frame_index` (int64),
 `progress_sparse` (float32) and, when the model has a dense head, `progress_dense` (float32); rows sorted
 by `index`. The schema metadata holds `reward_model_path` (lerobot reads it back with
-`get_reward_model_path_from_parquet`) and `rewardkit` (a JSON blob: stride, model type, version).
+`get_reward_model_path_from_parquet`) and `rewardkit` (a JSON blob: stride, model type, episodes, and
+`dataset`, the fingerprint of the dataset labelled, see `dataset_fingerprint`).
 This is exactly what `lerobot.rewards.sarm.rabc.RABCWeights` loads, unchanged.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +22,8 @@ import numpy as np
 
 from rewardkit.errors import RewardkitError
 from rewardkit.io_utils import atomic_write
+
+logger = logging.getLogger(__name__)
 
 PROGRESS_FILENAME = "sarm_progress.parquet"  # lerobot's default name, found by its RA-BC weighter
 
@@ -98,33 +103,188 @@ def write_progress_parquet(
     return atomic_write(path, lambda temporary: pq.write_table(table, temporary))
 
 
-def read_progress_parquet(path: str | Path) -> tuple[dict[int, dict[str, np.ndarray]], dict[str, str]]:
-    """Read a progress parquet back: ({episode_index: {"progress": (T,), ["progress_dense": (T,)]}}, metadata).
+def read_progress_parquet(
+    path: str | Path, with_index: bool = False
+) -> tuple[dict[int, dict[str, np.ndarray]], dict[str, str]]:
+    """Read a progress parquet: ({episode_index: {"progress": (T,), ["progress_dense": (T,)]}}, metadata).
 
-    Rows are put in `frame_index` order per episode. Raises ValueError naming the file when a required
-    column is missing.
+    The one reader of the format (labelling, viz, RA-BC and RewACT's targets all come through here).
+    Rows are put in `frame_index` order per episode (`index` order when the file has no `frame_index`,
+    as some hand-made files do). With `with_index`, each episode also holds "index" (T,) int64 (global
+    frame index) and "frame_index" (T,) int64, the columns RA-BC looks frames up by. The file is read,
+    not checked against a dataset: see `check_progress`.
+
+    Raises:
+        FileNotFoundError: no file at `path`.
+        RewardkitError: naming the file, when a required column is missing or an index column does not
+            hold integers.
     """
     import pyarrow.parquet as pq
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"progress parquet {path} not found")
-    table = pq.read_table(path)
-    required = {"index", "episode_index", "frame_index", "progress_sparse"}
-    missing = sorted(required - set(table.column_names))
+        raise FileNotFoundError(f"progress parquet {path} not found (write one with `rewardkit label`)")
+    names = pq.read_schema(path).names
+    required = ("index", "episode_index", "progress_sparse")
+    missing = [c for c in required if c not in names]
     if missing:
-        raise RewardkitError(f"{path} is not a progress parquet: missing column(s) {missing}")
+        available = [c for c in names if c.startswith("progress")]
+        raise RewardkitError(
+            f"{path} is not a progress parquet: missing column(s) {missing} (progress columns: {available})"
+        )
+    wanted = [c for c in (*required, "frame_index", "progress_dense") if c in names]
+    # One thread: on a busy machine pyarrow's thread pool costs more than it gains for a few columns.
+    table = pq.read_table(path, columns=wanted, use_threads=False)
     metadata = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
-    episode = table.column("episode_index").to_numpy()
-    frame = table.column("frame_index").to_numpy()
-    sparse = table.column("progress_sparse").to_numpy()
-    dense = table.column("progress_dense").to_numpy() if "progress_dense" in table.column_names else None
+
+    def integers(name: str) -> np.ndarray:
+        values = table.column(name).to_numpy()
+        if not np.issubdtype(values.dtype, np.integer):
+            raise RewardkitError(f"column {name!r} of {path} must hold integers, got {values.dtype}")
+        return values.astype(np.int64, copy=False)
+
+    index = integers("index")
+    episode = integers("episode_index")
+    frame = integers("frame_index") if "frame_index" in names else None
+    columns = {"progress": "progress_sparse"}
+    if "progress_dense" in names:
+        columns["progress_dense"] = "progress_dense"
+    values = {
+        key: table.column(name).to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+        for key, name in columns.items()
+    }
+    # One sort by (episode, frame) then a split: O(N log N), not one scan of the file per episode.
+    order = np.lexsort((frame if frame is not None else index, episode))
+    sorted_episode = episode[order]
+    starts = np.flatnonzero(np.r_[True, sorted_episode[1:] != sorted_episode[:-1]]) if order.size else []
+    bounds = [*map(int, starts), int(order.size)]
     out: dict[int, dict[str, np.ndarray]] = {}
-    for ep in np.unique(episode):
-        rows = np.flatnonzero(episode == ep)
-        rows = rows[np.argsort(frame[rows], kind="stable")]
-        entry = {"progress": sparse[rows].astype(np.float32)}
-        if dense is not None:
-            entry["progress_dense"] = dense[rows].astype(np.float32)
-        out[int(ep)] = entry
+    for begin, end in zip(bounds[:-1], bounds[1:], strict=True):
+        rows = order[begin:end]
+        entry = {key: array[rows] for key, array in values.items()}
+        if with_index:
+            entry["index"] = index[rows]
+            entry["frame_index"] = (
+                frame[rows] if frame is not None else np.arange(end - begin, dtype=np.int64)
+            )
+        out[int(sorted_episode[begin])] = entry
     return out, metadata
+
+
+# ---- does a progress file fit its dataset ------------------------------------------------------
+def dataset_fingerprint(dataset: Any) -> dict[str, Any]:
+    """What identifies a dataset's frame layout: every episode's index, first global index and length.
+
+    `dataset`: a `RewardDataset`; all of its episodes count, whatever the selection, so a file labelled
+    on a subset of episodes still fits the whole dataset. The labeller records this in the progress
+    parquet's metadata (`rewardkit` -> `dataset`); RA-BC compares it with the dataset it trains on.
+    """
+    layout = sorted((e.episode_index, e.from_index, e.length) for e in _all_episodes(dataset))
+    return {
+        "repo_id": str(dataset.repo_id),
+        "root": str(dataset.root),
+        "num_episodes": len(layout),
+        "num_frames": int(sum(length for _, _, length in layout)),
+        "episodes_sha256": hashlib.sha256(json.dumps(layout).encode()).hexdigest(),
+    }
+
+
+def _all_episodes(dataset: Any) -> list:
+    """Every episode of `dataset` (a `RewardDataset`), ignoring its episode selection."""
+    if dataset.selected_episodes is None:
+        return dataset.episodes()
+    import dataclasses
+
+    return dataclasses.replace(dataset, selected_episodes=None).episodes()
+
+
+def _episode_list(episodes: Sequence[int], limit: int = 20) -> str:
+    shown = ", ".join(str(e) for e in episodes[:limit])
+    return shown + (f" ... ({len(episodes)} episodes)" if len(episodes) > limit else "")
+
+
+def check_progress(
+    path: str | Path,
+    progress: dict[int, dict[str, np.ndarray]],
+    metadata: dict[str, str],
+    column: str = "progress",
+    dataset: Any = None,
+) -> None:
+    """Refuse a progress file that does not fit `dataset`, or whose `column` holds no value at all.
+
+    Args:
+        path: the file (for messages).
+        progress, metadata: what `read_progress_parquet(path, with_index=True)` returned.
+        column: the progress column used ("progress" = progress_sparse, or "progress_dense").
+        dataset: the `RewardDataset` the progress is used on; None skips the dataset checks.
+
+    Checks, in order: the dataset fingerprint the labeller recorded (when present) equals `dataset`'s;
+    every episode of the file is an episode of `dataset` with the same frames (global `index` range and
+    `frame_index` 0..T-1); `column` is not NaN everywhere. Some NaN is logged as a warning with the
+    number of frames and the episodes.
+
+    Raises:
+        RewardkitError: naming the file, the episode and what to do.
+    """
+    path = Path(path)
+    if dataset is not None:
+        try:
+            recorded = json.loads(metadata.get("rewardkit") or "{}").get("dataset")
+        except (json.JSONDecodeError, AttributeError):
+            recorded = None  # not ours (lerobot's or hand-made): the frame checks below still apply
+        if recorded:
+            expected = dataset_fingerprint(dataset)
+            if recorded.get("episodes_sha256") != expected["episodes_sha256"]:
+                raise RewardkitError(
+                    f"{path} was labelled from another dataset ({recorded.get('repo_id')} at "
+                    f"{recorded.get('root')}: {recorded.get('num_episodes')} episodes, "
+                    f"{recorded.get('num_frames')} frames) than {dataset.root} ({expected['num_episodes']} "
+                    f"episodes, {expected['num_frames']} frames); label this dataset with "
+                    f"`rewardkit label --dataset.root={dataset.root}`"
+                )
+        whole = {e.episode_index: e for e in _all_episodes(dataset)}
+        unknown = sorted(set(progress) - set(whole))
+        if unknown:
+            raise RewardkitError(
+                f"{path} holds episode(s) {_episode_list(unknown)} that {dataset.root} does not have; "
+                "was it labelled from another dataset?"
+            )
+        for episode_index, entry in progress.items():
+            info = whole[episode_index]
+            length = len(entry["progress"])
+            index = entry.get("index")
+            frame = entry.get("frame_index")
+            fits = (
+                length == info.length
+                and (frame is None or bool(np.array_equal(frame, np.arange(length))))
+                and (index is None or bool(np.array_equal(index, np.arange(info.from_index, info.to_index))))
+            )
+            if not fits:
+                first = "?" if index is None or not length else int(index[0])
+                raise RewardkitError(
+                    f"{path}: episode {episode_index} has {length} frames from index {first}, the dataset "
+                    f"{dataset.root} has {info.length} frames from index {info.from_index}: the file does "
+                    f"not fit this dataset; label it with `rewardkit label --dataset.root={dataset.root}`"
+                )
+    name = "progress_sparse" if column == "progress" else column
+    present = [e for e, entry in progress.items() if column in entry]
+    if not present:
+        raise RewardkitError(f"{path} has no column '{name}'")
+    nan_frames = {e: int(np.count_nonzero(np.isnan(progress[e][column]))) for e in present}
+    total = sum(len(progress[e][column]) for e in present)
+    missing = sum(nan_frames.values())
+    if total and missing == total:
+        raise RewardkitError(
+            f"{path}: column '{name}' is NaN on every frame; there is no progress to weight by "
+            "(relabel the dataset with `rewardkit label`)"
+        )
+    if missing:
+        episodes = sorted(e for e, count in nan_frames.items() if count)
+        logger.warning(
+            "%s: column '%s' is NaN on %d of %d frames, in episode(s) %s",
+            path,
+            name,
+            missing,
+            total,
+            _episode_list(episodes),
+        )

@@ -19,7 +19,6 @@ from rewardkit.rabc.weighter import (
     UniformWeighter,
     make_sample_weighter,
     policy_chunk_size,
-    read_progress,
 )
 from rewardkit.rabc.weights import (
     KappaSuggestion,
@@ -43,7 +42,6 @@ __all__ = [
     "mean_weight_curve",
     "policy_chunk_size",
     "rabc_weights",
-    "read_progress",
     "register_per_sample_loss",
     "suggest_kappa",
     "summarize_weights",

@@ -19,6 +19,7 @@ from lerobot.utils.sample_weighting import SampleWeighter, SampleWeightingConfig
 from torch import nn
 
 from rewardkit.errors import RewardkitError
+from rewardkit.labelling.parquet import PROGRESS_FILENAME, check_progress, read_progress_parquet
 from rewardkit.rabc.per_sample_loss import enable_per_sample_loss
 from rewardkit.rabc.weights import (
     KappaSuggestion,
@@ -32,7 +33,6 @@ from rewardkit.rabc.weights import (
 logger = logging.getLogger(__name__)
 
 HEAD_MODES = ("sparse", "dense")
-DEFAULT_PROGRESS_FILENAME = "sarm_progress.parquet"
 EXTRA_PARAMS = ("nan_weight", "chunk_size")
 
 
@@ -54,6 +54,41 @@ class ProgressTable:
     episode_index: np.ndarray
     progress: np.ndarray
 
+    @classmethod
+    def from_file(cls, path: str | Path, head_mode: str = "sparse", dataset: object = None) -> ProgressTable:
+        """Read `path` with the one progress-parquet reader and check it (`check_progress`).
+
+        `dataset`: the `RewardDataset` the weights are for; when given, a file that does not fit its
+        episodes (or the fingerprint the labeller recorded) is refused. All-NaN progress is refused,
+        some NaN is logged with the frames and episodes.
+
+        Raises:
+            FileNotFoundError: the file does not exist.
+            RewardkitError: unknown head mode, a column missing, or a file that does not fit.
+        """
+        if head_mode not in HEAD_MODES:
+            raise RewardkitError(f"head_mode must be one of {HEAD_MODES}, got {head_mode!r}")
+        path = resolve_progress_path(path)
+        episodes, metadata = read_progress_parquet(path, with_index=True)
+        column = "progress" if head_mode == "sparse" else f"progress_{head_mode}"
+        if not episodes:
+            raise RewardkitError(f"progress file {path} has no frames")
+        if column not in next(iter(episodes.values())):
+            raise RewardkitError(
+                f"progress file {path} lacks column 'progress_{head_mode}'; "
+                "use --sample_weighting.head_mode=sparse (or label with a model that has a dense head)"
+            )
+        check_progress(path, episodes, metadata, column, dataset)
+        return cls(
+            path=path,
+            head_mode=head_mode,
+            index=np.concatenate([e["index"] for e in episodes.values()]),
+            episode_index=np.concatenate(
+                [np.full(len(e["index"]), k, np.int64) for k, e in episodes.items()]
+            ),
+            progress=np.concatenate([e[column] for e in episodes.values()]).astype(np.float64),
+        )
+
 
 def resolve_progress_path(path: str | Path) -> Path:
     """A local path, or `hf://datasets/<owner>/<name>/<file>` fetched from the Hub (asked for explicitly)."""
@@ -65,45 +100,6 @@ def resolve_progress_path(path: str | Path) -> Path:
         owner, name, filename = text[len(prefix) :].split("/", 2)
         return Path(hf_hub_download(repo_id=f"{owner}/{name}", filename=filename, repo_type="dataset"))
     return Path(path)
-
-
-def read_progress(path: str | Path, head_mode: str = "sparse") -> ProgressTable:
-    """Read the frame-index columns and one progress column of a progress parquet.
-
-    Raises:
-        FileNotFoundError: the file does not exist.
-        ValueError: unknown head mode, a column missing, or a non-integer index column.
-    """
-    import pyarrow.parquet as pq
-
-    if head_mode not in HEAD_MODES:
-        raise RewardkitError(f"head_mode must be one of {HEAD_MODES}, got {head_mode!r}")
-    path = resolve_progress_path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"progress file not found: {path} (write one with `rewardkit label`)")
-    column = f"progress_{head_mode}"
-    names = pq.read_schema(path).names
-    missing = [c for c in ("index", "episode_index", column) if c not in names]
-    if missing:
-        available = [c for c in names if c.startswith("progress")]
-        raise RewardkitError(f"progress file {path} lacks column(s) {missing}; progress columns: {available}")
-    # One thread: on a busy machine pyarrow's thread pool costs more than it gains for a few columns.
-    table = pq.read_table(path, columns=["index", "episode_index", column], use_threads=False)
-
-    def integers(name: str) -> np.ndarray:
-        values = table.column(name).to_numpy()
-        if not np.issubdtype(values.dtype, np.integer):
-            raise RewardkitError(f"column {name!r} of {path} must hold integers, got {values.dtype}")
-        return values.astype(np.int64, copy=False)
-
-    index = integers("index")
-    return ProgressTable(
-        path=path,
-        head_mode=head_mode,
-        index=index,
-        episode_index=integers("episode_index"),
-        progress=table.column(column).to_numpy(zero_copy_only=False).astype(np.float64, copy=False),
-    )
 
 
 def policy_chunk_size(policy_config: object) -> int:
@@ -122,7 +118,7 @@ class RABCWeighter(SampleWeighter):
     """RA-BC weights of every frame of a progress file, looked up by global frame index.
 
     Args:
-        table: the progress table (see `read_progress`).
+        table: the progress table (see `ProgressTable.from_file`).
         chunk_size: Δ, the policy's action chunk size.
         kappa: κ; deltas above it get weight 1.
         epsilon: ε of eq. 8.
@@ -178,9 +174,15 @@ class RABCWeighter(SampleWeighter):
         epsilon: float = 1e-6,
         nan_weight: float = 1.0,
         device: torch.device | str | None = None,
+        dataset: object = None,
     ) -> RABCWeighter:
-        """Read `progress_path` (column `progress_<head_mode>`) and compute every frame's weight."""
-        return cls(read_progress(progress_path, head_mode), chunk_size, kappa, epsilon, nan_weight, device)
+        """Read `progress_path` (column `progress_<head_mode>`) and compute every frame's weight.
+
+        `dataset` (a `RewardDataset`): refuse a file that does not fit its episodes (see
+        `ProgressTable.from_file`).
+        """
+        table = ProgressTable.from_file(progress_path, head_mode, dataset)
+        return cls(table, chunk_size, kappa, epsilon, nan_weight, device)
 
     @property
     def num_frames(self) -> int:
@@ -266,12 +268,31 @@ class UniformWeighter(SampleWeighter):
 def default_progress_path(dataset_root: str | Path | None, dataset_repo_id: str | None) -> Path:
     """`<dataset root>/sarm_progress.parquet`, the root being lerobot's default for a repo id if unset."""
     if dataset_root:
-        return Path(dataset_root) / DEFAULT_PROGRESS_FILENAME
+        return Path(dataset_root) / PROGRESS_FILENAME
     if dataset_repo_id:
         from lerobot.utils.constants import HF_LEROBOT_HOME
 
-        return Path(HF_LEROBOT_HOME) / dataset_repo_id / DEFAULT_PROGRESS_FILENAME
+        return Path(HF_LEROBOT_HOME) / dataset_repo_id / PROGRESS_FILENAME
     raise RewardkitError("RA-BC needs --sample_weighting.progress_path (or a dataset root to look next to)")
+
+
+def local_dataset(dataset_root: str | Path | None, dataset_repo_id: str | None = None):
+    """The `RewardDataset` at `dataset_root` (lerobot's default root for `dataset_repo_id` if unset) when its
+    metadata is on disk, else None. A progress file is checked against it; nothing is downloaded here
+    (lerobot's training loop has already fetched the dataset it trains on)."""
+    from rewardkit.data.dataset import open_dataset
+
+    if dataset_root:
+        root = Path(dataset_root)
+    elif dataset_repo_id:
+        from lerobot.utils.constants import HF_LEROBOT_HOME
+
+        root = Path(HF_LEROBOT_HOME) / dataset_repo_id
+    else:
+        return None
+    if not (root / "meta" / "info.json").is_file():
+        return None
+    return open_dataset(dataset_repo_id, root)
 
 
 def make_sample_weighter(
@@ -285,7 +306,8 @@ def make_sample_weighter(
 
     Same signature as `lerobot.utils.sample_weighting.make_sample_weighter`, so it can stand in for it.
     `config.type` is "rabc" or "uniform"; `config.extra_params` may hold "nan_weight" and "chunk_size"
-    (default: the policy's chunk size). The policy is checked (and adapted, see
+    (default: the policy's chunk size). The progress file is checked against the dataset at
+    `dataset_root` (episode boundaries, the labeller's fingerprint, NaN). The policy is checked (and adapted, see
     `enable_per_sample_loss`) here, before the first step, so an unsupported policy fails at once.
     """
     if config is None:
@@ -300,6 +322,9 @@ def make_sample_weighter(
         raise RewardkitError(f"unknown sample_weighting.type {config.type!r}; choose 'rabc' or 'uniform'")
     chunk_size = int(config.extra_params.get("chunk_size") or policy_chunk_size(policy.config))
     source = config.progress_path or default_progress_path(dataset_root, dataset_repo_id)
+    dataset = local_dataset(dataset_root, dataset_repo_id)
+    if dataset is None:
+        logger.warning("RA-BC: no local dataset to check %s against (episodes, fingerprint)", source)
     enable_per_sample_loss(policy)
     weighter = RABCWeighter.from_file(
         source,
@@ -309,6 +334,7 @@ def make_sample_weighter(
         epsilon=config.epsilon,
         nan_weight=float(config.extra_params.get("nan_weight", 1.0)),
         device=device,
+        dataset=dataset,
     )
     log_weighter(weighter)
     return weighter
