@@ -251,6 +251,19 @@ class RewardDataset:
         frames = list(self.iter_frames(episode_index, camera_key))
         return np.stack(frames) if frames else np.zeros((0, 0, 0, 3), dtype=np.uint8)
 
+    def read_frames_at(self, episode_index: int, camera_key: str, indices: Sequence[int]) -> np.ndarray:
+        """The frames at `indices` (N,) of one episode: (N, H, W, 3) uint8, decoded in order up to the
+        last one asked for and only those kept (a long episode is never held in memory whole)."""
+        wanted = {int(i): position for position, i in enumerate(indices)}
+        kept: list[np.ndarray] = [np.empty(0)] * len(wanted)
+        last = max(wanted)
+        for index, frame in enumerate(self.iter_frames(episode_index, camera_key)):
+            if index in wanted:
+                kept[wanted[index]] = frame
+            if index >= last:
+                break
+        return np.stack(kept)
+
     # ---- columns -------------------------------------------------------------------------------
     def read_columns(self, episode_index: int, keys: Sequence[str]) -> dict[str, np.ndarray]:
         """Columns of one episode's rows as arrays, in frame order.
@@ -283,6 +296,57 @@ class RewardDataset:
             out[key] = array[order]
         return out
 
+    def check_finite(self, keys: Sequence[str], episodes: Sequence[int] | None = None) -> None:
+        """Raise `DatasetError` naming the column, the episodes and the frame counts when a numeric
+        column holds NaN or inf in `episodes` (default: the selected episodes). Call it before training
+        or labelling starts, so a bad value is blamed on the data, not on a NaN loss or the model.
+
+        Reads each data file once (only the named columns).
+        """
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        episodes = list(self.episode_indices if episodes is None else episodes)
+        keys = [k for k in keys if k in self._data_columns]
+        files: dict[Path, list[int]] = {}
+        for ep in episodes:
+            row = self._row(ep)
+            path = self.root / self.meta.data_path.format(
+                chunk_index=row["data/chunk_index"], file_index=row["data/file_index"]
+            )
+            files.setdefault(path, []).append(int(ep))
+        bad: dict[str, dict[int, int]] = {}
+        for path, wanted in files.items():
+            if not path.is_file():
+                raise DatasetError(f"missing data file {path} (episodes {wanted[:10]})")
+            table = pq.read_table(path, columns=["episode_index", *keys])
+            episode_index = table.column("episode_index").to_numpy()
+            for key in keys:
+                column = table.column(key).combine_chunks()
+                if hasattr(column.type, "value_type"):
+                    values = pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(np.float64)
+                    values = values.reshape(len(column), -1)
+                    finite = np.isfinite(values).all(axis=1)
+                elif pa.types.is_floating(column.type):
+                    finite = np.isfinite(column.to_numpy(zero_copy_only=False))
+                else:
+                    continue
+                for ep in wanted:
+                    count = int((~finite[episode_index == ep]).sum())
+                    if count:
+                        bad.setdefault(key, {})[ep] = count
+        if bad:
+            parts = []
+            for key, counts in bad.items():
+                listed = ", ".join(f"episode {ep}: {n} frames" for ep, n in list(counts.items())[:10])
+                more = f" and {len(counts) - 10} more episodes" if len(counts) > 10 else ""
+                parts.append(f"column '{key}' has NaN/inf values ({listed}{more})")
+            raise DatasetError(
+                f"dataset {self.root}: " + "; ".join(parts) + ". Fix or leave out those episodes "
+                "(--dataset.episodes=[...]) before training or labelling"
+            )
+
     @cached_property
     def _data_columns(self) -> set[str]:
         return {k for k, v in self.features.items() if v.get("dtype") not in ("video", "image")}
@@ -309,6 +373,10 @@ def open_dataset(
     if root is not None:
         root = Path(root).expanduser()
         info_path = root / "meta" / "info.json"
+        if not root.exists():
+            raise DatasetError(
+                f"no such dataset folder {root} (--dataset.root); a hub dataset goes in --dataset.repo_id"
+            )
         if not info_path.is_file():
             raise DatasetError(f"not a LeRobot dataset: missing {info_path}")
         _check_version(info_path, repo_id or root.name)
@@ -317,11 +385,21 @@ def open_dataset(
         meta = LeRobotDatasetMetadata(repo_id, root=root, revision=revision)
     except DatasetError:
         raise
+    except HUB_LOOKUP_ERRORS as e:  # a path typed as a repo id lands here too
+        raise DatasetError(
+            hub_lookup_message("dataset", repo_id, e, "a local folder goes in --dataset.root=PATH")
+        ) from e
     except FileNotFoundError as e:
         raise DatasetError(f"cannot open dataset {repo_id!r} (root={root}): {e}") from e
     except Exception as e:  # lerobot raises its own compatibility errors for old formats
         if "BackwardCompatibility" in type(e).__name__ or "codebase" in str(e).lower():
             raise DatasetError(_conversion_message(repo_id, str(root or repo_id))) from e
+        if _is_corrupt_file_error(e):
+            where = Path(root) / "meta" if root is not None else repo_id
+            raise DatasetError(
+                f"cannot read the metadata of dataset {repo_id!r} in {where}: a corrupt parquet file "
+                f"(meta/episodes/*.parquet or meta/tasks.parquet): {type(e).__name__}: {e}"
+            ) from e
         raise
     resolved_root = Path(meta.root)
     _check_version(resolved_root / "meta" / "info.json", repo_id)
@@ -331,6 +409,41 @@ def open_dataset(
             dataset._row(int(ep))  # raises with the valid range
         dataset.selected_episodes = [int(e) for e in episodes]
     return dataset
+
+
+def _hub_lookup_errors() -> tuple[type[BaseException], ...]:
+    from huggingface_hub import errors
+
+    return (
+        errors.OfflineModeIsEnabled,
+        errors.LocalEntryNotFoundError,
+        errors.RepositoryNotFoundError,
+        errors.RevisionNotFoundError,
+    )
+
+
+HUB_LOOKUP_ERRORS = _hub_lookup_errors()
+
+
+def hub_lookup_message(what: str, name: str | Path, error: BaseException, local_hint: str = "") -> str:
+    """The message for a name that is no local folder and could not be found on the hub (offline, or
+    no such repo): says both (and `local_hint`, e.g. which flag takes a local folder)."""
+    from huggingface_hub import constants, errors
+
+    offline = constants.HF_HUB_OFFLINE or isinstance(
+        error, (errors.OfflineModeIsEnabled, errors.LocalEntryNotFoundError)
+    )
+    where = Path(name).expanduser().absolute()
+    if offline:
+        hub = "the hub was not asked (offline: HF_HUB_OFFLINE is set) and it is not in the local hub cache"
+    elif isinstance(error, (errors.RepositoryNotFoundError, errors.RevisionNotFoundError)):
+        hub = "the hub has no such repo (or it is private: log in with `hf auth login`)"
+    else:
+        hub = f"the hub could not be asked ({type(error).__name__}: {str(error).splitlines()[0][:200]})"
+    return (
+        f"{what} {str(name)!r}: no such folder ({where}), and not a hub repo: {hub}. "
+        f"Check the path{f' ({local_hint})' if local_hint else ''}"
+    )
 
 
 def open_from_config(cfg: DatasetConfig) -> RewardDataset:
@@ -352,3 +465,10 @@ def _conversion_message(name: str, where: str, version: str = "older") -> str:
         f"dataset {name} at {where} is in LeRobot format {version}; rewardkit reads v3.0. Convert it with "
         f"lerobot's converter: python -m lerobot.scripts.convert_dataset_v21_to_v30 --repo-id={name}"
     )
+
+
+def _is_corrupt_file_error(error: BaseException) -> bool:
+    """A parquet/arrow read error (a corrupt, not a missing, file)."""
+    import pyarrow as pa
+
+    return isinstance(error, (pa.ArrowException, OSError)) and not isinstance(error, FileNotFoundError)
