@@ -28,7 +28,7 @@ def _umask() -> int:
     return mask
 
 
-def _mode_for(path: Path) -> int:
+def file_mode_for(path: Path) -> int:
     """The mode `path` keeps when it exists, else what the umask gives a new file."""
     try:
         return path.stat().st_mode & 0o7777
@@ -60,7 +60,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
         write(temporary)
         with open(temporary, "rb+") as f:  # durable before it becomes visible (the cache resumes on it)
             os.fsync(f.fileno())
-        os.chmod(temporary, _mode_for(path))
+        os.chmod(temporary, file_mode_for(path))
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)

@@ -213,7 +213,9 @@ def resolve_checkpoint(path_or_repo_id: str | Path, revision: str | None = None)
             allow_patterns=["*.json", "*.safetensors"],
         )
     except Exception as e:
-        raise CheckpointError(f"cannot fetch checkpoint {path_or_repo_id!r} from the hub: {e}") from e
+        from rewardkit.data.dataset import hub_lookup_message
+
+        raise CheckpointError(hub_lookup_message("checkpoint", path_or_repo_id, e)) from e
     return Path(local)
 
 
