@@ -14,14 +14,15 @@ and `enable_per_sample_loss(policy)` gives a policy a `forward(batch, reduction=
 - anything else is an error naming the policy type and the supported ones.
 
 The registry is keyed by the exact type name, not by class inheritance, so a subclass with extra
-losses is never silently trained with its parent's loss: RewACT (type "rewact", an ACT subclass with a
-reward loss) has its own entry, ACT's per-sample loss plus its reward loss per sample. Registered here:
-"act", "rewact", "diffusion".
+losses is never silently trained with its parent's loss. RewACT (type "rewact", an ACT subclass with a
+reward loss) needs no entry: its own `forward(batch, reduction="none")` returns its per-sample loss, so it
+is left alone. Registered here: "act", "diffusion".
 
 Each per-sample loss reuses the policy's own network (ACT's `model`, Diffusion's U-Net and encoders)
-and reduces the elementwise loss per sample instead of over the batch. With equal weights, the weighted
-mean of the per-sample losses equals the policy's own loss when no action is padded (padded steps are
-averaged per sample here, per batch in the policy).
+and reduces the elementwise loss per sample instead of over the batch. ACT's is written once, beside
+RewACT (`rewardkit.models.rewact.act_per_sample_loss`), which uses it for its own per-sample loss.
+With equal weights, the weighted mean of the per-sample losses equals the policy's own loss when no
+action is padded (padded steps are averaged per sample here, per batch in the policy).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
 from rewardkit.errors import RewardkitError
+from rewardkit.models.rewact.modeling_rewact import act_per_sample_loss, masked_mean_per_sample
 
 PerSampleLoss = Callable[[nn.Module, dict[str, Tensor]], tuple[Tensor, dict]]
 
@@ -62,45 +64,6 @@ def forward_accepts_reduction(policy: nn.Module) -> bool:
         return "reduction" in inspect.signature(policy.forward).parameters
     except (TypeError, ValueError):
         return False
-
-
-def _masked_mean_per_sample(elementwise: Tensor, is_pad: Tensor | None) -> Tensor:
-    """Mean over all but the batch dim of (B, T, D) `elementwise`, skipping steps where is_pad (B, T)."""
-    if is_pad is None:
-        return elementwise.flatten(1).mean(dim=1)
-    valid = (~is_pad.bool()).unsqueeze(-1).to(elementwise.dtype)  # (B, T, 1)
-    count = valid.sum(dim=(1, 2)) * elementwise.shape[-1]
-    return (elementwise * valid).sum(dim=(1, 2)) / count.clamp_min(1)
-
-
-def act_per_sample_loss(policy: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict]:
-    """ACT's training loss per sample: masked L1 over the action chunk + kl_weight * KL (when the VAE is on).
-
-    Args:
-        policy: a lerobot `ACTPolicy` (uses `policy.model` and `policy.config`).
-        batch: ACT's training batch: "action" (B, chunk, A), "action_is_pad" (B, chunk), state/images.
-
-    Returns:
-        (loss (B,), logs with the batch means of "l1_loss" and "kld_loss").
-    """
-    from lerobot.utils.constants import ACTION, OBS_IMAGES
-
-    config = policy.config
-    if config.image_features:
-        batch = dict(batch)
-        batch[OBS_IMAGES] = [batch[key] for key in config.image_features]
-    actions_hat, (mu, log_sigma_x2) = policy.model(batch)
-    l1 = _masked_mean_per_sample(
-        F.l1_loss(batch[ACTION], actions_hat, reduction="none"), batch.get("action_is_pad")
-    )
-    logs = {"l1_loss": l1.mean().item()}
-    loss = l1
-    if config.use_vae and log_sigma_x2 is not None:
-        # KL(N(mu, sigma) || N(0, 1)) summed over latent dims, one value per sample.
-        kld = (-0.5 * (1 + log_sigma_x2 - mu.pow(2) - log_sigma_x2.exp())).sum(-1)
-        logs["kld_loss"] = kld.mean().item()
-        loss = l1 + config.kl_weight * kld
-    return loss, logs
 
 
 def diffusion_per_sample_loss(policy: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict]:
@@ -145,37 +108,11 @@ def diffusion_per_sample_loss(policy: nn.Module, batch: dict[str, Tensor]) -> tu
     is_pad = batch.get("action_is_pad") if config.do_mask_loss_for_padding else None
     if config.do_mask_loss_for_padding and is_pad is None:
         raise RewardkitError("diffusion with do_mask_loss_for_padding needs 'action_is_pad' in the batch")
-    loss = _masked_mean_per_sample(F.mse_loss(prediction, target, reduction="none"), is_pad)
+    loss = masked_mean_per_sample(F.mse_loss(prediction, target, reduction="none"), is_pad)
     return loss, {"mse_loss": loss.mean().item()}
 
 
-def rewact_per_sample_loss(policy: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict]:
-    """RewACT's loss per sample: ACT's (masked L1 + kl_weight * KL) + reward_loss_weight * reward loss.
-
-    Uses RewACT's own target look-up (`progress_targets_for`), its decoder features (captured by its
-    hook during ACT's forward) and its reward head. With equal weights and a target for every sample the
-    weighted mean equals RewACT's own loss; samples without a target add no reward loss.
-
-    Args:
-        policy: a `rewardkit.models.rewact.RewACTPolicy`.
-        batch: ACT's training batch plus "index" (B,) (or "progress" (B,)).
-
-    Returns:
-        (loss (B,), logs with the batch means of "l1_loss", "kld_loss", "reward_loss").
-    """
-    weight = policy.config.reward_loss_weight
-    target = policy.progress_targets_for(batch) if weight > 0 else None
-    loss, logs = act_per_sample_loss(policy, batch)
-    head_out = policy.reward_head(policy._take_reward_features())
-    if target is not None:
-        reward_loss = policy.reward_loss_per_sample(head_out, target.to(head_out.device))
-        loss = loss + weight * reward_loss
-        logs["reward_loss"] = reward_loss.mean().item()
-    return loss, logs
-
-
 register_per_sample_loss("act")(act_per_sample_loss)
-register_per_sample_loss("rewact")(rewact_per_sample_loss)
 register_per_sample_loss("diffusion")(diffusion_per_sample_loss)
 
 

@@ -127,7 +127,7 @@ def test_distributional_loss_is_smallest_at_the_target(rewact_data):
     # Logits equal to the log of the two-hot distribution of 0.3 (bins 0, .25, .5, .75, 1): mass .8 / .2.
     best = torch.log(torch.tensor([[1e-6, 0.8, 0.2, 1e-6, 1e-6]]))
     worse = torch.log(torch.tensor([[1e-6, 0.2, 0.8, 1e-6, 1e-6]]))
-    assert policy._reward_loss(best, target) < policy._reward_loss(worse, target)
+    assert policy.reward_loss_per_sample(best, target) < policy.reward_loss_per_sample(worse, target)
     assert policy._reward_from_head(best).item() == pytest.approx(0.3, abs=1e-4)
 
 

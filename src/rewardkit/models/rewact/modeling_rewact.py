@@ -32,15 +32,22 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F  # noqa: N812
 from lerobot.policies.act.modeling_act import ACTPolicy
-from lerobot.utils.constants import OBS_IMAGES, OBS_STATE
+from lerobot.utils.constants import ACTION, OBS_IMAGES, OBS_STATE
 from torch import Tensor, nn
 
-from rewardkit.data import targets as progress_targets_lib
-from rewardkit.data.annotations import read_keyframes
 from rewardkit.errors import RewardkitError
-from rewardkit.models.base import CheckpointError, EpisodeInputs, ModelInputs
+from rewardkit.models.base import (
+    CheckpointError,
+    EpisodeInputs,
+    ModelInputs,
+    load_weights,
+    read_config_dict,
+    resolve_checkpoint,
+)
 from rewardkit.models.rewact.configuration_rewact import RewACTConfig
+from rewardkit.models.safe_processors import load_processor_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +55,9 @@ logger = logging.getLogger(__name__)
 PROGRESS_KEY = "progress"
 # lerobot's global frame index of each sample: (B,) int64.
 INDEX_KEY = "index"
+# The processor files lerobot-train writes beside the weights.
+PREPROCESSOR_FILE = "policy_preprocessor.json"
+POSTPROCESSOR_FILE = "policy_postprocessor.json"
 
 
 class RewACTPolicy(ACTPolicy):
@@ -80,8 +90,10 @@ class RewACTPolicy(ACTPolicy):
         bins = config.reward_num_bins if distributional else 0
         self.register_buffer("reward_bin_centers", torch.linspace(0.0, 1.0, bins), persistent=False)
         self.register_buffer("progress_targets", torch.empty(0), persistent=False)
-        # Processors used by `label_episode` (set by `rewardkit.load` from the checkpoint folder).
+        # The checkpoint's processors (set by `from_pretrained`): `label_episode` normalises with the
+        # pre-processor; the post-processor unnormalises actions.
         self.preprocessor: Any = None
+        self.postprocessor: Any = None
 
         self._decoder_out: Tensor | None = None
         self._first_query_only = False
@@ -144,13 +156,6 @@ class RewACTPolicy(ACTPolicy):
             loss = -(target_dist * head_out.log_softmax(dim=-1)).sum(dim=-1)
         return torch.where(valid, loss, torch.zeros_like(loss))
 
-    def _reward_loss(self, head_out: Tensor, target: Tensor) -> Tensor:
-        """Mean reward loss over the samples with a target; `target` is (B,) with NaN for none."""
-        valid = ~torch.isnan(target)
-        if not bool(valid.any()):
-            return head_out.sum() * 0.0
-        return self.reward_loss_per_sample(head_out, target).sum() / valid.sum()
-
     # ---- targets ---------------------------------------------------------------------------------
     def set_progress_targets(self, targets: np.ndarray | Tensor) -> None:
         """Set the per-frame target table, (N,) indexed by the dataset's global frame `index` (NaN: none)."""
@@ -183,19 +188,37 @@ class RewACTPolicy(ACTPolicy):
         return self.progress_targets[index]
 
     # ---- training --------------------------------------------------------------------------------
-    def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict]:
+    def forward(self, batch: dict[str, Tensor], reduction: str = "mean") -> tuple[Tensor, dict]:
         """ACT's loss plus `reward_loss_weight` times the reward loss.
 
         Batch: ACT's keys (observation.state (B, S), cameras (B, 3, H, W), action (B, chunk, A),
-        action_is_pad (B, chunk)) and `index` (B,) (or `progress` (B,)). Returns (loss, logs).
+        action_is_pad (B, chunk)) and `index` (B,) (or `progress` (B,)).
+
+        Args:
+            reduction: "mean" (the training loss, a scalar) or "none" (one loss per sample, (B,): ACT's
+                masked L1 per sample + kl_weight * KL + reward_loss_weight * reward loss, lerobot's
+                sample-weighting contract). Samples without a target add no reward loss. With a target for
+                every sample and no padded action, the mean of the "none" losses equals the "mean" loss.
+
+        Returns:
+            (loss, logs); logs hold the batch means "l1_loss", "kld_loss" (VAE) and "reward_loss".
         """
+        if reduction not in ("mean", "none"):
+            raise RewardkitError(f"reduction must be 'mean' or 'none', got {reduction!r}")
         weight = self.config.reward_loss_weight
         target = self.progress_targets_for(batch) if weight > 0 else None
-        loss, logs = super().forward(batch)
+        if reduction == "mean":
+            loss, logs = super().forward(batch)
+        else:
+            loss, logs = act_per_sample_loss(self, batch)
         head_out = self.reward_head(self._take_reward_features())
         if target is not None:
-            reward_loss = self._reward_loss(head_out, target.to(head_out.device))
-            loss = loss + weight * reward_loss
+            target = target.to(head_out.device)
+            per_sample = self.reward_loss_per_sample(head_out, target)
+            valid = int((~torch.isnan(target)).sum())
+            # The mean over the samples that have a target (0, with a gradient path, when none has).
+            reward_loss = per_sample.sum() / max(valid, 1)
+            loss = loss + weight * (reward_loss if reduction == "mean" else per_sample)
             logs["reward_loss"] = reward_loss.item()
         return loss, logs
 
@@ -269,6 +292,71 @@ class RewACTPolicy(ACTPolicy):
         action = self._action_queue.popleft()
         return (action, self._last_reward) if want_reward else action
 
+    # ---- the one way in ---------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_name_or_path: str | Path,
+        *,
+        config: RewACTConfig | None = None,
+        revision: str | None = None,
+        strict: bool = True,
+        dataset_meta: Any = None,
+        **kwargs: Any,
+    ) -> RewACTPolicy:
+        """Load a RewACT checkpoint (folder or hub repo): what `rewardkit.load` returns.
+
+        Weights load strictly from `model.safetensors` (a missing, unexpected or mis-shaped tensor is an
+        error); `policy_preprocessor.json` / `policy_postprocessor.json`, when present, become
+        `policy.preprocessor` / `policy.postprocessor` through `rewardkit.models.safe_processors` (only
+        lerobot's registered data steps: a checkpoint never names code that runs on load). The backbone's
+        ImageNet weights are not fetched: the checkpoint's weights replace them.
+
+        Args:
+            pretrained_name_or_path: a checkpoint folder or a hub repo id.
+            config: a config to use instead of the folder's (lerobot-train passes the parsed config with
+                its command-line overrides when fine-tuning).
+            revision: hub revision.
+            strict: refuse weights that do not match the model exactly (default).
+            dataset_meta: lerobot dataset metadata of a training dataset (builds the progress targets,
+                as in `__init__`).
+            **kwargs: lerobot's other loader arguments (hub download options, `dataset_stats`): ignored.
+
+        Returns:
+            The policy in eval mode on `config.device`.
+        """
+        folder = resolve_checkpoint(pretrained_name_or_path, revision=revision)
+        if config is None:
+            config = read_rewact_config(folder)
+        elif not isinstance(config, RewACTConfig):
+            raise CheckpointError(f"RewACTPolicy needs a RewACTConfig, got {type(config).__name__}")
+        # Building ACT's backbone with its pretrained weights would download them, only for
+        # model.safetensors to overwrite them; the config keeps its value for later training runs.
+        backbone_weights = config.pretrained_backbone_weights
+        config.pretrained_backbone_weights = None
+        try:
+            policy = cls(config, dataset_meta=dataset_meta)
+        finally:
+            config.pretrained_backbone_weights = backbone_weights
+        load_weights(policy, folder / "model.safetensors", strict=strict)
+        policy.to(config.device)
+        from lerobot.processor.converters import (
+            batch_to_transition,
+            policy_action_to_transition,
+            transition_to_batch,
+            transition_to_policy_action,
+        )
+
+        if (folder / PREPROCESSOR_FILE).is_file():
+            policy.preprocessor = load_processor_pipeline(
+                folder, PREPROCESSOR_FILE, batch_to_transition, transition_to_batch
+            )
+        if (folder / POSTPROCESSOR_FILE).is_file():
+            policy.postprocessor = load_processor_pipeline(
+                folder, POSTPROCESSOR_FILE, policy_action_to_transition, transition_to_policy_action
+            )
+        return policy.eval()
+
     # ---- whole-episode labelling (rewardkit label / viz / eval) ----------------------------------
     def required_inputs(self) -> ModelInputs:
         """Raw frames of every camera the policy reads, and the state when it reads one."""
@@ -336,61 +424,122 @@ class RewACTPolicy(ACTPolicy):
         return {"progress": values.astype(np.float32)}
 
 
+def read_rewact_config(folder: Path) -> RewACTConfig:
+    """The RewACT config of a checkpoint folder; a config of another type is a CheckpointError."""
+    from lerobot.configs import PreTrainedConfig
+
+    read_config_dict(folder)  # a missing or corrupt config.json is named first
+    try:
+        config = PreTrainedConfig.from_pretrained(folder)
+    except Exception as e:
+        raise CheckpointError(f"cannot parse {folder / 'config.json'} as a RewACT config: {e}") from e
+    if not isinstance(config, RewACTConfig):
+        raise CheckpointError(f"{folder / 'config.json'} is a '{config.type}' checkpoint, not 'rewact'")
+    return config
+
+
+# ---- ACT's loss per sample ---------------------------------------------------------------------------
+def masked_mean_per_sample(elementwise: Tensor, is_pad: Tensor | None) -> Tensor:
+    """Mean over all but the batch dim of (B, T, D) `elementwise`, skipping steps where is_pad (B, T)."""
+    if is_pad is None:
+        return elementwise.flatten(1).mean(dim=1)
+    valid = (~is_pad.bool()).unsqueeze(-1).to(elementwise.dtype)  # (B, T, 1)
+    count = valid.sum(dim=(1, 2)) * elementwise.shape[-1]
+    return (elementwise * valid).sum(dim=(1, 2)) / count.clamp_min(1)
+
+
+def act_per_sample_loss(policy: nn.Module, batch: dict[str, Tensor]) -> tuple[Tensor, dict]:
+    """ACT's training loss per sample: masked L1 over the action chunk + kl_weight * KL (when the VAE is on).
+
+    lerobot's `ACTPolicy.forward` only returns the batch mean; RewACT's `forward(reduction="none")` and
+    RA-BC's per-sample loss for plain ACT (`rewardkit.rabc.per_sample_loss`) both use this one.
+
+    Args:
+        policy: a lerobot `ACTPolicy` or a `RewACTPolicy` (uses `policy.model` and `policy.config`).
+        batch: ACT's training batch: "action" (B, chunk, A), "action_is_pad" (B, chunk), state/images.
+
+    Returns:
+        (loss (B,), logs with the batch means of "l1_loss" and "kld_loss").
+    """
+    config = policy.config
+    if config.image_features:
+        batch = dict(batch)
+        batch[OBS_IMAGES] = [batch[key] for key in config.image_features]
+    actions_hat, (mu, log_sigma_x2) = policy.model(batch)
+    l1 = masked_mean_per_sample(
+        F.l1_loss(batch[ACTION], actions_hat, reduction="none"), batch.get("action_is_pad")
+    )
+    logs = {"l1_loss": l1.mean().item()}
+    loss = l1
+    if config.use_vae and log_sigma_x2 is not None:
+        # KL(N(mu, sigma) || N(0, 1)) summed over latent dims, one value per sample.
+        kld = (-0.5 * (1 + log_sigma_x2 - mu.pow(2) - log_sigma_x2.exp())).sum(-1)
+        logs["kld_loss"] = kld.mean().item()
+        loss = l1 + config.kl_weight * kld
+    return loss, logs
+
+
 # ---- per-frame targets for a whole dataset -----------------------------------------------------------
+PARQUET_COLUMNS = {"progress_sparse": "progress", "progress_dense": "progress_dense"}
+
+
 def build_progress_targets(config: RewACTConfig, dataset_meta: Any) -> np.ndarray:
     """The progress target of every frame of a dataset, (N,) float32 indexed by global frame `index`.
 
-    Built once from the dataset metadata (episode lengths and index ranges), per `config.reward_targets`;
-    frames without a target (parquet rows missing) are NaN and do not contribute to the loss.
+    The targets are exactly the ones `rewardkit eval` scores against: per episode they come from
+    `rewardkit.data.annotations.load_progress_targets` (keyframes, failed episodes, keyframes that drop
+    counted as failures, failure frames) or, for `reward_targets="parquet"`, from the progress parquet
+    read by `rewardkit.labelling.parquet.read_progress_parquet`; this function only lays them out by the
+    dataset's global frame index. Frames without a target (rows missing from the parquet, NaN) are NaN
+    and do not contribute to the loss.
     """
-    if config.reward_targets == "parquet":
-        return read_progress_parquet(
-            Path(config.reward_targets_path), config.reward_target_column, int(dataset_meta.total_frames)
-        )
+    from rewardkit.data.annotations import load_progress_targets
+    from rewardkit.labelling.parquet import read_progress_parquet
+
     episodes = dataset_meta.episodes
     if episodes is None:
         raise RewardkitError(f"dataset {dataset_meta.root} has no episode metadata to build progress targets")
     columns = ["episode_index", "dataset_from_index", "dataset_to_index"]
     table = episodes.select_columns(columns).with_format("numpy")[:]
-    total = max(int(dataset_meta.total_frames), int(table["dataset_to_index"].max(initial=0)))
-    keyframes: dict[int, list[tuple[int, float]]] = {}
-    failed = set(config.failed_episodes)
-    if config.reward_targets == "keyframe":
-        lengths = {int(e): int(b - a) for e, a, b in zip(*(table[c].tolist() for c in columns), strict=True)}
-        read = read_keyframes(Path(config.reward_targets_path), fps=dataset_meta.fps, lengths=lengths)
-        keyframes, failed = read.episodes, failed | set(read.failed)
+    ranges = {int(e): (int(a), int(b)) for e, a, b in zip(*(table[c].tolist() for c in columns), strict=True)}
+    total = max(int(dataset_meta.total_frames), max((b for _, b in ranges.values()), default=0))
     targets = np.full(total, np.nan, dtype=np.float32)
-    for episode, start, stop in zip(*(table[c].tolist() for c in columns), strict=True):
-        targets[start:stop] = progress_targets_lib.episode_progress(
-            stop - start,
-            keyframes=keyframes.get(episode),
-            failed=episode in failed,
-            start=config.reward_target_start,
-            end=config.reward_target_end,
-        )
-    return targets
-
-
-def read_progress_parquet(path: Path, column: str, total_frames: int) -> np.ndarray:
-    """A (total_frames,) target table from a progress parquet (columns `index` and `column`); NaN elsewhere."""
-    import pyarrow.parquet as pq
-
-    if not path.is_file():
-        raise FileNotFoundError(f"progress parquet {path} not found")
-    names = pq.read_schema(path).names
-    for needed in ("index", column):
-        if needed not in names:
-            raise RewardkitError(f"progress parquet {path} has no column '{needed}' (columns: {names})")
-    data = pq.read_table(path, columns=["index", column])
-    index = data.column("index").to_numpy().astype(np.int64)
-    values = data.column(column).to_numpy(zero_copy_only=False).astype(np.float32)
-    if len(index) and (index.min() < 0 or index.max() >= total_frames):
-        raise RewardkitError(
-            f"progress parquet {path}: frame index {index.max()} outside the dataset's {total_frames}"
-        )
-    known = values[~np.isnan(values)]
-    if len(known) and (known.min() < 0 or known.max() > 1):
-        raise RewardkitError(f"progress parquet {path}: column '{column}' has values outside [0, 1]")
-    targets = np.full(total_frames, np.nan, dtype=np.float32)
-    targets[index] = values
+    if config.reward_targets == "parquet":
+        path = Path(config.reward_targets_path)
+        key = PARQUET_COLUMNS.get(config.reward_target_column)
+        if key is None:
+            raise RewardkitError(
+                f"reward_target_column must be one of {sorted(PARQUET_COLUMNS)}, got "
+                f"{config.reward_target_column!r}"
+            )
+        read, _ = read_progress_parquet(path, with_index=True)
+        for episode, outputs in read.items():
+            if key not in outputs:
+                raise RewardkitError(f"progress parquet {path} has no column '{config.reward_target_column}'")
+            start, stop = ranges.get(episode, (0, 0))
+            index = outputs["index"]
+            if episode not in ranges or len(index) and (index.min() < start or index.max() >= stop):
+                raise RewardkitError(
+                    f"progress parquet {path}: the rows of episode {episode} are not frames of that episode "
+                    f"in dataset {dataset_meta.root}: a file labelled on another dataset?"
+                )
+            values = outputs[key]
+            known = values[~np.isnan(values)]
+            if len(known) and (known.min() < 0 or known.max() > 1):
+                raise RewardkitError(
+                    f"progress parquet {path}: column '{config.reward_target_column}' has values outside "
+                    f"[0, 1] in episode {episode}"
+                )
+            targets[index] = values
+        return targets
+    by_episode = load_progress_targets(
+        dataset_meta.root,
+        keyframes=config.reward_targets_path if config.reward_targets == "keyframe" else None,
+        failed=config.failed_episodes,
+        start=config.reward_target_start,
+        end=config.reward_target_end,
+    )
+    for episode, values in by_episode.items():
+        start, stop = ranges[episode]
+        targets[start:stop] = values
     return targets
