@@ -53,7 +53,20 @@ def test_weights_command_writes_summary_plot_and_frame_weights(tiny_progress, tm
     assert "not found" in capsys.readouterr().err
 
 
+def test_train_policy_uploads_only_when_asked():
+    from rewardkit.errors import RewardkitError
+    from rewardkit.rabc.training import lerobot_train_argv
+
+    assert lerobot_train_argv(["--policy.type=act"]) == ["--policy.type=act", "--policy.push_to_hub=false"]
+    asked = ["--policy.type=act", "--policy.push_to_hub=true", "--policy.repo_id=me/act"]
+    assert lerobot_train_argv(asked) == asked
+    assert lerobot_train_argv(["--policy.push_to_hub", "false"]) == ["--policy.push_to_hub", "false"]
+    with pytest.raises(RewardkitError, match="--policy.repo_id"):
+        lerobot_train_argv(["--policy.type=act", "--policy.push_to_hub=true"])
+
+
 def test_train_policy_trains_weighted_act_two_steps_offline(tiny_dataset, tiny_progress, tmp_path, capsys):
+    # No --policy.push_to_hub: lerobot's default (upload, so "repo_id argument missing") must not apply.
     root, _ = tiny_dataset
     args = [
         "train-policy",
@@ -61,7 +74,6 @@ def test_train_policy_trains_weighted_act_two_steps_offline(tiny_dataset, tiny_p
         "--dataset.repo_id=local/tiny",
         f"--dataset.root={root}",
         "--policy.device=cpu",
-        "--policy.push_to_hub=false",
         "--policy.pretrained_backbone_weights=null",
         "--policy.dim_model=32",
         "--policy.n_heads=2",

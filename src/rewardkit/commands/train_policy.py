@@ -6,7 +6,9 @@ Takes every flag of `lerobot-train` (`--policy.type=act --dataset.root=... --ste
 `--sample_weighting.head_mode=sparse|dense` and `--sample_weighting.extra_params='{"nan_weight": 1.0,
 "chunk_size": N}'`. Per-batch mean weight and shares of zero and full weights are logged with the loss
 (`sample_weight_*`); the dataset's delta mean and std and a κ suggestion are logged at the start and
-printed at the end.
+printed at the end. The progress file must fit the dataset (episode boundaries, the fingerprint `label`
+records; not all NaN). Nothing is uploaded unless `--policy.push_to_hub=true --policy.repo_id=USER/NAME`
+is given (lerobot-train's own default is to upload).
 """
 
 from __future__ import annotations

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rewardkit.cli_utils import announce, parse_config
+from rewardkit.data.dataset import DatasetConfig
 from rewardkit.errors import RewardkitError
+from rewardkit.io_utils import check_overwrite
 from rewardkit.rabc.report import plot_weights, weight_report, write_frame_weights, write_report_json
-from rewardkit.rabc.weighter import RABCWeighter
+from rewardkit.rabc.weighter import RABCWeighter, local_dataset, resolve_progress_path
 
 HELP = "RA-BC weights of a progress parquet: distribution overall and per episode, kappa suggestion, plot"
 logger = logging.getLogger(__name__)
@@ -27,6 +29,9 @@ class WeightsConfig:
     nan_weight: weight of frames whose delta is NaN (1.0 trains on them as plain behaviour cloning).
     output_dir: where weights.json, weights.png and frame_weights.parquet go (default: a folder
         `<progress file stem>_weights` beside the progress file).
+    dataset: the dataset the progress is for (`--dataset.root=PATH`); the file must fit its episodes.
+        Default: the folder holding the progress file, when it is a LeRobot dataset (where `label` writes).
+    overwrite: replace earlier weights.json / weights.png / frame_weights.parquet in `output_dir`.
     """
 
     progress: str = ""
@@ -36,22 +41,37 @@ class WeightsConfig:
     head_mode: str = "sparse"
     nan_weight: float = 1.0
     output_dir: str | None = None
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    overwrite: bool = False
 
 
 def main(argv: list[str]) -> int:
     cfg = parse_config(WeightsConfig, argv, "weights", HELP)
     if not cfg.progress:
         raise RewardkitError("--progress=PATH (a progress parquet) is required")
+    progress = resolve_progress_path(cfg.progress)
+    out = Path(cfg.output_dir) if cfg.output_dir else progress.with_name(f"{progress.stem}_weights")
+    outputs = {name: out / name for name in ("weights.json", "weights.png", "frame_weights.parquet")}
+    for path in outputs.values():
+        check_overwrite(path, cfg.overwrite)
+    if cfg.dataset.root or cfg.dataset.repo_id:
+        from rewardkit.data.dataset import open_from_config
+
+        dataset = open_from_config(cfg.dataset)
+    else:
+        dataset = local_dataset(progress.parent)
+        if dataset is None:
+            logger.warning("%s not checked against a dataset; pass --dataset.root=PATH to check it", progress)
     weighter = RABCWeighter.from_file(
-        cfg.progress,
+        progress,
         chunk_size=cfg.chunk_size,
         head_mode=cfg.head_mode,
         kappa=cfg.kappa,
         epsilon=cfg.epsilon,
         nan_weight=cfg.nan_weight,
+        dataset=dataset,
     )
     report = weight_report(weighter)
-    out = Path(cfg.output_dir) if cfg.output_dir else weighter.path.with_name(f"{weighter.path.stem}_weights")
     o = report["overall"]
     print(
         f"{o['num_frames']} frames, {len(report['episodes'])} episodes, chunk {cfg.chunk_size}, "
@@ -67,7 +87,7 @@ def main(argv: list[str]) -> int:
             f"{e['episode_index']:>8} {e['num_frames']:>7} {e['mean_weight']:>7.3f} "
             f"{e['zero_share']:>6.1%} {e['full_share']:>6.1%} {delta:>8}"
         )
-    announce("summary", write_report_json(report, out / "weights.json"))
-    announce("plot", plot_weights(weighter, report, out / "weights.png"))
-    announce("frame weights", write_frame_weights(weighter, out / "frame_weights.parquet"))
+    announce("summary", write_report_json(report, outputs["weights.json"]))
+    announce("plot", plot_weights(weighter, report, outputs["weights.png"]))
+    announce("frame weights", write_frame_weights(weighter, outputs["frame_weights.parquet"]))
     return 0

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 
 from lerobot.utils.sample_weighting import SampleWeighter
 
+from rewardkit.errors import RewardkitError
 from rewardkit.rabc.weighter import make_sample_weighter
 
 
@@ -49,11 +50,43 @@ def rewardkit_sample_weighting() -> Iterator[_Recorder]:
         lerobot_sample_weighting.make_sample_weighter = original
 
 
+def _flag_value(argv: list[str], name: str) -> str | None:
+    """The value of `--name=value` (or `--name value`) in `argv`, the last one winning; None if absent."""
+    value = None
+    for position, arg in enumerate(argv):
+        if arg.startswith(f"{name}="):
+            value = arg.split("=", 1)[1]
+        elif arg == name and position + 1 < len(argv):
+            value = argv[position + 1]
+    return value
+
+
+def lerobot_train_argv(argv: list[str]) -> list[str]:
+    """`argv` for lerobot-train, uploading nothing unless asked.
+
+    lerobot's policies default to `push_to_hub=True`; here the default is no upload: unless the user
+    passes `--policy.push_to_hub=true` (with `--policy.repo_id`), `--policy.push_to_hub=false` is added.
+
+    Raises:
+        RewardkitError: `--policy.push_to_hub=true` without `--policy.repo_id` (before any training).
+    """
+    push = _flag_value(argv, "--policy.push_to_hub")
+    if push is None:
+        return [*argv, "--policy.push_to_hub=false"]
+    if push.strip().lower() in ("true", "1", "yes") and not _flag_value(argv, "--policy.repo_id"):
+        raise RewardkitError(
+            "--policy.push_to_hub=true needs --policy.repo_id=USER/NAME (the hub repo to upload the policy to)"
+        )
+    return list(argv)
+
+
 def train_policy(argv: list[str]) -> SampleWeighter | None:
     """Run lerobot-train with `argv` (all of its flags) and rewardkit's sample weighting installed.
 
+    Nothing is uploaded unless `--policy.push_to_hub=true` is given (see `lerobot_train_argv`).
     Returns the weighter used (None when `--sample_weighting.type` was not given).
     """
+    argv = lerobot_train_argv(argv)
     from lerobot.scripts import lerobot_train
     from lerobot.utils.import_utils import register_third_party_plugins
 
