@@ -159,11 +159,13 @@ def test_bands_default_and_validation():
     config = StageAwareConfig()
     assert config.resolved_architecture == "sliding" and config.layer_bands == [1] * 8
     assert StageAwareConfig(window="centred").resolved_architecture == "lerobot"
-    # resolved from the fields as they are when the model is built, then pinned in its config
+    # resolved from the fields as they are when the model is built, then pinned in the model's own config
+    # (the caller's config is left as it was)
     config.num_layers, config.hidden_dim, config.num_heads, config.image_dim, config.text_dim = 2, 16, 2, 8, 8
     model = StageAwareRewardModel(config)
-    assert len(model.stage_model.layers) == 2 and config.temporal_bands == [4, 4]
-    assert config.architecture == "sliding"
+    assert len(model.stage_model.layers) == 2 and model.config.temporal_bands == [4, 4]
+    assert model.config.architecture == "sliding"
+    assert config.temporal_bands is None and config.architecture is None
     with pytest.raises(ValueError, match="adding up to n_obs_steps"):
         StageAwareConfig(num_layers=2, n_obs_steps=4, temporal_bands=[1, 2], max_rewind_steps=2)
     with pytest.raises(ValueError, match="causal"):

@@ -6,11 +6,25 @@ the within-stage progress tau, conditioned on a one-hot stage prior. Progress is
 P_{k-1} + alpha_k * tau (temporal proportions alpha). A sparse head is always trained; a dense head in
 the dense_only and dual annotation modes.
 
-The layer layout and parameter names are those of lerobot's SARM (stream-major tokens, causal attention
-over the flattened token sequence, a learned bias on the first frame), so lerobot checkpoints load as they
-are (`load_lerobot_sarm`). What differs is around the transformer: any number of cameras, a causal window
-by default, padded positions masked in attention *and* the loss, the stage loss weight applied, teacher
-forcing drawn per sample, and whole episodes labelled in batched passes.
+One forward pass, whatever the architecture:
+
+    stage logits = stage_model(windows)                      scheme -> (B, T, K)
+    prior        = one-hot(true stage | predicted stage)     teacher forcing in training
+    tau logits   = subtask_model(windows, prior)             scheme -> (B, T, 1)
+    progress     = P_{k-1} + alpha_k * sigmoid(tau)
+
+The two transformers are of one class, chosen once when the model is built from `config.architecture`:
+
+- "sliding" (`sliding.py`, the causal default): frame-major tokens, attention banded over frames, so one
+  pass per frame-gap phase labels a whole episode and an online step computes one new frame
+  (`SlidingStream`);
+- "lerobot" (`lerobot_layout.py`): lerobot's layer layout and parameter names, so lerobot checkpoints
+  load as they are (`load_lerobot_sarm`); every window is computed on its own.
+
+Both take windows through the same `forward(image, text, state, padding, schemes, priors)`. What differs
+from lerobot's SARM is around the transformers: any number of cameras, a causal window by default, padded
+positions masked in attention *and* the loss, the stage loss weight applied, teacher forcing drawn per
+sample, and whole episodes labelled in batched passes.
 
 Batch keys (B samples, N cameras, L positions, D feature size, S state size):
     image_features (B, N, L, D) float16/32, text_features (B, D), state (B, L, S) optional (raw; the model
@@ -21,19 +35,19 @@ Batch keys (B samples, N cameras, L positions, D feature size, S state size):
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from functools import partial
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
-from torch import Tensor, nn
+from torch import Tensor
 
 from rewardkit.errors import RewardkitError
 from rewardkit.models.base import CheckpointError, EpisodeInputs, ModelInputs, RewardKitModel, load_weights
 from rewardkit.models.sarm.configuration_sarm import StageAwareConfig
+from rewardkit.models.sarm.lerobot_layout import LerobotTransformer
 from rewardkit.models.sarm.sliding import SlidingHistory, SlidingTransformer
 
 
@@ -46,144 +60,32 @@ def window_indices(length: int, frames: np.ndarray, offsets: list[int] | np.ndar
     return np.clip(frames[:, None] + np.asarray(offsets, dtype=np.int64)[None, :], 0, length - 1)
 
 
-class StreamTransformer(nn.Module):
-    """One SARM transformer over per-frame tokens of several streams.
-
-    Streams: one per camera, the task text, the state and (subtask model only) the stage prior. Tokens
-    are laid out stream-major ((N + 2 [+ 1]) * T tokens) with causal attention over that order, as in
-    lerobot's SARM, and fused per frame by a LayerNorm + Linear + ReLU before the heads.
-    """
-
-    def __init__(
-        self,
-        hidden_dim: int,
-        image_dim: int,
-        text_dim: int,
-        state_dim: int,
-        num_layers: int,
-        num_heads: int,
-        dropout: float,
-        num_cameras: int,
-        head_sizes: dict[str, int],
-        stage_prior: bool,
-    ) -> None:
-        super().__init__()
-        self.hidden_dim = hidden_dim
-        self.num_cameras = num_cameras
-        self.stage_prior = stage_prior
-        self.lang_proj = nn.Linear(text_dim, hidden_dim)
-        self.visual_proj = nn.Linear(image_dim, hidden_dim)
-        self.state_proj = nn.Linear(state_dim, hidden_dim)
-        layer = nn.TransformerEncoderLayer(hidden_dim, num_heads, 4 * hidden_dim, dropout, batch_first=True)
-        self.transformer = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
-        self.first_pos = nn.Parameter(torch.zeros(1, hidden_dim))
-        streams = num_cameras + 2 + int(stage_prior)
-        self.fusion_backbone = nn.Sequential(
-            nn.LayerNorm(streams * hidden_dim), nn.Linear(streams * hidden_dim, hidden_dim), nn.ReLU()
-        )
-        self.heads = nn.ModuleDict({name: nn.Linear(hidden_dim, size) for name, size in head_sizes.items()})
-        self._causal_masks: dict[tuple[int, str], Tensor] = {}
-
-    def _causal_mask(self, size: int, device: torch.device) -> Tensor:
-        key = (size, str(device))
-        if key not in self._causal_masks:
-            self._causal_masks[key] = torch.triu(torch.ones(size, size, dtype=torch.bool, device=device), 1)
-        return self._causal_masks[key]
-
-    def forward(
-        self,
-        image: Tensor,
-        text: Tensor,
-        state: Tensor,
-        padding: Tensor | None,
-        scheme: str,
-        prior: Tensor | None = None,
-    ) -> Tensor:
-        """Per-frame head outputs (B, T, head size); see `fused_windows`."""
-        return self.head(self.fused_windows(image, text, state, padding, prior), scheme)
-
-    def head(self, fused: Tensor, scheme: str) -> Tensor:
-        """(..., H) fused per-frame features -> (..., head size)."""
-        return self.heads[scheme](fused)
-
-    def fused_windows(
-        self, image: Tensor, text: Tensor, state: Tensor, padding: Tensor | None, prior: Tensor | None = None
-    ) -> Tensor:
-        """Per-frame fused features (B, T, H).
-
-        image (B, N, T, D_img), text (B, D_txt), state (B, T, S), padding (B, T) bool True where padded
-        (or None), prior (B, T, C) one-hot stage (subtask model).
-        """
-        batch, cameras, frames, _ = image.shape
-        hidden = self.hidden_dim
-        streams = [self.visual_proj(image)]
-        streams.append(self.lang_proj(text)[:, None, None, :].expand(batch, 1, frames, hidden))
-        streams.append(self.state_proj(state)[:, None])
-        if self.stage_prior:
-            assert prior is not None
-            classes = prior.shape[-1]
-            prior = prior.to(streams[0].dtype)
-            if classes < hidden:
-                prior = F.pad(prior, (0, hidden - classes))
-            streams.append(prior[..., :hidden][:, None])
-        tokens = torch.cat(streams, dim=1)  # (B, streams, T, H)
-        first = torch.zeros_like(tokens[:1, :, :1])
-        first[:, :cameras] = self.first_pos.to(tokens.dtype)
-        tokens = tokens + F.pad(first, (0, 0, 0, frames - 1))
-        num_streams = tokens.shape[1]
-        tokens = tokens.reshape(batch, num_streams * frames, hidden)
-        key_padding = None
-        if padding is not None:
-            key_padding = padding[:, None, :].expand(batch, num_streams, frames).reshape(batch, -1)
-        encoded = self.transformer(
-            tokens,
-            mask=self._causal_mask(tokens.shape[1], tokens.device),
-            src_key_padding_mask=key_padding,
-            is_causal=True,
-        )
-        fused = encoded.reshape(batch, num_streams, frames, hidden).transpose(1, 2).reshape(batch, frames, -1)
-        return self.fusion_backbone(fused)
-
-
 class StageAwareRewardModel(RewardKitModel):
-    """SARM reward model reading cached frozen features (see the module docstring for batch keys)."""
+    """SARM reward model reading cached frozen features (see the module docstring for batch keys).
+
+    The config given is not changed: the model keeps a copy with the architecture and the temporal bands
+    resolved (`self.config`), which is what it saves.
+    """
 
     config_class = StageAwareConfig
     name = "rewardkit_sarm"
 
     def __init__(self, config: StageAwareConfig, **kwargs: Any) -> None:
+        # pinned now (fields may have been set after the config was made), and saved with the model
+        architecture = config.resolved_architecture
+        config = replace(
+            config,
+            architecture=architecture,
+            temporal_bands=config.layer_bands if architecture == "sliding" else config.temporal_bands,
+        )
         super().__init__(config)
         self.config: StageAwareConfig = config
-        # pinned now (fields may have been set after the config was made), and saved with the model
-        config.architecture = config.resolved_architecture
-        if config.architecture == "sliding":
-            config.temporal_bands = config.layer_bands
-        num_cameras = len(config.cameras) if config.cameras else 1
-        common = dict(
-            hidden_dim=config.hidden_dim,
-            image_dim=config.image_dim,
-            text_dim=config.text_dim,
-            state_dim=config.max_state_dim,
-            num_layers=config.num_layers,
-            num_heads=config.num_heads,
-            dropout=config.dropout,
-            num_cameras=num_cameras,
-        )
+        transformer = SlidingTransformer if architecture == "sliding" else LerobotTransformer
         stage_sizes = {"sparse": config.stages("sparse"), "dense": config.stages("dense")}
-        self.stage_model: StreamTransformer | SlidingTransformer
-        self.subtask_model: StreamTransformer | SlidingTransformer
-        if config.architecture == "sliding":
-            del common["num_layers"]
-            bands = list(config.temporal_bands or [])
-            self.stage_model = SlidingTransformer(**common, bands=bands, head_sizes=stage_sizes)
-            self.subtask_model = SlidingTransformer(
-                **common, bands=bands, head_sizes={"sparse": 1, "dense": 1}, prior_classes=stage_sizes
-            )
-        else:
-            self.stage_model = StreamTransformer(**common, head_sizes=stage_sizes, stage_prior=False)
-            self.subtask_model = StreamTransformer(
-                **common, head_sizes={"sparse": 1, "dense": 1}, stage_prior=True
-            )
+        self.stage_model = transformer.from_config(config, head_sizes=stage_sizes)
+        self.subtask_model = transformer.from_config(
+            config, head_sizes={"sparse": 1, "dense": 1}, prior_classes=stage_sizes
+        )
         for scheme in ("sparse", "dense"):
             proportions = torch.tensor(config.proportions(scheme), dtype=torch.float64)
             proportions = proportions / proportions.sum()
@@ -244,6 +146,7 @@ class StageAwareRewardModel(RewardKitModel):
         return F.pad(state, (0, size - state.shape[-1]))
 
     def _inputs(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """image (B, N, T, D) float32, text (B, D), state (B, T, max_state_dim) prepared, on the device."""
         device = self._state_std.device
         image = batch["image_features"].to(device=device, dtype=torch.float32)
         if image.dim() == 3:  # (B, T, D): one camera
@@ -252,37 +155,31 @@ class StageAwareRewardModel(RewardKitModel):
         state = self._prepare_state(batch.get("state"), image.shape[0], image.shape[2], device)
         return image, text, state
 
-    def _predict(
-        self, stage_logits: Callable[[str], Tensor], tau_logits: Callable[[str, Tensor], Tensor], scheme: str
-    ) -> tuple[Tensor, Tensor]:
-        """Progress (...) and stage probabilities (..., K) of one head: tau conditioned on the predicted
-        stage. `stage_logits`/`tau_logits` as from `_head_functions`."""
-        logits = stage_logits(scheme)
-        stage = logits.argmax(-1)
-        prior = F.one_hot(stage, logits.shape[-1]).float()
-        tau = torch.sigmoid(tau_logits(scheme, prior).squeeze(-1).float())
-        return self.normalized_progress(stage, tau, scheme), logits.float().softmax(-1)
+    @staticmethod
+    def _one_hot(stage: Tensor, classes: int) -> Tensor:
+        """The stage prior the subtask model reads: (...) int64 -> (...) one-hot float."""
+        return F.one_hot(stage.clamp(0, classes - 1), classes).float()
 
-    def _head_functions(
-        self, image: Tensor, text: Tensor, state: Tensor, padding: Tensor | None
-    ) -> tuple[Callable[[str], Tensor], Callable[[str, Tensor], Tensor]]:
-        """(scheme -> stage logits, (scheme, one-hot prior) -> tau logits) over one batch of windows.
+    def _progress(
+        self, stage_logits: dict[str, Tensor], tau_logits: dict[str, Tensor]
+    ) -> dict[str, tuple[Tensor, Tensor]]:
+        """scheme -> (progress (...), stage probabilities (..., K)) from the heads' logits, the tau
+        logits conditioned on the predicted stage."""
+        out = {}
+        for scheme, logits in stage_logits.items():
+            tau = torch.sigmoid(tau_logits[scheme].squeeze(-1).float())
+            progress = self.normalized_progress(logits.argmax(-1), tau, scheme)
+            out[scheme] = (progress, logits.float().softmax(-1))
+        return out
 
-        Each transformer's trunk runs once for both heads, except lerobot's subtask transformer, which
-        reads the prior as tokens and so runs per call."""
-        stage_fused = self.stage_model.fused_windows(image, text, state, padding)
-        if isinstance(self.subtask_model, SlidingTransformer):
-            return (
-                partial(self.stage_model.head, stage_fused),
-                partial(self.subtask_model.head, self.subtask_model.fused_windows(image, text, state)),
-            )
-        subtask = self.subtask_model
-        return (
-            partial(self.stage_model.head, stage_fused),
-            lambda scheme, prior: subtask.head(
-                subtask.fused_windows(image, text, state, padding, prior), scheme
-            ),
-        )
+    def _predict_windows(
+        self, image: Tensor, text: Tensor, state: Tensor, schemes: list[str]
+    ) -> dict[str, tuple[Tensor, Tensor]]:
+        """scheme -> (progress (B, T), stage probabilities (B, T, K)) of a batch of windows (inference)."""
+        stage_logits = self.stage_model(image, text, state, None, schemes)
+        priors = {s: self._one_hot(logits.argmax(-1), logits.shape[-1]) for s, logits in stage_logits.items()}
+        tau_logits = self.subtask_model(image, text, state, None, schemes, priors)
+        return self._progress(stage_logits, tau_logits)
 
     # ---- training ------------------------------------------------------------------------------
     def forward(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
@@ -297,36 +194,37 @@ class StageAwareRewardModel(RewardKitModel):
         lengths = batch.get("lengths")
         if lengths is None:
             lengths = torch.full((batch_size,), frames, device=device)
-        lengths = lengths.to(device)
-        padding = torch.arange(frames, device=device)[None, :] >= lengths[:, None]  # (B, T)
+        padding = torch.arange(frames, device=device)[None, :] >= lengths.to(device)[:, None]  # (B, T)
         valid = ~padding
-        use_padding = padding if bool(padding.any()) else None
+        attention_padding = padding if bool(padding.any()) else None
+
+        stage_logits = self.stage_model(image, text, state, attention_padding, self.schemes)
+        true_stage, true_tau, priors = {}, {}, {}
+        for scheme, logits in stage_logits.items():
+            classes = logits.shape[-1]
+            true_stage[scheme] = batch[f"{scheme}_stage"].to(device).long().clamp(0, classes - 1)
+            true_tau[scheme] = batch[f"{scheme}_tau"].to(device).float()
+            prior_stage = logits.argmax(-1)
+            if self.training:  # teacher forcing, drawn per sample
+                teacher = torch.rand(batch_size, device=device) < self.config.teacher_forcing_ratio
+                prior_stage = torch.where(teacher[:, None], true_stage[scheme], prior_stage)
+            priors[scheme] = self._one_hot(prior_stage, classes)
+        tau_logits = self.subtask_model(image, text, state, attention_padding, self.schemes, priors)
+
         total = torch.zeros((), device=device)
         logs: dict[str, float] = {}
         current = self.config.current_position
-        stage_logits, tau_logits = self._head_functions(image, text, state, use_padding)
-        for scheme in self.schemes:
-            stage = batch[f"{scheme}_stage"].to(device).long()
-            tau = batch[f"{scheme}_tau"].to(device).float()
-            logits_first = stage_logits(scheme)
-            classes = logits_first.shape[-1]
-            predicted = logits_first.argmax(-1)
-            if self.training:
-                teacher = torch.rand(batch_size, device=device) < self.config.teacher_forcing_ratio
-                prior_stage = torch.where(teacher[:, None], stage, predicted)
-            else:
-                prior_stage = predicted
-            prior = F.one_hot(prior_stage.clamp(0, classes - 1), classes).float()
-            tau_pred = torch.sigmoid(tau_logits(scheme, prior).squeeze(-1).float())
-            stage_loss = F.cross_entropy(logits_first[valid].float(), stage[valid].clamp(0, classes - 1))
-            tau_loss = F.mse_loss(tau_pred[valid], tau[valid])
+        for scheme, logits in stage_logits.items():
+            tau = torch.sigmoid(tau_logits[scheme].squeeze(-1).float())
+            stage_loss = F.cross_entropy(logits[valid].float(), true_stage[scheme][valid])
+            tau_loss = F.mse_loss(tau[valid], true_tau[scheme][valid])
             total = total + self.config.stage_loss_weight * stage_loss + tau_loss
             with torch.no_grad():
-                predicted_progress = self.normalized_progress(
-                    predicted[:, current], tau_pred[:, current], scheme
+                predicted = self.normalized_progress(logits[:, current].argmax(-1), tau[:, current], scheme)
+                target = self.normalized_progress(
+                    true_stage[scheme][:, current], true_tau[scheme][:, current], scheme
                 )
-                target_progress = self.normalized_progress(stage[:, current], tau[:, current], scheme)
-                mae = (predicted_progress - target_progress).abs().mean()
+                mae = (predicted - target).abs().mean()
             logs[f"{scheme}_stage_loss"] = float(stage_loss.detach())
             logs[f"{scheme}_tau_loss"] = float(tau_loss.detach())
             logs["progress_mae" if scheme == "sparse" else "progress_dense_mae"] = float(mae)
@@ -340,8 +238,7 @@ class StageAwareRewardModel(RewardKitModel):
 
         batch: image_features (B, N, W, D), text_features (B, D), state (B, W, S) optional.
         """
-        image, text, state = self._inputs(batch)
-        return self._predict(*self._head_functions(image, text, state, None), scheme)
+        return self._predict_windows(*self._inputs(batch), [scheme])[scheme]
 
     @torch.no_grad()
     def predict_progress(self, batch: dict[str, Tensor]) -> Tensor:
@@ -388,17 +285,33 @@ class StageAwareRewardModel(RewardKitModel):
         features = torch.stack(
             [torch.from_numpy(np.array(inputs.image_features[c], dtype=np.float32)) for c in cameras]
         ).to(device=device, dtype=torch.float32)  # (N, T, D)
-        length = int(features.shape[1])
-        frames = np.arange(length) if inputs.frame_indices is None else np.asarray(inputs.frame_indices)
+        frames = (
+            np.arange(features.shape[1]) if inputs.frame_indices is None else np.asarray(inputs.frame_indices)
+        )
         text = torch.as_tensor(np.asarray(inputs.text_features), dtype=torch.float32, device=device)
         state = None
         if self.config.use_state and inputs.state is not None:
             state = torch.as_tensor(np.asarray(inputs.state), dtype=torch.float32, device=device)
         if self.config.architecture == "sliding":
-            return self._label_sliding(features, text, state, frames)
-        windows = torch.as_tensor(window_indices(length, frames, self.config.window_offsets), device=device)
+            outputs = self._label_sliding(features, text, state, frames)
+        else:
+            outputs = self._label_windows(features, text, state, frames)
+        labels = {}
+        for scheme, (progress, probs) in outputs.items():
+            suffix = "" if scheme == "sparse" else "_dense"
+            labels[f"progress{suffix}"] = progress.float().cpu().numpy().astype(np.float32)
+            labels[f"stage_probs{suffix}"] = probs.cpu().numpy().astype(np.float32)
+        return labels
+
+    def _label_windows(
+        self, features: Tensor, text: Tensor, state: Tensor | None, frames: np.ndarray
+    ) -> dict[str, tuple[Tensor, Tensor]]:
+        """Any architecture: each requested frame's own window, `label_batch_size` windows per pass.
+        features (N, T, D), text (D,), state (T, S) or None -> scheme -> (progress (F,), probs (F, K))."""
+        windows = window_indices(features.shape[1], frames, self.config.window_offsets)
+        windows = torch.as_tensor(windows, device=features.device)  # (F, W)
         current = self.config.current_position
-        outputs: dict[str, list[np.ndarray]] = {}
+        parts: dict[str, list[tuple[Tensor, Tensor]]] = {scheme: [] for scheme in self.schemes}
         for begin in range(0, len(frames), self.config.label_batch_size):
             chunk = windows[begin : begin + self.config.label_batch_size]  # (b, W)
             batch = {
@@ -407,41 +320,38 @@ class StageAwareRewardModel(RewardKitModel):
             }
             if state is not None:
                 batch["state"] = state[chunk]
-            functions = self._head_functions(*self._inputs(batch), None)  # trunks once for both heads
-            for scheme in self.schemes:
-                suffix = "" if scheme == "sparse" else "_dense"
-                progress, probs = self._predict(*functions, scheme)
-                outputs.setdefault(f"progress{suffix}", []).append(progress[:, current].cpu().numpy())
-                outputs.setdefault(f"stage_probs{suffix}", []).append(probs[:, current].cpu().numpy())
-        return {key: np.concatenate(parts).astype(np.float32) for key, parts in outputs.items()}
+            for scheme, (progress, probs) in self._predict_windows(
+                *self._inputs(batch), self.schemes
+            ).items():
+                parts[scheme].append((progress[:, current], probs[:, current]))
+        return {
+            scheme: (torch.cat([p for p, _ in chunks]), torch.cat([q for _, q in chunks]))
+            for scheme, chunks in parts.items()
+            if chunks
+        }
 
     def _label_sliding(
         self, features: Tensor, text: Tensor, state: Tensor | None, frames: np.ndarray
-    ) -> dict[str, np.ndarray]:
+    ) -> dict[str, tuple[Tensor, Tensor]]:
         """Sliding architecture: one pass per frame-gap phase and model gives every frame's output (equal
-        to each frame's own window computed alone, see `sarm/sliding.py`)."""
-        assert isinstance(self.stage_model, SlidingTransformer)
-        assert isinstance(self.subtask_model, SlidingTransformer)
+        to each frame's own window computed alone, see `sarm/sliding.py`); arguments as `_label_windows`."""
         length = int(features.shape[1])
         until = int(frames.max()) + 1 if len(frames) else 0
         if until == 0:
             return {}
         state = self._prepare_state(None if state is None else state[None], 1, length, features.device)[0]
         gap = self.config.frame_gap
-        stage_fused = self.stage_model.fused_episode(features, text, state, gap, until)
-        subtask_fused = self.subtask_model.fused_episode(features, text, state, gap, until)
         select = torch.as_tensor(frames, device=features.device)
-        out: dict[str, np.ndarray] = {}
-        for scheme in self.schemes:
-            suffix = "" if scheme == "sparse" else "_dense"
-            progress, probs = self._predict(
-                partial(self.stage_model.head, stage_fused[select]),
-                partial(self.subtask_model.head, subtask_fused[select]),
-                scheme,
-            )
-            out[f"progress{suffix}"] = progress.float().cpu().numpy().astype(np.float32)
-            out[f"stage_probs{suffix}"] = probs.cpu().numpy().astype(np.float32)
-        return out
+        stage_fused = self.stage_model.fused_episode(features, text, state, gap, until)[select]
+        subtask_fused = self.subtask_model.fused_episode(features, text, state, gap, until)[select]
+        return self._predict_fused(stage_fused, subtask_fused)
+
+    def _predict_fused(self, stage_fused: Tensor, subtask_fused: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
+        """Sliding architecture: scheme -> (progress (...), probs (..., K)) from both models' fused
+        per-frame features (..., H)."""
+        stage_logits = self.stage_model.outputs(stage_fused, self.schemes)
+        priors = {s: self._one_hot(logits.argmax(-1), logits.shape[-1]) for s, logits in stage_logits.items()}
+        return self._progress(stage_logits, self.subtask_model.outputs(subtask_fused, self.schemes, priors))
 
     def online_stream(self) -> SlidingStream:
         """Sliding architecture: a per-step predictor that computes one new frame per step (see
@@ -486,15 +396,10 @@ class SlidingStream:
         prepared = model._prepare_state(None if state is None else state[None, None], 1, 1, device)[0, 0]
         stage_fused = self.stage.step(model.stage_model.tokens(image, text, prepared))
         subtask_fused = self.subtask.step(model.subtask_model.tokens(image, text, prepared))
-        out = {}
-        for scheme in model.schemes:
-            progress, probs = model._predict(
-                partial(model.stage_model.head, stage_fused),
-                partial(model.subtask_model.head, subtask_fused),
-                scheme,
-            )
-            out[scheme] = (float(progress), probs.cpu().numpy())
-        return out
+        return {
+            scheme: (float(progress), probs.cpu().numpy())
+            for scheme, (progress, probs) in model._predict_fused(stage_fused, subtask_fused).items()
+        }
 
 
 # ---- lerobot checkpoints -------------------------------------------------------------------------

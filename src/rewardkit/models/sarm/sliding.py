@@ -32,10 +32,14 @@ passes.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from rewardkit.models.sarm.configuration_sarm import StageAwareConfig
 
 
 def spread_bands(n_obs_steps: int, num_layers: int) -> list[int]:
@@ -180,6 +184,24 @@ class SlidingTransformer(nn.Module):
                 }
             )
 
+    @classmethod
+    def from_config(
+        cls, config: StageAwareConfig, head_sizes: dict[str, int], prior_classes: dict[str, int] | None = None
+    ) -> SlidingTransformer:
+        """The stage model (`prior_classes` None) or the subtask model of `config` (bands resolved)."""
+        return cls(
+            hidden_dim=config.hidden_dim,
+            image_dim=config.image_dim,
+            text_dim=config.text_dim,
+            state_dim=config.max_state_dim,
+            num_heads=config.num_heads,
+            dropout=config.dropout,
+            num_cameras=len(config.cameras) if config.cameras else 1,
+            bands=config.layer_bands,
+            head_sizes=head_sizes,
+            prior_classes=prior_classes,
+        )
+
     # ---- pieces --------------------------------------------------------------------------------
     def tokens(self, image: Tensor, text: Tensor, state: Tensor) -> Tensor:
         """image (..., N, D_img), text (..., D_txt), state (..., S) -> tokens (..., N + 2, H)."""
@@ -235,11 +257,21 @@ class SlidingTransformer(nn.Module):
         text: Tensor,
         state: Tensor,
         padding: Tensor | None,
-        scheme: str,
-        prior: Tensor | None = None,
-    ) -> Tensor:
-        """Per-frame head outputs (B, T, size) of windows; the same interface as lerobot's layout."""
-        return self.head(self.fused_windows(image, text, state), scheme, prior)
+        schemes: list[str],
+        priors: dict[str, Tensor] | None = None,
+    ) -> dict[str, Tensor]:
+        """Per-frame outputs of each head in `schemes` over windows: scheme -> (B, T, head size); the
+        same interface as lerobot's layout (`LerobotTransformer.forward`). The trunk runs once for every
+        head (the stage prior enters at the head)."""
+        return self.outputs(self.fused_windows(image, text, state), schemes, priors)
+
+    def outputs(
+        self, fused: Tensor, schemes: list[str], priors: dict[str, Tensor] | None = None
+    ) -> dict[str, Tensor]:
+        """Fused features (..., H) [+ scheme -> one-hot stage (..., K)] -> scheme -> (..., head size)."""
+        return {
+            scheme: self.head(fused, scheme, None if priors is None else priors[scheme]) for scheme in schemes
+        }
 
     # ---- whole episodes (labelling) ------------------------------------------------------------
     def fused_episode(self, image: Tensor, text: Tensor, state: Tensor, frame_gap: int, until: int) -> Tensor:
