@@ -106,6 +106,21 @@ def test_eval_cli_bad_input(two_camera_dataset, tmp_path, capsys):
     assert "--names has 2 entries for 1 models" in capsys.readouterr().err
 
 
+def test_eval_never_replaces_an_earlier_report_unless_asked(two_camera_dataset, tmp_path, capsys):
+    root, _ = two_camera_dataset
+    model = save_toy(tmp_path / "m")
+    out = tmp_path / "report"
+    base = ["eval", f"--dataset.root={root}", f"--models=[{model}]", "--names=[toy]", f"--output_dir={out}"]
+    assert main([*base, "--dataset.episodes=[0,1]", "--episode_plots=1"]) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert main([*base, "--episode_plots=1"]) == 2  # another selection: the same report files
+    error = capsys.readouterr().err
+    assert str(out / "eval.json") in error and "--overwrite=true" in error
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert main([*base, "--episode_plots=1", "--overwrite=true"]) == 0
+    assert json.loads((out / "eval.json").read_text())["models"]["toy"]["summary"]["num_episodes"] == 4
+
+
 # ---- headless Chromium -------------------------------------------------------------------------
 async def _inspect_in_chromium(page: Path, timeout: float = 60.0) -> dict:
     """Open `page` in headless Chromium through the DevTools protocol; collect console errors and images."""

@@ -129,3 +129,39 @@ def test_viz_command_writes_plots_and_videos(two_camera_dataset, tmp_path, capsy
     )
     assert "has no progress for episode(s) [1]" in capsys.readouterr().err
     assert main(["viz", f"--dataset.root={root}"]) == 2
+
+
+def test_viz_never_replaces_earlier_plots_unless_asked(two_camera_dataset, tmp_path, capsys):
+    root, _ = two_camera_dataset
+    model = save_toy(tmp_path / "toy")
+    parquet = tmp_path / "p.parquet"
+    assert main(["label", f"--dataset.root={root}", f"--model.path={model}", f"--output={parquet}"]) == 0
+    out = tmp_path / "viz"
+    base = ["viz", f"--dataset.root={root}", f"--progress={parquet}", f"--output_dir={out}"]
+    assert main([*base, "--dataset.episodes=[1,2]"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(before) == ["episode_1.png", "episode_2.png", "overview.png"]
+    # Episode 0 is new, but the overview and episode 1 would be replaced: nothing is written.
+    assert main([*base, "--dataset.episodes=[0,1]", "--targets=false"]) == 2
+    error = capsys.readouterr().err
+    assert "--overwrite=true" in error and str(out) in error
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert main([*base, "--dataset.episodes=[0,1]", "--targets=false", "--overwrite=true"]) == 0
+    after = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(after) == ["episode_0.png", "episode_1.png", "episode_2.png", "overview.png"]
+    assert (
+        after["episode_1.png"] != before["episode_1.png"]
+        and after["episode_2.png"] == before["episode_2.png"]
+    )
+
+
+def test_viz_refuses_a_progress_file_of_another_dataset(two_camera_dataset, tiny_dataset, tmp_path, capsys):
+    root, _ = two_camera_dataset
+    tiny_root, _ = tiny_dataset
+    model = save_toy(tmp_path / "toy")
+    parquet = tmp_path / "tiny.parquet"
+    assert main(["label", f"--dataset.root={tiny_root}", f"--model.path={model}", f"--output={parquet}"]) == 0
+    argv = ["viz", f"--dataset.root={root}", f"--progress={parquet}", f"--output_dir={tmp_path / 'v'}"]
+    assert main([*argv, "--dataset.episodes=[0]"]) == 2
+    assert "labelled from another dataset" in capsys.readouterr().err
+    assert not (tmp_path / "v").exists()

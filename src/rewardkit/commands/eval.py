@@ -28,6 +28,8 @@ class EvalConfig:
         stride: labelling stride (1: every frame).
         episode_plots: per-episode plots per model in the report (failed episodes first).
         device: where to run the models (default: each checkpoint's device).
+        overwrite: replace an earlier report (eval.json, report.html, plots) in `output_dir` (off: the run
+            stops before any work).
     """
 
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -41,6 +43,7 @@ class EvalConfig:
     stride: int = 1
     episode_plots: int = 3
     device: str | None = None
+    overwrite: bool = False
 
 
 def main(argv: list[str]) -> int:
@@ -55,7 +58,8 @@ def main(argv: list[str]) -> int:
 
     import rewardkit
     from rewardkit.data.dataset import open_from_config
-    from rewardkit.evaluation import evaluate_dataset, ground_truth_from_dataset
+    from rewardkit.evaluation import evaluate_dataset, evaluation_output_paths, ground_truth_from_dataset
+    from rewardkit.io_utils import check_overwrite
 
     dataset = open_from_config(cfg.dataset)
     unknown = sorted(set(cfg.failed_episodes) - set(dataset.episode_indices))
@@ -65,6 +69,8 @@ def main(argv: list[str]) -> int:
         dataset, cfg.failed_episodes, keyframes=cfg.keyframes, failure_column=cfg.failure_column,
         stage_scheme=cfg.stage_scheme,
     )  # fmt: skip
+    for path in evaluation_output_paths(cfg.output_dir, names, truths, cfg.episode_plots):
+        check_overwrite(path, cfg.overwrite)
     models = {
         name: rewardkit.load(path, device=cfg.device) for name, path in zip(names, cfg.models, strict=True)
     }

@@ -37,6 +37,7 @@ class VizConfig:
         failed_episodes: indices of failed attempts (coloured apart in the overview).
         targets: draw the linear progress targets of successful episodes.
         stride: labelling stride when a model is given.
+        overwrite: replace earlier plots (and videos) in `output_dir` (off: the run stops before any work).
     """
 
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -47,6 +48,7 @@ class VizConfig:
     failed_episodes: list[int] = field(default_factory=list)
     targets: bool = True
     stride: int = 1
+    overwrite: bool = False
 
 
 def main(argv: list[str]) -> int:
@@ -54,14 +56,15 @@ def main(argv: list[str]) -> int:
     if bool(cfg.model.path) == bool(cfg.progress):
         raise RewardkitError("give exactly one of --model.path=CHECKPOINT or --progress=PARQUET")
 
-    from pathlib import Path
-
     from rewardkit.data.dataset import open_from_config
     from rewardkit.evaluation import ground_truth_from_dataset
-    from rewardkit.viz import plot_episode, plot_overview, sample_frame_indices, write_episode_video
+    from rewardkit.io_utils import check_overwrite
+    from rewardkit.viz import plot_progress, progress_plot_paths
 
     dataset = open_from_config(cfg.dataset)
-    episodes = dataset.episodes()
+    indices = dataset.episode_indices
+    for path in progress_plot_paths(cfg.output_dir, [""], indices, cfg.video):
+        check_overwrite(path, cfg.overwrite)
     if cfg.model.path:
         import rewardkit
         from rewardkit.labelling import label_dataset
@@ -70,48 +73,26 @@ def main(argv: list[str]) -> int:
         predictions = {e.episode_index: e.outputs for e in label_dataset(model, dataset, stride=cfg.stride)}
         source = cfg.model.path
     else:
-        from rewardkit.labelling import read_progress_parquet
+        from rewardkit.labelling import check_progress, read_progress_parquet
 
-        predictions, _ = read_progress_parquet(cfg.progress)
-        missing = [e.episode_index for e in episodes if e.episode_index not in predictions]
+        predictions, metadata = read_progress_parquet(cfg.progress, with_index=True)
+        check_progress(cfg.progress, predictions, metadata, dataset=dataset)
+        missing = [i for i in indices if i not in predictions]
         if missing:
             raise RewardkitError(f"{cfg.progress} has no progress for episode(s) {missing}")
         source = cfg.progress
     truths = ground_truth_from_dataset(dataset, cfg.failed_episodes)
-    output_dir = Path(cfg.output_dir)
-    camera = dataset.camera_keys[0] if dataset.camera_keys else None
-    for ep in episodes:
-        index = ep.episode_index
-        outputs = predictions[index]
-        if len(outputs["progress"]) != ep.length:
-            raise RewardkitError(
-                f"episode {index}: {len(outputs['progress'])} progress values for {ep.length} frames"
-            )
-        truth = truths[index]
-        target = truth.progress if cfg.targets else None
-        frames = {cam: dataset.read_frames(index, cam) for cam in dataset.camera_keys} if camera else {}
-        positions = sample_frame_indices(ep.length)
-        outcome = "success" if truth.success else "failure"
-        title = f"episode {index} ({outcome}): {ep.task}"
-        path = plot_episode(
-            output_dir / f"episode_{index}.png",
-            outputs,
-            target=target,
-            true_stages=truth.stages,
-            frames=frames[camera][positions] if camera else None,
-            frame_indices=positions,
-            title=title,
-        )
-        announce(f"episode {index} plot", path)
-        if cfg.video:
-            if not frames:
-                raise RewardkitError(f"dataset {dataset.root} has no cameras to film")
-            video = write_episode_video(
-                output_dir / f"episode_{index}.mp4", frames, outputs["progress"], dataset.fps, target, title
-            )
-            announce(f"episode {index} video", video)
-    curves = {e.episode_index: predictions[e.episode_index]["progress"] for e in episodes}
-    success = {i: t.success for i, t in truths.items()}
-    overview = plot_overview(output_dir / "overview.png", curves, success, title=f"{source}")
-    announce("overview", overview)
+    written = plot_progress(
+        cfg.output_dir,
+        dataset,
+        {"": predictions},
+        truths,
+        indices,
+        targets=cfg.targets,
+        video=cfg.video,
+        overview_titles={"": str(source)},
+    )
+    for _, path in written:
+        kind = "video" if path.suffix == ".mp4" else "plot"
+        announce("overview" if path.stem == "overview" else f"{path.stem.replace('_', ' ')} {kind}", path)
     return 0

@@ -19,7 +19,7 @@ from rewardkit.evaluation.metrics import (
     value_order_correlation,
 )
 from rewardkit.evaluation.report import TIME_BASELINE_NOTE, write_report
-from rewardkit.evaluation.run import EvaluationReport, evaluate_dataset
+from rewardkit.evaluation.run import EvaluationReport, evaluate_dataset, evaluation_output_paths
 
 __all__ = [
     "CONSTANT_BASELINE",
@@ -31,6 +31,7 @@ __all__ = [
     "constant_progress",
     "elapsed_fraction",
     "evaluate_dataset",
+    "evaluation_output_paths",
     "evaluate_models",
     "evaluate_predictions",
     "ground_truth_from_dataset",

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,14 +34,21 @@ class EvaluationReport:
     predictions: dict[str, dict[int, dict[str, np.ndarray]]]
 
 
-def _slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "model"
-
-
 def _plot_episodes(truths: Mapping[int, EpisodeTruth], count: int) -> list[int]:
     """Which episodes get a per-episode plot: failures first (they tell the most), then successes."""
     ordered = sorted(truths, key=lambda i: (truths[i].success, i))
     return ordered[:count]
+
+
+def evaluation_output_paths(
+    output_dir: str | Path, names: Sequence[str], truths: Mapping[int, EpisodeTruth], episode_plots: int = 3
+) -> list[Path]:
+    """Every file `evaluate_dataset` writes for models `names`: eval.json, report.html and the plots."""
+    from rewardkit.viz import progress_plot_paths
+
+    output_dir = Path(output_dir)
+    plots = progress_plot_paths(output_dir / "plots", names, _plot_episodes(truths, episode_plots))
+    return [output_dir / "eval.json", output_dir / "report.html", *plots]
 
 
 def evaluate_dataset(
@@ -67,7 +73,7 @@ def evaluate_dataset(
         episode_plots: per-episode plots per model (failed episodes first).
     """
     from rewardkit.labelling import label_dataset
-    from rewardkit.viz import plot_episode, plot_overview, sample_frame_indices
+    from rewardkit.viz import plot_progress
 
     output_dir = Path(output_dir)
     if not truths:
@@ -86,38 +92,14 @@ def evaluate_dataset(
                 predictions[name] = {int(k): dict(v) for k, v in model.items()}
         results = evaluate_models(predictions, truths)
 
-        images: list[tuple[str, Path]] = []
-        plots = output_dir / "plots"
-        camera = dataset.camera_keys[0] if dataset.camera_keys else None
-        strips: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        for index in _plot_episodes(truths, episode_plots):
-            if camera is not None:
-                frames = dataset.read_frames(index, camera)
-                positions = sample_frame_indices(len(frames))
-                strips[index] = (frames[positions], positions)
-        for name, per_episode in predictions.items():
-            slug = _slug(name)
-            curves = {i: per_episode[i]["progress"] for i in selected}
-            success = {i: truths[i].success for i in selected}
-            path = plot_overview(
-                plots / f"{slug}_overview.png", curves, success, title=f"{name}: all episodes"
-            )
-            images.append((f"{name}: every episode's progress and the final-progress histogram", path))
-            for index in _plot_episodes(truths, episode_plots):
-                truth = truths[index]
-                frames, positions = strips.get(index, (None, None))
-                outcome = "success" if truth.success else "failure"
-                title = f"{name}: episode {index} ({outcome}) {truth.task}"
-                path = plot_episode(
-                    plots / f"{slug}_episode_{index}.png",
-                    per_episode[index],
-                    target=truth.progress,
-                    true_stages=truth.stages,
-                    frames=frames,
-                    frame_indices=positions,
-                    title=title,
-                )
-                images.append((title, path))
+        images = plot_progress(
+            output_dir / "plots",
+            dataset,
+            predictions,
+            truths,
+            _plot_episodes(truths, episode_plots),
+            overview_episodes=selected,
+        )
     finally:
         dataset.selected_episodes = previous_selection
     info = {
