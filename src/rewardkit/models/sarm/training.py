@@ -7,7 +7,7 @@ slow), build or open the cache, compute every episode's targets once, hold out v
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -66,8 +66,11 @@ def _scheme_annotations(dataset: RewardDataset, scheme: str) -> tuple[dict, list
     return result, names, [float(proportions[n]) for n in names] if proportions else None
 
 
-def check_annotations(dataset: RewardDataset, model: StageAwareConfig) -> dict[str, tuple[dict, list[str]]]:
-    """Annotations of the schemes the mode needs; an error naming what is missing before training starts."""
+def check_annotations(
+    dataset: RewardDataset, model: StageAwareConfig
+) -> dict[str, tuple[dict, list[str], list[float]]]:
+    """Annotations of the schemes the mode needs: scheme -> (episode -> (names, starts, ends), stage names,
+    temporal proportions); an error naming what is missing before training starts. `model` is only read."""
     needed = {"single_stage": [], "dense_only": ["dense"], "dual": ["sparse", "dense"]}[model.annotation_mode]
     found = {}
     for scheme in needed:
@@ -85,10 +88,7 @@ def check_annotations(dataset: RewardDataset, model: StageAwareConfig) -> dict[s
             lengths = {e.episode_index: e.length for e in dataset.episodes()}
             table = [(n, s, e, lengths[ep]) for ep, (n, s, e) in per_episode.items() if ep in lengths]
             proportions = list(temporal_proportions(table, names).values())
-        setattr(model, f"{scheme}_subtask_names", names)
-        setattr(model, f"{scheme}_temporal_proportions", proportions)
-        setattr(model, f"num_{scheme}_stages", len(names))
-        found[scheme] = (per_episode, names)
+        found[scheme] = (per_episode, names, proportions)
     return found
 
 
@@ -139,41 +139,66 @@ def find_failed_episodes(dataset: RewardDataset, cfg: SARMTrainConfig) -> dict[i
 
 
 def prepare(cfg: SARMTrainConfig) -> tuple[StageAwareRewardModel, SARMTrainingData, SARMTrainingData | None]:
-    """Model (config resolved against the dataset) and its training / validation data."""
+    """Model and its training / validation data.
+
+    `cfg.model` is not changed: what the dataset decides (cameras, stage names and proportions, frame gap,
+    feature size, state statistics) goes into a new config, the model's, which its checkpoints save.
+    """
     from rewardkit.cache import FeatureCache, build_cache
     from rewardkit.encoders import make_encoder
 
     dataset = open_from_config(cfg.dataset)
-    model_config = cfg.model
-    model_config.cameras = list(model_config.cameras or dataset.camera_keys)
-    for camera in model_config.cameras:
+    given = cfg.model
+    resolved: dict = {"cameras": list(given.cameras or dataset.camera_keys)}
+    for camera in resolved["cameras"]:
         dataset.check_camera(camera)
-    annotations = check_annotations(dataset, model_config)
-    if model_config.frame_gap_seconds is not None:
-        model_config.frame_gap = max(1, round(model_config.frame_gap_seconds * dataset.fps))
+    annotations = check_annotations(dataset, given)
+    for scheme, (_, names, proportions) in annotations.items():
+        resolved[f"{scheme}_subtask_names"] = names
+        resolved[f"{scheme}_temporal_proportions"] = proportions
+        resolved[f"num_{scheme}_stages"] = len(names)
+    if given.frame_gap_seconds is not None:
+        resolved["frame_gap"] = max(1, round(given.frame_gap_seconds * dataset.fps))
 
     episodes = dataset.episodes()
     tasks = sorted({e.task for e in episodes})
     bank = perturbation_texts(cfg.num_perturbation_texts, seed=cfg.seed, exclude=tasks)
-    if model_config.language_perturbation_probability <= 0:
+    if given.language_perturbation_probability <= 0:
         bank = []
+    cameras = resolved["cameras"]
     cache = FeatureCache.for_dataset(
-        dataset, model_config.encoder, model_config.cameras, cache_dir=cfg.cache_dir, encoder_dtype="float32"
+        dataset, given.encoder, cameras, cache_dir=cfg.cache_dir, encoder_dtype="float32"
     )
     if cache is None or any(t not in cache.tasks for t in bank):
-        logger.info("building the feature cache (%s) for %s", model_config.encoder, model_config.cameras)
-        encoder = make_encoder(model_config.encoder)
-        cache = build_cache(dataset, encoder, model_config.cameras, cache_dir=cfg.cache_dir, texts=bank)
+        logger.info("building the feature cache (%s) for %s", given.encoder, cameras)
+        encoder = make_encoder(given.encoder)
+        cache = build_cache(dataset, encoder, cameras, cache_dir=cfg.cache_dir, texts=bank)
         del encoder
-    model_config.image_dim = model_config.text_dim = cache.feature_dim
+    resolved["image_dim"] = resolved["text_dim"] = cache.feature_dim
 
     failed = find_failed_episodes(dataset, cfg)
-    usable = [e for e in episodes if model_config.train_on_failures or e.episode_index not in failed]
+    usable = [e for e in episodes if given.train_on_failures or e.episode_index not in failed]
     train_ids, val_ids = split_episodes([e.episode_index for e in usable], cfg.val_fraction, cfg.seed)
     total = cache.total_frames
+    state = None
+    if given.use_state and STATE_KEY in dataset.features:
+        state = np.zeros((total, len(dataset.state_names)), dtype=np.float32)
+        for e in usable:
+            state[e.from_index : e.to_index] = dataset.read_columns(e.episode_index, [STATE_KEY])[STATE_KEY]
+        rows = np.concatenate(
+            [np.arange(e.from_index, e.to_index) for e in usable if e.episode_index in train_ids]
+        )
+        resolved["state_mean"] = state[rows].mean(0).tolist()
+        resolved["state_std"] = np.maximum(state[rows].std(0), 1e-3).tolist()
+    elif given.use_state:
+        resolved["use_state"] = False
+    # the model pins what is left (architecture, temporal bands); data and model share its config
+    model = StageAwareRewardModel(replace(given, **resolved))
+    model_config = model.config
+
     targets = {}
     for scheme in ["sparse", "dense"] if model_config.uses_dual_heads else ["sparse"]:
-        per_episode, names = annotations.get(scheme, ({}, ["task"]))
+        per_episode, names, _ = annotations.get(scheme, ({}, ["task"], [1.0]))
         stage = np.zeros(total, dtype=np.int64)
         tau = np.zeros(total, dtype=np.float32)
         for e in usable:
@@ -188,24 +213,11 @@ def prepare(cfg: SARMTrainConfig) -> tuple[StageAwareRewardModel, SARMTrainingDa
             stage[e.from_index : e.to_index], tau[e.from_index : e.to_index] = s, t
         targets[scheme] = (stage, tau)
 
-    state = None
-    if model_config.use_state and STATE_KEY in dataset.features:
-        state = np.zeros((total, len(dataset.state_names)), dtype=np.float32)
-        for e in usable:
-            state[e.from_index : e.to_index] = dataset.read_columns(e.episode_index, [STATE_KEY])[STATE_KEY]
-        rows = np.concatenate(
-            [np.arange(e.from_index, e.to_index) for e in usable if e.episode_index in train_ids]
-        )
-        model_config.state_mean = state[rows].mean(0).tolist()
-        model_config.state_std = np.maximum(state[rows].std(0), 1e-3).tolist()
-    elif model_config.use_state:
-        model_config.use_state = False
-
     task_ids = {t: i for i, t in enumerate(tasks)}
     text_table = np.stack([cache.text_features(t) for t in tasks])
     negatives = [cache.text_features(t) for t in bank]
     perturbation = np.stack(negatives) if negatives else None
-    image_features = {c: cache.image_features(c) for c in model_config.cameras}
+    image_features = {c: cache.image_features(c) for c in cameras}
 
     def data(ids: list[int], augment: bool) -> SARMTrainingData:
         slices = [
@@ -217,7 +229,6 @@ def prepare(cfg: SARMTrainConfig) -> tuple[StageAwareRewardModel, SARMTrainingDa
             model_config, image_features, slices, text_table, targets, state, perturbation, augment=augment
         )
 
-    model = StageAwareRewardModel(model_config)
     return model, data(train_ids, True), data(val_ids, False) if val_ids else None
 
 
