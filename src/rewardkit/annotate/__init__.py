@@ -2,7 +2,7 @@
 
 `annotate_episode` samples an episode's frames, asks a backend for a timeline then JSON, validates the
 answer (names from the list, in order, covering the episode, within bounds) and retries when it is
-malformed. Backends: `OpenAICompatibleBackend` (any server exposing `/v1/chat/completions`, such as
+malformed; `annotate_dataset` runs it over a dataset's episodes and writes the answers once. Backends: `OpenAICompatibleBackend` (any server exposing `/v1/chat/completions`, such as
 vLLM) and `TransformersBackend` (a local transformers image-text-to-text model).
 """
 
@@ -21,19 +21,25 @@ from rewardkit.annotate.backends import (
     TransformersBackend,
     VLMBackend,
     encode_image_data_url,
+    make_backend,
 )
+from rewardkit.annotate.dataset_run import BackendUnavailable, VlmRunResult, annotate_dataset
 
 __all__ = [
     "BACKENDS",
     "AnnotationError",
     "AnswerError",
     "BackendError",
+    "BackendUnavailable",
     "OpenAICompatibleBackend",
     "TransformersBackend",
     "VLMBackend",
+    "VlmRunResult",
+    "annotate_dataset",
     "annotate_episode",
     "build_prompt",
     "encode_image_data_url",
+    "make_backend",
     "parse_answer",
     "sample_frame_indices",
 ]

@@ -54,6 +54,35 @@ def encode_image_data_url(image: np.ndarray, image_format: str = "jpeg", max_sid
     return f"data:image/{mime};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
 
 
+def is_local_host(host: str | None) -> bool:
+    """Whether `host` is this machine (localhost, a loopback address)."""
+    import ipaddress
+
+    if not host:
+        return False
+    if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_key_transport(base_url: str, api_key: str | None, allow_insecure_http: bool = False) -> None:
+    """Refuse to send `api_key` over plain HTTP to another machine unless `allow_insecure_http`."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise RewardkitError(f"--base_url must be an http:// or https:// URL, got {base_url!r}")
+    if api_key and parts.scheme == "http" and not is_local_host(parts.hostname) and not allow_insecure_http:
+        raise RewardkitError(
+            f"refusing to send the API key over plain http:// to {parts.hostname} (anyone on the way can "
+            "read it): use an https:// --base_url, unset the key's variable (--api_key_env) if the server "
+            "needs none, or pass --allow_insecure_http=true"
+        )
+
+
 class OpenAICompatibleBackend:
     """Chat completions over HTTP (OpenAI's API shape).
 
@@ -64,6 +93,8 @@ class OpenAICompatibleBackend:
         timeout_s: seconds to wait for one reply.
         max_tokens, temperature: generation settings sent with the request.
         image_format, max_image_side: how frames are encoded.
+        allow_insecure_http: send the API key over plain `http://` to a host other than this machine
+            (refused by default: anyone on the path could read the key).
     """
 
     def __init__(
@@ -76,7 +107,9 @@ class OpenAICompatibleBackend:
         temperature: float = 0.0,
         image_format: str = "jpeg",
         max_image_side: int | None = 512,
+        allow_insecure_http: bool = False,
     ) -> None:
+        check_key_transport(base_url, api_key, allow_insecure_http)
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
         self.api_key = api_key
@@ -190,3 +223,31 @@ class TransformersBackend:
 
 # Backend name -> class, for the CLI's `--backend=`.
 BACKENDS: dict[str, type] = {"openai": OpenAICompatibleBackend, "transformers": TransformersBackend}
+
+
+def make_backend(
+    backend: str,
+    model: str,
+    base_url: str = "http://localhost:8000/v1",
+    api_key: str | None = None,
+    timeout_s: float = 300.0,
+    max_new_tokens: int = 2048,
+    device: str = "auto",
+    allow_insecure_http: bool = False,
+) -> VLMBackend:
+    """Build the backend named `backend` (a key of `BACKENDS`) for `model` (served name or model id)."""
+    if backend not in BACKENDS:
+        raise RewardkitError(f"--backend must be one of {', '.join(BACKENDS)}, got '{backend}'")
+    if not model:
+        what = "the served model name" if backend == "openai" else "the model id or folder"
+        raise RewardkitError(f"give {what} with --model=NAME")
+    if backend == "openai":
+        return OpenAICompatibleBackend(
+            base_url,
+            model,
+            api_key=api_key,
+            timeout_s=timeout_s,
+            max_tokens=max_new_tokens,
+            allow_insecure_http=allow_insecure_http,
+        )
+    return TransformersBackend(model, device=device, max_new_tokens=max_new_tokens)

@@ -26,6 +26,7 @@ rewards outside [0, 1], NaN) raises `ValueError` naming the episode, before anyt
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -36,8 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rewardkit.data.targets import check_subtask_frames, stage_tau_targets
+from rewardkit.data.targets import check_subtask_frames, stage_tau_targets, temporal_proportions
 from rewardkit.errors import RewardkitError
+from rewardkit.io_utils import atomic_write_text, file_mode_for
 
 SCHEMES = ("sparse", "dense")
 COLUMN_SUFFIXES = ("names", "start_frames", "end_frames", "start_times", "end_times")
@@ -256,7 +258,11 @@ def read_annotations(
 
 
 def _write_atomically(writes: list[tuple[Path, object]], write_one) -> None:
-    """Write every (path, payload) to a temporary file beside it, then rename them all into place."""
+    """Write every (path, payload) to a temporary file beside it, then rename them all into place.
+
+    Several files change together (one scheme's columns span every episode file), so all are written
+    before any is renamed. Each keeps its own mode, a new one gets the umask's (as `atomic_write`).
+    """
     temporaries: list[tuple[Path, Path]] = []
     try:
         for path, payload in writes:
@@ -265,6 +271,7 @@ def _write_atomically(writes: list[tuple[Path, object]], write_one) -> None:
             os.close(handle)
             temporaries.append((Path(name), path))
             write_one(payload, Path(name))
+            os.chmod(name, file_mode_for(path))
         for temporary, path in temporaries:
             os.replace(temporary, path)
     finally:
@@ -415,10 +422,72 @@ def write_temporal_proportions(root: str | Path, scheme: str, proportions: Mappi
     """Write `meta/temporal_proportions_{scheme}.json` ({name: proportion}, stage order) atomically."""
     path = temporal_proportions_path(root, scheme)
     clean = _check_proportions(proportions, str(path))
-    _write_atomically(
-        [(path, clean)], lambda data, target: target.write_text(json.dumps(data, indent=2) + "\n")
+    return atomic_write_text(path, json.dumps(clean, indent=2) + "\n")
+
+
+def stage_order(
+    root: str | Path,
+    scheme: str,
+    annotations: Mapping[int, SubtaskAnnotation],
+    lengths: Mapping[int, int],
+    given: Sequence[str] | None = None,
+) -> list[str]:
+    """A scheme's stage order: `given`, else the existing proportions file's order (when it names every
+    subtask present), else the names sorted by their mean start (as a fraction of the episode)."""
+    if given:
+        return list(given)
+    present = {name for annotation in annotations.values() for name in annotation.names}
+    try:
+        existing = list(read_temporal_proportions(root, scheme))
+        if present <= set(existing):
+            return [name for name in existing if name in present]
+    except FileNotFoundError:
+        pass
+    positions: dict[str, list[float]] = {}
+    for episode_index, annotation in annotations.items():
+        for name, start in zip(annotation.names, annotation.start_frames, strict=True):
+            positions.setdefault(name, []).append(start / lengths[episode_index])
+    return sorted(positions, key=lambda name: (float(np.mean(positions[name])), name))
+
+
+def proportions_of(
+    annotations: Mapping[int, SubtaskAnnotation], lengths: Mapping[int, int], order: Sequence[str]
+) -> dict[str, float]:
+    """Temporal proportions (SARM formula (1), `targets.temporal_proportions`) of a scheme's annotations
+    ({episode: annotation}) in stage `order`; a subtask outside `order` is an error naming its episode."""
+    for episode_index, annotation in sorted(annotations.items()):
+        outside = [name for name in annotation.names if name not in order]
+        if outside:
+            raise RewardkitError(
+                f"episode {episode_index}: subtask(s) {outside} are not among the stage names {list(order)}"
+            )
+    episodes = [(a.names, a.start_frames, a.end_frames, lengths[e]) for e, a in sorted(annotations.items())]
+    return temporal_proportions(episodes, order)
+
+
+def stage_name_conflicts(
+    existing: Mapping[int, SubtaskAnnotation], names: Iterable[str], replaced: Iterable[int] = ()
+) -> dict[int, list[str]]:
+    """Episodes of `existing` (other than `replaced`) whose subtasks use names outside `names`:
+    {episode: [those names]}. Keeping them beside annotations with the new names would mix two stage
+    sets in one scheme (and in its temporal proportions)."""
+    allowed, skipped = set(names), {int(e) for e in replaced}
+    conflicts = {}
+    for episode_index, annotation in sorted(existing.items()):
+        outside = sorted({name for name in annotation.names if name not in allowed})
+        if outside and episode_index not in skipped:
+            conflicts[episode_index] = outside
+    return conflicts
+
+
+def describe_conflicts(scheme: str, conflicts: Mapping[int, Sequence[str]]) -> str:
+    """One line naming the episodes whose stage names differ and the names they use."""
+    names = sorted({name for outside in conflicts.values() for name in outside})
+    episodes = list(conflicts)
+    shown = episodes if len(episodes) <= 20 else [*episodes[:20], "..."]
+    return (
+        f"{len(episodes)} episode(s) {shown} have {scheme} subtask names {names} outside the new stage names"
     )
-    return path
 
 
 # ---------------------------------------------------------------------------------------------- CSV / JSON
@@ -457,8 +526,6 @@ def export_annotations(
     if suffix == ".json":
         payload = json.dumps({"unit": unit, "fps": fps, "annotations": records}, indent=2) + "\n"
     elif suffix == ".csv":
-        import io
-
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=EXCHANGE_FIELDS, lineterminator="\n")
         writer.writeheader()
@@ -466,8 +533,17 @@ def export_annotations(
         payload = buffer.getvalue()
     else:
         raise RewardkitError(f"{path}: exchange files must end in .csv or .json")
-    _write_atomically([(path, payload)], lambda text, target: target.write_text(text))
-    return path
+    return atomic_write_text(path, payload)
+
+
+def _read_utf8(path: Path) -> str:
+    """The text of an exchange file (UTF-8, a byte-order mark allowed); other encodings name the file."""
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise RewardkitError(
+            f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save it as UTF-8 and import it again"
+        ) from None
 
 
 def import_annotations(
@@ -490,7 +566,7 @@ def import_annotations(
     suffix = path.suffix.lower()
     if suffix == ".json":
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(_read_utf8(path))
         except json.JSONDecodeError as e:
             raise RewardkitError(f"{path}: not valid JSON ({e})") from None
         if not isinstance(data, Mapping) or not isinstance(data.get("annotations"), list):
@@ -501,14 +577,13 @@ def import_annotations(
         unit = file_unit
         records = data["annotations"]
     elif suffix == ".csv":
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            missing = [name for name in EXCHANGE_FIELDS if name not in (reader.fieldnames or [])]
-            if missing:
-                raise RewardkitError(
-                    f"{path}: missing column(s) {missing}; header must be {','.join(EXCHANGE_FIELDS)}"
-                )
-            records = list(reader)
+        reader = csv.DictReader(io.StringIO(_read_utf8(path), newline=""))
+        missing = [name for name in EXCHANGE_FIELDS if name not in (reader.fieldnames or [])]
+        if missing:
+            raise RewardkitError(
+                f"{path}: missing column(s) {missing}; header must be {','.join(EXCHANGE_FIELDS)}"
+            )
+        records = list(reader)
         unit = unit or "frames"
     else:
         raise RewardkitError(f"{path}: exchange files must end in .csv or .json")
@@ -563,6 +638,144 @@ def import_annotations(
     return result
 
 
+@dataclass(frozen=True)
+class SchemeUpdate:
+    """What writing one scheme into a dataset did (`update_scheme`).
+
+    Attributes:
+        scheme: `sparse` or `dense`.
+        episodes: episodes whose annotation was written.
+        removed: episodes whose annotation was removed because it used other stage names (overwrite).
+        files: the episode metadata files rewritten.
+        proportions_path: the temporal proportions file written, or None.
+    """
+
+    scheme: str
+    episodes: tuple[int, ...]
+    removed: tuple[int, ...]
+    files: tuple[Path, ...]
+    proportions_path: Path | None
+
+
+def stage_name_removals(
+    root: str | Path,
+    scheme: str,
+    names: Sequence[str],
+    replaced: Iterable[int] = (),
+    overwrite: bool = False,
+    overwrite_flag: str = "--overwrite=true",
+) -> list[int]:
+    """Episodes whose annotation must go for the stage names `names` to join the scheme.
+
+    Episodes already annotated with names outside `names` (other than `replaced`, which get new
+    annotations) would mix two stage sets in the scheme and its temporal proportions: refused with an
+    error naming them, or, with `overwrite`, returned so the caller removes them.
+    """
+    conflicts = stage_name_conflicts(read_annotations(root, scheme), names, replaced=replaced)
+    if conflicts and not overwrite:
+        raise RewardkitError(
+            f"{Path(root)}: {describe_conflicts(scheme, conflicts)}; keeping both would mix two stage sets "
+            f"in meta/temporal_proportions_{scheme}.json. Pass {overwrite_flag} to remove those episodes' "
+            f"{scheme} annotations, or annotate them with the new names too"
+        )
+    return list(conflicts)
+
+
+def _after_changes(
+    existing: Mapping[int, SubtaskAnnotation], changes: Mapping[int, SubtaskAnnotation | None]
+) -> dict[int, SubtaskAnnotation]:
+    """A scheme's annotations once `changes` are written (None removes an episode's)."""
+    merged = dict(existing)
+    for episode_index, annotation in changes.items():
+        if annotation is None:
+            merged.pop(int(episode_index), None)
+        else:
+            merged[int(episode_index)] = annotation
+    return merged
+
+
+def update_scheme(
+    root: str | Path,
+    scheme: str,
+    changes: Mapping[int, SubtaskAnnotation | None],
+    fps: float | None = None,
+    known_names: Sequence[str] | None = None,
+    proportions: bool = True,
+    order: Sequence[str] | None = None,
+) -> SchemeUpdate:
+    """Write `changes` ({episode: annotation, or None to remove}) into one scheme and, with `proportions`,
+    recompute `meta/temporal_proportions_{scheme}.json` from the scheme's annotations after the change.
+
+    Everything (the annotations, the stage order, the proportions) is computed and checked before the
+    first file is written, so a bad input leaves the dataset as it was. `order` is the stage order
+    (default: `stage_order`).
+    """
+    root = Path(root)
+    lengths = episode_lengths(root)
+    merged = _after_changes(read_annotations(root, scheme), changes)
+    new_proportions = None
+    if proportions and merged:
+        names_order = stage_order(root, scheme, merged, lengths, order)
+        new_proportions = proportions_of(merged, lengths, names_order)
+    files = write_annotations(root, scheme, changes, fps=fps, known_names=known_names)
+    path = write_temporal_proportions(root, scheme, new_proportions) if new_proportions else None
+    return SchemeUpdate(
+        scheme=scheme,
+        episodes=tuple(sorted(e for e, a in changes.items() if a is not None)),
+        removed=tuple(sorted(e for e, a in changes.items() if a is None)),
+        files=tuple(files),
+        proportions_path=path,
+    )
+
+
+def import_into_dataset(
+    root: str | Path,
+    file: str | Path,
+    unit: str | None = None,
+    names: Mapping[str, Sequence[str] | None] | None = None,
+    proportions: bool = True,
+    overwrite: bool = False,
+) -> list[SchemeUpdate]:
+    """Import an exchange file (CSV/JSON) into a dataset's episode metadata; one `SchemeUpdate` a scheme.
+
+    Args:
+        names: {scheme: stage names in order}; names outside them are an error. Without names for a
+            scheme, its stage names are those of the file.
+        proportions: recompute each imported scheme's temporal proportions from all its annotations.
+        overwrite: remove the annotations of other episodes that use stage names outside the new ones
+            (default: refuse, naming them).
+
+    Every scheme is read, validated and planned before anything is written.
+    """
+    root = Path(root)
+    fps, lengths = dataset_fps(root), episode_lengths(root)
+    given = {scheme: list(v) for scheme, v in (names or {}).items() if v}
+    imported = import_annotations(file, fps, unit=unit, lengths=lengths, known_names=given)
+    if not imported:
+        raise RewardkitError(f"{file}: no annotations in the file")
+    plans = []
+    for scheme, new in imported.items():
+        stage_names = given.get(scheme) or sorted({n for a in new.values() for n in a.names})
+        removed = stage_name_removals(root, scheme, stage_names, replaced=new, overwrite=overwrite)
+        changes = {**dict.fromkeys(removed), **new}
+        merged = _after_changes(read_annotations(root, scheme), changes)
+        if proportions:  # checked here so a bad second scheme cannot follow a written first one
+            proportions_of(merged, lengths, stage_order(root, scheme, merged, lengths, given.get(scheme)))
+        plans.append((scheme, changes))
+    return [
+        update_scheme(
+            root,
+            scheme,
+            changes,
+            fps=fps,
+            known_names=given.get(scheme),
+            proportions=proportions,
+            order=given.get(scheme),
+        )  # fmt: skip
+        for scheme, changes in plans
+    ]
+
+
 # ---------------------------------------------------------------------------------------------- keyframes
 @dataclass(frozen=True)
 class Keyframes:
@@ -587,7 +800,7 @@ def read_keyframes(
     if not path.exists():
         raise FileNotFoundError(f"keyframes file not found: {path}")
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(_read_utf8(path))
     except json.JSONDecodeError as e:
         raise RewardkitError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(data, Mapping) or not isinstance(data.get("episodes", {}), Mapping):
