@@ -277,22 +277,25 @@ def default_progress_path(dataset_root: str | Path | None, dataset_repo_id: str 
 
 
 def local_dataset(dataset_root: str | Path | None, dataset_repo_id: str | None = None):
-    """The `RewardDataset` at `dataset_root` (lerobot's default root for `dataset_repo_id` if unset) when its
-    metadata is on disk, else None. A progress file is checked against it; nothing is downloaded here
-    (lerobot's training loop has already fetched the dataset it trains on)."""
-    from rewardkit.data.dataset import open_dataset
+    """The `RewardDataset` a progress file is checked against, or None when there is none to open.
+
+    `dataset_root` when it holds a LeRobot dataset; else, for a `dataset_repo_id`, the dataset lerobot
+    resolves for it (`$HF_LEROBOT_HOME/<repo_id>` or its hub snapshot; lerobot's training loop has already
+    fetched the dataset it trains on, so only metadata already there is read).
+    """
+    from rewardkit.data.dataset import DatasetError, open_dataset
 
     if dataset_root:
-        root = Path(dataset_root)
-    elif dataset_repo_id:
-        from lerobot.utils.constants import HF_LEROBOT_HOME
-
-        root = Path(HF_LEROBOT_HOME) / dataset_repo_id
-    else:
+        if not (Path(dataset_root) / "meta" / "info.json").is_file():
+            return None
+        return open_dataset(dataset_repo_id, dataset_root)
+    if not dataset_repo_id:
         return None
-    if not (root / "meta" / "info.json").is_file():
+    try:
+        return open_dataset(dataset_repo_id)
+    except (DatasetError, OSError) as error:
+        logger.warning("cannot open dataset %s to check the progress file: %s", dataset_repo_id, error)
         return None
-    return open_dataset(dataset_repo_id, root)
 
 
 def make_sample_weighter(
