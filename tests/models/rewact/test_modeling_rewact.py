@@ -292,3 +292,34 @@ def test_frames_without_a_target_do_not_count_and_missing_targets_are_an_error(r
         bare.forward(batch)
     with pytest.raises(ValueError, match="reward_head"):
         tiny_config(reward_head="gaussian")
+
+
+def test_training_targets_are_the_targets_eval_scores_against(rewact_data, tmp_path):
+    # Episode 1's keyframes reach 1.0 and drop: a failure (capped) for eval, so for training too; episode
+    # 2 is failed by flag; episode 0 has rising keyframes.
+    from rewardkit.data.annotations import load_progress_targets
+
+    root, meta, _ = rewact_data
+    keyframes = tmp_path / "keyframes.json"
+    episodes = {"0": [[5, 0.5], [15, 1.0]], "1": [[4, 0.5], [10, 1.0], [18, 0.2]]}
+    keyframes.write_text(json.dumps({"unit": "frames", "episodes": episodes}))
+    config = tiny_config(reward_targets="keyframe", reward_targets_path=str(keyframes), failed_episodes=[2])
+    training = build_progress_targets(config, meta)
+    scored = load_progress_targets(root, keyframes=keyframes, failed=[2])
+    np.testing.assert_array_equal(training, np.concatenate([scored[e] for e in (0, 1, 2)]))
+    assert training[20:44].max() < 1.0 and training[44:].max() < 1.0 and training[19] == 1.0
+
+
+def test_parquet_targets_that_do_not_fit_the_dataset_are_refused(rewact_data, tmp_path):
+    _, meta, _ = rewact_data
+    parquet = tmp_path / "progress.parquet"
+    # Episode 0 has 20 frames (global 0..19): a row at global index 25 is not one of its frames.
+    pq.write_table(
+        pa.table(
+            {"index": [3, 25], "episode_index": [0, 0], "frame_index": [3, 25], "progress_sparse": [0.1, 0.2]}
+        ),
+        parquet,
+    )
+    config = tiny_config(reward_targets="parquet", reward_targets_path=str(parquet))
+    with pytest.raises(ValueError, match="episode 0 are not frames of that episode"):
+        build_progress_targets(config, meta)
