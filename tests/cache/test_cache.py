@@ -35,6 +35,14 @@ class Recording(FrozenEncoder):
         return self.inner.encode_texts(texts)
 
 
+class BatchSensitive(Recording):
+    """Features that depend on the batch they are encoded in (as real kernels' do, by up to 5e-4): each
+    row gets + 1e-3 * batch length, so any change of batch boundaries shows in the cache."""
+
+    def encode_images(self, frames):
+        return super().encode_images(frames) + 1e-3 * len(frames)
+
+
 @pytest.fixture(scope="module")
 def encoder():
     return make_encoder("clip-random:tiny")
@@ -117,11 +125,14 @@ def test_second_run_encodes_nothing(built, tiny, encoder):
     )
 
 
-def test_resume_after_kill_matches_uninterrupted_build(built, tiny, encoder, tmp_path):
-    reference, _ = built
-    # Batches of 8 over episodes of 20, 24, 16 frames: after 4 batches (32 frames) episode 0 is done,
-    # episode 1 is half written.
-    killed = Recording(encoder, fail_after=4)
+def test_resume_after_kill_matches_uninterrupted_build(tiny, encoder, tmp_path):
+    reference = build_cache(
+        tiny, BatchSensitive(encoder), [TOP], cache_dir=tmp_path / "whole", batch_size=8, progress=False
+    )
+    # Batches of 8 pinned to each episode's start (episodes of 20, 24, 16 frames: 8+8+4, 8+8+8, 8+8):
+    # after 4 batches episode 0 is done, episode 1 is a third written.
+    tmp_path = tmp_path / "resumed"
+    killed = BatchSensitive(encoder, fail_after=4)
     with pytest.raises(KeyboardInterrupt):
         build_cache(tiny, killed, [TOP], cache_dir=tmp_path, batch_size=8, progress=False)
     partial = FeatureCache.open(next(tmp_path.iterdir()))
@@ -131,16 +142,32 @@ def test_resume_after_kill_matches_uninterrupted_build(built, tiny, encoder, tmp
     with pytest.raises(DatasetError, match="not encoded"):
         partial.episode_features(1, TOP)
 
-    resumed = Recording(encoder)
+    resumed = BatchSensitive(encoder)
     cache = build_cache(tiny, resumed, [TOP], cache_dir=tmp_path, batch_size=8, progress=False)
     assert resumed.frames == 24 + 16  # episode 0 not encoded again
     assert cache.is_complete and cache.episode_indices == [0, 1, 2]
-    np.testing.assert_allclose(
-        cache.image_features(TOP).astype(np.float32),
-        reference.image_features(TOP).astype(np.float32),
-        rtol=2e-3,
-        atol=2e-3,
-    )
+    # the same batches were encoded: bit for bit the uninterrupted cache
+    np.testing.assert_array_equal(cache.image_features(TOP), reference.image_features(TOP))
+
+
+def test_failed_build_leaves_no_cache_folder_but_a_killed_one_stays_resumable(tiny, encoder, tmp_path):
+    class Broken(Recording):
+        def encode_images(self, frames):
+            raise RuntimeError("CUDA out of memory (simulated)")
+
+    with pytest.raises(RuntimeError, match="simulated"):
+        build_cache(tiny, Broken(encoder), [TOP], cache_dir=tmp_path, batch_size=8, progress=False)
+    assert list(tmp_path.iterdir()) == []
+    # a build that finished episodes keeps them to resume (killed after episode 0's 3 batches and 1 more)
+    with pytest.raises(KeyboardInterrupt):
+        build_cache(tiny, Recording(encoder, fail_after=4), [TOP], cache_dir=tmp_path, batch_size=8,
+                    progress=False)  # fmt: skip
+    (kept,) = tmp_path.iterdir()
+    assert FeatureCache.open(kept).finished_episodes(TOP) == {0}
+    # a later failure in an existing folder leaves it as it was
+    with pytest.raises(RuntimeError, match="simulated"):
+        build_cache(tiny, Broken(encoder), [TOP], cache_dir=tmp_path, batch_size=8, progress=False)
+    assert FeatureCache.open(kept).finished_episodes(TOP) == {0}
 
 
 def test_missing_camera_names_camera_and_dataset(tiny, encoder, tmp_path):

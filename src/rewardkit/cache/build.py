@@ -1,8 +1,14 @@
 """Building the frozen-feature cache: decode each frame once, encode in batches, write float16 rows.
 
 A producer thread decodes frames in order (`RewardDataset.iter_frames`, one seek per episode) into
-fixed-size batches on a bounded queue while the main thread encodes the previous batch: decoding
-(PyAV) and encoding (torch) both release the GIL, so the build runs at about the encoder's own speed.
+batches on a bounded queue while the main thread encodes the previous batch: decoding (PyAV) and
+encoding (torch) both release the GIL, so the build runs at about the encoder's own speed.
+
+Batches are pinned to the episode: frames [0, B), [B, 2B), ... of each episode (B = batch_size), the
+last one shorter, never mixing two episodes. An encoder's features can depend on the batch they are
+computed in (kernels chosen by batch size: up to 5e-4 apart), so batch boundaries must not depend on
+where a build started: a build resumed after a kill then encodes exactly the batches an uninterrupted
+build does, and the cache is bit-identical.
 
 Each batch's features go to their rows of `images/<camera>.npy` (global frame index). When a batch holds
 the last frame of an episode, the rows are flushed and the episode's `.done` marker is written; the
@@ -15,7 +21,9 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import os
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -126,7 +134,42 @@ def build_cache(
     )
     infos = {ep: dataset.episode(ep) for ep in episode_list}  # raises on an out-of-range episode
     path = cache_path_for(dataset, encoder, cache_dir)
-    path.mkdir(parents=True, exist_ok=True)
+    created = not path.exists()
+    try:
+        return _build_locked(
+            path,
+            dataset,
+            encoder,
+            cameras,
+            episode_list,
+            infos,
+            batch_size,
+            progress,
+            texts,
+            stats,
+            start_time,
+        )
+    except BaseException:
+        # A build that created the folder and finished no episode leaves nothing worth resuming: an
+        # empty cache folder would only be a puzzle (and hold a zero-filled features file).
+        if created:
+            _remove_unfinished(path)
+        raise
+
+
+def _build_locked(
+    path: Path,
+    dataset: RewardDataset,
+    encoder: FrozenEncoder,
+    cameras: list[str],
+    episode_list: list[int],
+    infos: dict,
+    batch_size: int,
+    progress: bool,
+    texts: Sequence[str],
+    stats: BuildStats,
+    start_time: float,
+) -> FeatureCache:
     with _locked(path):
         _write_key(path, dataset, encoder)
         cache = FeatureCache(path)
@@ -168,17 +211,42 @@ def build_cache(
 
 
 @contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with open(path / ".lock", "w") as lock:
+def _locked(path: Path, create: bool = True) -> Iterator[None]:
+    """Hold the cache folder's lock (made with the folder if missing and `create`) for the duration."""
+    while True:
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        lock = open(path / ".lock", "a")  # noqa: SIM115 (held across the yield below)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             logger.info("another process is building %s; waiting for it", path)
             fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            current = os.stat(path / ".lock").st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(lock.fileno()).st_ino:
+            break
+        # The build we waited for failed and removed the folder: lock the new one.
+        lock.close()
+    try:
+        yield
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+
+
+def _remove_unfinished(path: Path) -> None:
+    """Remove a cache folder in which no episode was finished (under its lock, so no build is using it)."""
+    try:
+        with _locked(path, create=False):
+            if any((path / "done").rglob("*.done")) or (path / MANIFEST).is_file():
+                return
+            logger.info("removing the unfinished feature cache %s", path)
+            shutil.rmtree(path)
+    except FileNotFoundError:
+        pass
 
 
 def _write_key(path: Path, dataset: RewardDataset, encoder: FrozenEncoder) -> None:
@@ -282,10 +350,9 @@ def _produce(
                 continue
             height, width, channels = _frame_hwc(frame_shapes[camera])
             buffer = np.empty((batch_size, height, width, channels), dtype=np.uint8)
-            rows = np.empty(batch_size, dtype=np.int64)
-            filled, finished = 0, []
             for ep in episode_list:
                 info = infos[ep]
+                filled = 0
                 started = time.perf_counter()
                 for frame_index, frame in enumerate(dataset.iter_frames(ep, camera)):
                     if frame.shape != buffer.shape[1:]:
@@ -294,21 +361,21 @@ def _produce(
                             f"{frame.shape}, meta/info.json says {tuple(buffer.shape[1:])}"
                         )
                     buffer[filled] = frame
-                    rows[filled] = info.from_index + frame_index
                     filled += 1
-                    if filled == batch_size:
-                        if frame_index == info.length - 1:
-                            finished.append(ep)
+                    last = frame_index == info.length - 1
+                    if filled == batch_size or last:
                         stats.decode_s += time.perf_counter() - started
-                        if not put(_Batch(camera, buffer.copy(), rows.copy(), finished)):
+                        first = info.from_index + frame_index + 1 - filled
+                        batch = _Batch(camera, buffer[:filled].copy(), np.arange(first, first + filled),
+                                       [ep] if last else [])  # fmt: skip
+                        if not put(batch):
                             return
                         started = time.perf_counter()
-                        filled, finished = 0, []
+                        filled = 0
                 stats.decode_s += time.perf_counter() - started
-                if filled or info.length == 0:  # its last frame waits in the buffer (else it was just sent)
-                    finished.append(ep)
-            if filled or finished:
-                if not put(_Batch(camera, buffer[:filled].copy(), rows[:filled].copy(), finished)):
+                if info.length == 0 and not put(
+                    _Batch(camera, buffer[:0].copy(), np.empty(0, np.int64), [ep])
+                ):
                     return
         put(None)
     except BaseException as e:  # handed to the main thread, which re-raises it
