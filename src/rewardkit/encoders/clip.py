@@ -209,7 +209,9 @@ def make_pretrained_clip(
 
     try:
         model = CLIPModel.from_pretrained(model_id, use_safetensors=True)
-        tokenizer = AutoTokenizer.from_pretrained(model_id)
+        # A checkpoint's config names the encoder: never run a repo's own tokenizer code (transformers
+        # would otherwise ask on the terminal).
+        tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=False)
     except OSError as e:
         raise RewardkitError(
             f"cannot load CLIP model {model_id!r} ({e}); give a hub id reachable from here or a local folder "
