@@ -127,6 +127,22 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path):
     assert not torch.equal(fresh.model.net[0].weight, final.net[0].weight)
 
 
+def test_a_save_killed_midway_is_cleaned_up_on_the_next_run(tmp_path):
+    # What a kill during the first save leaves: a half-written temporary folder and a temporary link.
+    checkpoints = tmp_path / "checkpoints"
+    half = checkpoints / ".000005.tmpab12cd" / "pretrained_model"
+    half.mkdir(parents=True)
+    (half / "model.safetensors").write_bytes(b"half")
+    (checkpoints / ".last.tmp4242").symlink_to("000005")
+    result = _trainer(tmp_path, steps=5).train()  # not "already holds checkpoints"
+    assert result.step == 5
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["000005", "last"]
+    # and on a resumed run too
+    (checkpoints / ".000010.tmpzz").mkdir()
+    assert _trainer(tmp_path, steps=6, resume=True).train().step == 6
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["000005", "000006", "last"]
+
+
 def test_checkpoint_holds_only_safetensors_and_json(tmp_path):
     _trainer(tmp_path, steps=5).train()
     folder = tmp_path / "checkpoints" / "last"

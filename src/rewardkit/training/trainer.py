@@ -286,6 +286,9 @@ class Trainer:
         from tqdm.auto import tqdm
 
         config = self.config
+        if self.accelerator.is_main_process:
+            self.remove_stale_temporaries()
+        self.accelerator.wait_for_everyone()
         if config.resume:
             last = self.output_dir / CHECKPOINTS / "last"
             if not last.exists():
@@ -358,6 +361,22 @@ class Trainer:
         )
 
     # ---- checkpoints -------------------------------------------------------------------------------
+    def remove_stale_temporaries(self) -> list[Path]:
+        """Remove what a save killed midway left in `checkpoints/`: `.<step>.tmp*` folders and
+        `.last.tmp*` links (a save renames its temporary into place only once it is whole, so these are
+        never a checkpoint). Called when a run starts, before looking for checkpoints. Returns them."""
+        folder = self.output_dir / CHECKPOINTS
+        if not folder.is_dir():
+            return []
+        stale = [p for p in folder.iterdir() if p.name.startswith(".") and ".tmp" in p.name]
+        for path in stale:
+            logger.info("removing %s, left by a checkpoint save that was interrupted", path)
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        return stale
+
     def save_checkpoint(self) -> Path:
         """Write `checkpoints/<step>/` (model + training state) atomically and point `last` at it."""
         from safetensors.torch import save_file
