@@ -292,6 +292,8 @@ def test_frames_without_a_target_do_not_count_and_missing_targets_are_an_error(r
         bare.forward(batch)
     with pytest.raises(ValueError, match="reward_head"):
         tiny_config(reward_head="gaussian")
+    with pytest.raises(ValueError, match="reward_target_column"):
+        tiny_config(reward_target_column="progress")
 
 
 def test_training_targets_are_the_targets_eval_scores_against(rewact_data, tmp_path):

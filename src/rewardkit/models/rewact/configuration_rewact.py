@@ -12,6 +12,7 @@ from rewardkit.errors import RewardkitError
 REWARD_HEADS = ("scalar", "distributional")
 REWARD_TARGETS = ("linear", "keyframe", "failure", "parquet")
 REWARD_REFRESH = ("every_step", "on_refill")
+REWARD_TARGET_COLUMNS = ("progress_sparse", "progress_dense")
 
 
 @PreTrainedConfig.register_subclass("rewact")
@@ -30,19 +31,21 @@ class RewACTConfig(ACTConfig):
         reward_num_bins: number of bins of the distributional head (>= 2).
         reward_loss_weight: weight of the reward loss in the total loss (action L1 + kl_weight * KL +
             reward_loss_weight * reward loss). 0 trains a plain ACT with an untrained head.
-        reward_targets: where the per-frame progress targets come from (`rewardkit.data.targets`):
-            "linear" (0 up to `reward_target_start` of each episode, 1 from `reward_target_end`, linear
-            between), "keyframe" (keyframe rewards from the JSON file `reward_targets_path`,
-            {"<episode_index>": [[frame_index, reward], ...]}, interpolated monotonically; episodes without
-            keyframes get linear targets), "failure" (linear, with the failed episodes below), or "parquet"
-            (a progress parquet written by `rewardkit label`, path `reward_targets_path`, so a SARM can
-            teach RewACT).
+        reward_targets: where the per-frame progress targets come from; they are the targets `rewardkit
+            eval` scores against (`rewardkit.data.annotations.load_progress_targets`): "linear" (0 up to
+            `reward_target_start` of each episode, 1 from `reward_target_end`, linear between), "keyframe"
+            (keyframe rewards from the JSON file `reward_targets_path`, {"<episode_index>": [[frame_index,
+            reward], ...]}, interpolated monotonically; episodes without keyframes get linear targets;
+            keyframes that drop below the level they reached make the episode a failure), "failure"
+            (linear, with the failed episodes below), or "parquet" (a progress parquet written by
+            `rewardkit label`, path `reward_targets_path`, so a SARM can teach RewACT).
         reward_target_start: fraction of an episode before which the linear target is 0.
         reward_target_end: fraction of an episode from which the linear target is 1.
         reward_targets_path: the keyframes JSON or progress parquet for `reward_targets` "keyframe"/"parquet".
-        reward_target_column: the parquet column holding the progress (e.g. "progress_sparse",
-            "progress_dense"); frames missing from the parquet (or NaN) do not contribute to the reward loss.
-        failed_episodes: episode indices that failed: their targets keep the level reached and never end at
+        reward_target_column: the parquet column holding the progress, "progress_sparse" or
+            "progress_dense"; frames missing from the parquet (or NaN) do not contribute to the reward loss,
+            and rows that are not frames of their episode in the training dataset are an error.
+        failed_episodes: episode indices that failed: their targets are capped below 1 and never end at
             1 (`failure_progress`); used by "linear", "keyframe" and "failure" targets.
         reward_refresh: at inference, "every_step": `select_action` returns a fresh reward for the latest
             observation on every call (on queued steps this runs the backbone, encoder and one decoder
@@ -78,6 +81,10 @@ class RewACTConfig(ACTConfig):
             )
         if self.reward_targets in ("keyframe", "parquet") and not self.reward_targets_path:
             raise RewardkitError(f"reward_targets={self.reward_targets!r} needs reward_targets_path")
+        if self.reward_target_column not in REWARD_TARGET_COLUMNS:
+            raise RewardkitError(
+                f"reward_target_column must be one of {REWARD_TARGET_COLUMNS}, got {self.reward_target_column!r}"
+            )
         if not 0.0 <= self.reward_target_start < self.reward_target_end <= 1.0:
             raise RewardkitError(
                 "need 0 <= reward_target_start < reward_target_end <= 1, got "
