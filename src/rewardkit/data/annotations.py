@@ -20,7 +20,13 @@ Keyframes file (`read_keyframes`), by default `meta/keyframes.json` in the datas
      "failed": [3]}                         # optional: episodes that failed (see `failed_episodes`)
 
 Every bad input (overlapping or out-of-order subtasks, unknown names, frames beyond the episode,
-rewards outside [0, 1], NaN) raises `ValueError` naming the episode, before anything is written.
+rewards outside [0, 1], NaN, a file that is not UTF-8) raises `RewardkitError` naming the episode or
+the file, before anything is written.
+
+Changing a dataset (`import_into_dataset`, `update_scheme`): the annotations, the stage order and the
+temporal proportions are computed and checked first, then written; episode files keep their mode. A
+scheme never mixes two stage sets: episodes annotated with names outside the new ones are refused, or
+removed when the user asks (`stage_name_removals`).
 """
 
 from __future__ import annotations
