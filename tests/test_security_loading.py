@@ -176,18 +176,22 @@ def test_unknown_registered_step_and_bad_structure_are_named(checkpoint, tmp_pat
 
 
 def test_fine_tuning_from_a_hostile_checkpoint_is_refused_before_lerobot_reads_it(checkpoint, tmp_path):
-    from rewardkit.models.rewact.training import check_pretrained_path
+    from rewardkit.models.rewact.training import main
+    from rewardkit.models.safe_processors import check_policy_path
 
     folder = _copy(checkpoint, tmp_path)
-    assert check_pretrained_path([f"--policy.path={folder}", "--steps=1"]) == [
-        f"--policy.path={folder}",
-        "--steps=1",
-    ]
+    args = [f"--policy.path={folder}", "--steps=1"]
+    assert check_policy_path(args) == args
+    assert check_policy_path(["--policy.path", str(folder)]) == ["--policy.path", str(folder)]
     marker = tmp_path / "MARKER"
     _insert_step(folder, POST, {"class": "os.system", "config": {"command": f"touch {marker}"}})
-    with pytest.raises(CheckpointError, match="step 1 names the class 'os.system'"):
-        check_pretrained_path([f"--policy.path={folder}"])
-    assert not marker.exists()
+    for bad in ([f"--policy.path={folder}"], ["--steps=1", "--policy.path", str(folder)]):
+        with pytest.raises(CheckpointError, match="step 1 names the class 'os.system'"):
+            check_policy_path(bad)
+    # `rewardkit train --model.type=rewact --model.path=...` refuses it before lerobot-train starts.
+    with pytest.raises(CheckpointError, match=str(folder / POST)):
+        main([f"--model.path={folder}", "--steps=1", f"--output_dir={tmp_path / 'run'}"])
+    assert not marker.exists() and not (tmp_path / "run").exists()
 
 
 def test_both_entry_points_give_the_same_model(checkpoint):

@@ -115,6 +115,31 @@ def check_processor_files(folder: str | Path) -> None:
             read_processor_config(Path(folder) / name)
 
 
+def check_policy_path(args: list[str], flag: str = "--policy.path") -> list[str]:
+    """Check the checkpoint a lerobot-train command line fine-tunes from; returns the args to pass on.
+
+    lerobot-train loads the processors of `--policy.path` with its own loader, which imports and calls
+    whatever a `policy_*processor.json` names. The checkpoint is resolved here first (a hub repo is
+    fetched, JSON and safetensors only, and lerobot is given that local folder) and its processor files
+    are checked (`check_processor_files`): a hostile file is refused before lerobot reads it. Accepts
+    `--policy.path=X` and `--policy.path X`.
+    """
+    from rewardkit.models.base import resolve_checkpoint
+
+    checked = list(args)
+    for position, arg in enumerate(checked):
+        if arg.startswith(flag + "="):
+            value = arg.split("=", 1)[1]
+        elif arg == flag and position + 1 < len(checked):
+            position, value = position + 1, checked[position + 1]
+        else:
+            continue
+        folder = resolve_checkpoint(value)
+        check_processor_files(folder)
+        checked[position] = f"{flag}={folder}" if checked[position].startswith(flag + "=") else str(folder)
+    return checked
+
+
 def load_processor_pipeline(
     folder: str | Path,
     config_filename: str,

@@ -32,27 +32,6 @@ def lerobot_train_args(argv: list[str]) -> list[str]:
     return args
 
 
-def check_pretrained_path(args: list[str]) -> list[str]:
-    """Check the checkpoint of `--policy.path` before lerobot opens it; returns the args to pass on.
-
-    lerobot-train loads a fine-tuned policy's processors with its own loader, which imports and calls
-    whatever a `policy_*processor.json` names. The checkpoint is resolved here first (a hub repo is
-    fetched, JSON and safetensors only, and lerobot is given the local folder) and its processor files are
-    checked by `rewardkit.models.safe_processors`: a hostile file is refused before lerobot reads it.
-    """
-    from rewardkit.models.base import resolve_checkpoint
-    from rewardkit.models.safe_processors import check_processor_files
-
-    checked = []
-    for arg in args:
-        if arg.startswith(POLICY_PREFIX + "path="):
-            folder = resolve_checkpoint(arg.split("=", 1)[1])
-            check_processor_files(folder)
-            arg = f"{POLICY_PREFIX}path={folder}"
-        checked.append(arg)
-    return checked
-
-
 def main(argv: list[str]) -> int:
     """Train a RewACT policy with lerobot's training pipeline; returns the exit status (0)."""
     from lerobot.scripts import lerobot_train
@@ -60,11 +39,12 @@ def main(argv: list[str]) -> int:
 
     import rewardkit.models.rewact  # noqa: F401  (registers the `rewact` policy type)
     from rewardkit.cli_utils import announce  # this function is the body of the `rewardkit train` command
+    from rewardkit.models.safe_processors import check_policy_path
 
     register_third_party_plugins()
     saved_argv = sys.argv
     # lerobot's config parser (and its `--policy.path` handling) reads sys.argv.
-    args = check_pretrained_path(lerobot_train_args(argv))
+    args = check_policy_path(lerobot_train_args(argv))
     sys.argv = ["lerobot-train", *args]
     try:
         lerobot_train.train()
