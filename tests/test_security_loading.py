@@ -232,3 +232,14 @@ def test_processor_loader_builds_lerobots_pipeline_exactly(checkpoint):
     assert [type(s) for s in ours.steps] == [type(s) for s in theirs.steps]
     state = torch.randn(5, STATE_DIM)
     torch.testing.assert_close(ours({OBS_STATE: state})[OBS_STATE], theirs({OBS_STATE: state})[OBS_STATE])
+
+
+def test_train_policy_refuses_a_hostile_checkpoint_before_lerobot_reads_it(checkpoint, tmp_path):
+    from rewardkit.rabc.training import train_policy
+
+    folder = _copy(checkpoint, tmp_path)
+    marker = tmp_path / "MARKER"
+    _insert_step(folder, POST, {"class": "os.system", "config": {"command": f"touch {marker}"}})
+    with pytest.raises(CheckpointError, match="step 1 names the class 'os.system'"):
+        train_policy([f"--policy.path={folder}", "--steps=1", f"--output_dir={tmp_path / 'run'}"])
+    assert not marker.exists() and not (tmp_path / "run").exists()

@@ -86,7 +86,10 @@ def train_policy(argv: list[str]) -> SampleWeighter | None:
     Nothing is uploaded unless `--policy.push_to_hub=true` is given (see `lerobot_train_argv`).
     Returns the weighter used (None when `--sample_weighting.type` was not given).
     """
-    argv = lerobot_train_argv(argv)
+    from rewardkit.models.safe_processors import check_policy_path
+
+    # a fine-tuned checkpoint's processor files are checked before lerobot's loader imports what they name
+    argv = check_policy_path(lerobot_train_argv(argv))
     from lerobot.scripts import lerobot_train
     from lerobot.utils.import_utils import register_third_party_plugins
 
