@@ -34,7 +34,7 @@ from rewardkit.labelling.parquet import (
     dataset_fingerprint,
     write_progress_parquet,
 )
-from rewardkit.models.base import EpisodeInputs, ModelInputs
+from rewardkit.models.base import EpisodeInputs, FrameOutputs, ModelInputs, RewardModel
 
 logger = logging.getLogger(__name__)
 
@@ -228,7 +228,7 @@ def check_outputs(
     return checked
 
 
-def label_one_episode(model: Any, inputs: EpisodeInputs, stride: int = 1) -> dict[str, np.ndarray]:
+def label_one_episode(model: RewardModel, inputs: EpisodeInputs, stride: int = 1) -> FrameOutputs:
     """Every frame's outputs for one episode: `model.label_episode` plus the stride and checks.
 
     Returns {"progress": (T,), ...} as float32 arrays.
@@ -301,7 +301,7 @@ def shard_episodes(
 
 # ---- whole dataset -----------------------------------------------------------------------------
 def label_dataset(
-    model: Any,
+    model: RewardModel,
     dataset: RewardDataset,
     stride: int = 1,
     features: FeatureSource | None = None,
@@ -366,7 +366,7 @@ def default_output_path(dataset: RewardDataset) -> Path:
 
 
 def label_to_parquet(
-    model: Any,
+    model: RewardModel,
     model_path: str,
     dataset: RewardDataset,
     output: str | Path | None = None,

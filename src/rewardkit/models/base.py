@@ -19,8 +19,9 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, Required, TypedDict, TypeVar, runtime_checkable
 
+import numpy as np
 import torch
 from huggingface_hub.constants import CONFIG_NAME, SAFETENSORS_SINGLE_FILE
 from lerobot.configs.rewards import RewardModelConfig
@@ -85,6 +86,49 @@ class EpisodeInputs:
     frame_indices: Any = None
 
 
+class FrameOutputs(TypedDict, total=False):
+    """What `label_episode` returns for the N frames it was asked for (numpy arrays, N = T or the
+    number of `frame_indices`).
+
+    Args:
+        progress: (N,) task progress in [0, 1]; always present (SARM: its sparse head).
+        progress_dense: (N,) progress of a second, dense head (SARM dual / dense_only).
+        stage_probs: (N, K) probabilities of the K stages of the main head (rows sum to 1).
+        success_prob: (N,) P(task has succeeded), from a success head or classifier.
+    """
+
+    progress: Required[np.ndarray]
+    progress_dense: np.ndarray
+    stage_probs: np.ndarray
+    success_prob: np.ndarray
+
+
+@runtime_checkable
+class RewardModel(Protocol):
+    """What every reward model gives the code above `models/` (labeller, eval, viz, monitor, RA-BC).
+
+    Three verbs, the same for every model (SARM, RewACT, the success classifier, ...):
+
+    - `required_inputs()`: what `label_episode` reads (cameras, cached encoder features or raw frames,
+      state), so the labeller decodes and caches exactly that;
+    - `label_episode(inputs)`: every requested frame of one whole episode -> `FrameOutputs`;
+    - `online(**kwargs)`: an adapter that runs the model one observation at a time
+      (`rewardkit.models.online.OnlineModel`), equal to `label_episode` on a recorded episode.
+
+    Batch-level scoring is lerobot's verb, `compute_reward(batch) -> (B,)`. Loading is `rewardkit.load`
+    (the same object as the class's own `from_pretrained`), saving `save_pretrained`.
+    `tests/models/test_model_contract.py` checks every model against this.
+    """
+
+    config: Any
+
+    def required_inputs(self) -> ModelInputs: ...
+
+    def label_episode(self, inputs: EpisodeInputs) -> FrameOutputs: ...
+
+    def online(self, **kwargs: Any) -> Any: ...
+
+
 class CheckpointError(RewardkitError):
     """A checkpoint cannot be loaded; the message names the file and what is wrong."""
 
@@ -132,13 +176,13 @@ class RewardKitModel(PreTrainedRewardModel):
         raise NotImplementedError
 
     @torch.no_grad()
-    def label_episode(self, inputs: EpisodeInputs) -> dict[str, Any]:
-        """Every frame's output for one whole episode, computed in batches.
-
-        Returns a dict of numpy arrays: "progress" (T,) in [0, 1] always; models with more heads add
-        e.g. "progress_dense" (T,), "stage_probs" (T, K), "success_prob" (T,).
-        """
+    def label_episode(self, inputs: EpisodeInputs) -> FrameOutputs:
+        """Every requested frame's outputs for one whole episode, computed in batches (`FrameOutputs`)."""
         raise NotImplementedError
+
+    def online(self, **kwargs: Any) -> Any:
+        """An adapter that runs this model one observation at a time (`rewardkit.models.online`)."""
+        raise RewardkitError(f"{type(self).__name__} cannot run online (it has no online adapter)")
 
     # ---- save ----------------------------------------------------------------------------------
     def save_pretrained(

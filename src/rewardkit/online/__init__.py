@@ -2,7 +2,6 @@
 gymnasium `RewardWrapper`."""
 
 from rewardkit.online.adapters import (
-    ClassifierOnline,
     FunctionOnline,
     InvalidObservation,
     OnlineModel,
@@ -13,7 +12,6 @@ from rewardkit.online.adapters import (
 from rewardkit.online.monitor import MonitorOutput, RewardMonitor
 
 __all__ = [
-    "ClassifierOnline",
     "FunctionOnline",
     "InvalidObservation",
     "MonitorOutput",

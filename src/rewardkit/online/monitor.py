@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from rewardkit.errors import RewardkitError
+from rewardkit.models.base import RewardModel
 from rewardkit.online.adapters import InvalidObservation, OnlineModel, make_online_model
 
 logger = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class RewardMonitor:
 
     def __init__(
         self,
-        model: Any,
+        model: RewardModel | OnlineModel | Callable[[Mapping[str, Any]], Any],
         *,
         fps: float | None = None,
         complete_threshold: float = 0.9,

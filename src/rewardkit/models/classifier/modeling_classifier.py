@@ -25,7 +25,7 @@ Batch keys (B = batch, C = cameras in `config.cameras` order, D = encoder featur
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
@@ -33,9 +33,12 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
 from rewardkit.errors import RewardkitError
-from rewardkit.models.base import EpisodeInputs, ModelInputs, RewardKitModel
+from rewardkit.models.base import EpisodeInputs, FrameOutputs, ModelInputs, RewardKitModel
 
 from .configuration_classifier import SuccessClassifierConfig
+
+if TYPE_CHECKING:
+    from rewardkit.models.classifier.online_classifier import ClassifierOnline
 
 STATE_KEY = "observation.state"
 FEATURES_KEY = "image_features"
@@ -269,6 +272,12 @@ class SuccessClassifierRewardModel(RewardKitModel):
         """1.0 where P(success) >= config.threshold, else 0.0; (B,)."""
         return (self.predict_success_prob(batch) >= self.config.threshold).float()
 
+    def online(self) -> ClassifierOnline:
+        """This classifier one observation at a time (stateless: it reads the current frames)."""
+        from rewardkit.models.classifier.online_classifier import ClassifierOnline
+
+        return ClassifierOnline(self)
+
     def required_inputs(self) -> ModelInputs:
         frozen = self.config.backbone == "frozen"
         return ModelInputs(
@@ -278,7 +287,7 @@ class SuccessClassifierRewardModel(RewardKitModel):
         )
 
     @torch.no_grad()
-    def label_episode(self, inputs: EpisodeInputs, batch_size: int = 256) -> dict[str, Any]:
+    def label_episode(self, inputs: EpisodeInputs, batch_size: int = 256) -> FrameOutputs:
         """Every frame's success probability for one episode: "progress" and "success_prob", (T,)."""
         length = inputs.length
         cams = self.config.cameras

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -41,6 +41,7 @@ from rewardkit.errors import RewardkitError
 from rewardkit.models.base import (
     CheckpointError,
     EpisodeInputs,
+    FrameOutputs,
     ModelInputs,
     load_weights,
     read_config_dict,
@@ -48,6 +49,9 @@ from rewardkit.models.base import (
 )
 from rewardkit.models.rewact.configuration_rewact import RewACTConfig
 from rewardkit.models.safe_processors import load_processor_pipeline
+
+if TYPE_CHECKING:
+    from rewardkit.models.rewact.online_rewact import RewactOnline
 
 logger = logging.getLogger(__name__)
 
@@ -357,6 +361,13 @@ class RewACTPolicy(ACTPolicy):
             )
         return policy.eval()
 
+    def online(self, act: bool = False) -> RewactOnline:
+        """This policy's reward (and with `act=True` its action) one observation at a time (see
+        `rewact/online_rewact.py`)."""
+        from rewardkit.models.rewact.online_rewact import RewactOnline
+
+        return RewactOnline(self, act=act)
+
     # ---- whole-episode labelling (rewardkit label / viz / eval) ----------------------------------
     def required_inputs(self) -> ModelInputs:
         """Raw frames of every camera the policy reads, and the state when it reads one."""
@@ -371,7 +382,7 @@ class RewACTPolicy(ACTPolicy):
         )
 
     @torch.no_grad()
-    def label_episode(self, inputs: EpisodeInputs) -> dict[str, np.ndarray]:
+    def label_episode(self, inputs: EpisodeInputs) -> FrameOutputs:
         """Progress of every frame of one episode, `label_batch_size` frames per forward pass.
 
         Reads `inputs.frames(camera)` (T, H, W, 3) uint8 and `inputs.state` (T, S); normalises them with the

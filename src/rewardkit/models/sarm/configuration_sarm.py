@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from lerobot.configs.rewards import RewardModelConfig
 from lerobot.optim import AdamWConfig, CosineDecayWithWarmupSchedulerConfig
@@ -36,7 +36,8 @@ class StageAwareConfig(RewardKitConfig):
             frames with a learned distance bias and no absolute position, so one pass per frame-gap phase
             labels a whole episode and an online step computes one new frame (see `sarm/sliding.py`);
             "lerobot" (default with a centred window): lerobot's layer layout (stream-major tokens, causal
-            attention over the window's flattened tokens), which lerobot checkpoints need.
+            attention over the window's flattened tokens, see `sarm/lerobot_layout.py`), which lerobot
+            checkpoints need.
         temporal_bands: Sliding architecture: how many frame gaps back each layer attends (one per layer,
             adding up to n_obs_steps; default: spread evenly, the remainder on the top layers).
         n_obs_steps: Frames in the window besides the scored one (window = n_obs_steps + 1 frames).
@@ -169,6 +170,13 @@ class StageAwareConfig(RewardKitConfig):
         if architecture == "sliding" and self.window != "causal":
             raise RewardkitError("the sliding architecture is causal: it needs window='causal'")
         return architecture
+
+    def resolved(self) -> StageAwareConfig:
+        """A new config with `architecture` and (sliding) `temporal_bands` pinned from the fields as they
+        are now; this one is left unchanged. A model is built from, and saves, the resolved config."""
+        architecture = self.resolved_architecture
+        bands = self.layer_bands if architecture == "sliding" else self.temporal_bands
+        return replace(self, architecture=architecture, temporal_bands=bands)
 
     @property
     def layer_bands(self) -> list[int]:

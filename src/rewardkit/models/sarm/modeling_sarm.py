@@ -35,9 +35,8 @@ Batch keys (B samples, N cameras, L positions, D feature size, S state size):
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -45,10 +44,20 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor
 
 from rewardkit.errors import RewardkitError
-from rewardkit.models.base import CheckpointError, EpisodeInputs, ModelInputs, RewardKitModel, load_weights
+from rewardkit.models.base import (
+    CheckpointError,
+    EpisodeInputs,
+    FrameOutputs,
+    ModelInputs,
+    RewardKitModel,
+    load_weights,
+)
 from rewardkit.models.sarm.configuration_sarm import StageAwareConfig
 from rewardkit.models.sarm.lerobot_layout import LerobotTransformer
 from rewardkit.models.sarm.sliding import SlidingHistory, SlidingTransformer
+
+if TYPE_CHECKING:
+    from rewardkit.models.sarm.online_sarm import SarmOnline
 
 
 def window_indices(length: int, frames: np.ndarray, offsets: list[int] | np.ndarray) -> np.ndarray:
@@ -72,15 +81,10 @@ class StageAwareRewardModel(RewardKitModel):
 
     def __init__(self, config: StageAwareConfig, **kwargs: Any) -> None:
         # pinned now (fields may have been set after the config was made), and saved with the model
-        architecture = config.resolved_architecture
-        config = replace(
-            config,
-            architecture=architecture,
-            temporal_bands=config.layer_bands if architecture == "sliding" else config.temporal_bands,
-        )
+        config = config.resolved()
         super().__init__(config)
         self.config: StageAwareConfig = config
-        transformer = SlidingTransformer if architecture == "sliding" else LerobotTransformer
+        transformer = SlidingTransformer if config.architecture == "sliding" else LerobotTransformer
         stage_sizes = {"sparse": config.stages("sparse"), "dense": config.stages("dense")}
         self.stage_model = transformer.from_config(config, head_sizes=stage_sizes)
         self.subtask_model = transformer.from_config(
@@ -257,7 +261,7 @@ class StageAwareRewardModel(RewardKitModel):
         )
 
     @torch.no_grad()
-    def label_episode(self, inputs: EpisodeInputs) -> dict[str, Any]:
+    def label_episode(self, inputs: EpisodeInputs) -> FrameOutputs:
         """Every frame's progress for one episode, in batched passes.
 
         Sliding architecture: one pass per frame-gap phase and model computes every frame once (frames up
@@ -352,6 +356,17 @@ class StageAwareRewardModel(RewardKitModel):
         stage_logits = self.stage_model.outputs(stage_fused, self.schemes)
         priors = {s: self._one_hot(logits.argmax(-1), logits.shape[-1]) for s, logits in stage_logits.items()}
         return self._progress(stage_logits, self.subtask_model.outputs(subtask_fused, self.schemes, priors))
+
+    def online(self, task: str | None = None, encoder: Any = None) -> SarmOnline:
+        """This model one observation at a time (causal window only; see `sarm/online_sarm.py`).
+
+        Args:
+            task: the task text (default: `observation["task"]` at each step).
+            encoder: the frozen encoder (default: built from `config.encoder`); pass one to share it.
+        """
+        from rewardkit.models.sarm.online_sarm import SarmOnline
+
+        return SarmOnline(self, task=task, encoder=encoder)
 
     def online_stream(self) -> SlidingStream:
         """Sliding architecture: a per-step predictor that computes one new frame per step (see

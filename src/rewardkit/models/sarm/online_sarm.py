@@ -1,16 +1,12 @@
-"""Online adapters for the causal SARM and RewACT families (registered on import).
+"""The causal SARM, one observation at a time (`StageAwareRewardModel.online()`).
 
-SARM: each step encodes ONE new frame per camera with the frozen encoder. With the sliding architecture
+Each step encodes ONE new frame per camera with the frozen encoder. With the sliding architecture
 (the causal default) the new frame alone then goes through each layer of both transformers, attending to
 the cached keys and values of the frames 1..band gaps before it (`StageAwareRewardModel.online_stream`); with
 lerobot's layout its features go into a ring buffer of the last `n_obs_steps * frame_gap + 1` frames and
 both transformers run over the window gathered from it. Either way the windows are clamped to the first
 frame since reset, exactly as `window_indices` does when labelling a recorded episode, so the online
 progress equals the episode's labels.
-
-RewACT: each step runs the policy's reward path (`predict_reward`, backbone + encoder + decoder query 0)
-on the current frames, after the checkpoint's pre-processor (normalisation); with `act=True` it runs
-`select_action` instead and returns the action in `extras["action"]`.
 """
 
 from __future__ import annotations
@@ -22,14 +18,7 @@ import numpy as np
 import torch
 
 from rewardkit.errors import RewardkitError
-from rewardkit.online.adapters import (
-    STATE_KEY,
-    StepOutput,
-    frame_to_uint8_hwc,
-    register_online_adapter,
-    require,
-    state_vector,
-)
+from rewardkit.models.online import StepOutput, frame_to_uint8_hwc, require, state_vector
 
 
 class SarmOnline:
@@ -136,52 +125,3 @@ class SarmOnline:
             "stage_probs": stage_probs[0, current].cpu().numpy(),
         }
         return StepOutput(progress=float(progress[0, current]), extras=extras)
-
-
-class RewactOnline:
-    """RewACT's reward (and optionally its action) one observation at a time.
-
-    Args:
-        policy: a `RewACTPolicy` (with `policy.preprocessor` set, as `rewardkit.load` does, unless the
-            observations given are already normalised).
-        act: run `select_action` (action + reward, ACT's action queue) instead of `predict_reward`; the
-            (normalised) action goes to `extras["action"]`.
-    """
-
-    def __init__(self, policy: Any, act: bool = False):
-        self.policy = policy.eval()
-        self.config = policy.config
-        self.act = act
-        self.cameras = list(self.config.image_features)
-        self.device = next(policy.parameters()).device
-
-    def reset(self) -> None:
-        self.policy.reset()
-
-    @torch.no_grad()
-    def encode(self, observation: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-        """The policy's input batch: cameras (1, 3, H, W) float in [0, 1], state (1, S), normalised."""
-        batch: dict[str, Any] = {}
-        for cam in self.cameras:
-            frame = frame_to_uint8_hwc(require(observation, cam, "RewACT"), cam)
-            batch[cam] = torch.from_numpy(frame).permute(2, 0, 1)[None].float().div_(255.0)
-        if self.config.robot_state_feature is not None:
-            size = int(self.config.robot_state_feature.shape[0])
-            batch[STATE_KEY] = state_vector(observation, "RewACT", size)[None]
-        if self.policy.preprocessor is not None:
-            batch = self.policy.preprocessor(batch)
-        return {k: v.to(self.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-
-    @torch.no_grad()
-    def step_features(self, features: dict[str, torch.Tensor]) -> StepOutput:
-        if self.act:
-            result = self.policy.select_action(features)
-            if not isinstance(result, tuple):
-                raise RewardkitError("RewACT config.return_reward is false: select_action gives no reward")
-            action, reward = result
-            return StepOutput(progress=float(reward.reshape(-1)[0]), extras={"action": action})
-        return StepOutput(progress=float(self.policy.predict_reward(features).reshape(-1)[0]))
-
-
-register_online_adapter("rewardkit_sarm", SarmOnline)
-register_online_adapter("rewact", RewactOnline)
