@@ -80,3 +80,25 @@ def test_help_shows_every_flag_with_its_default_and_documentation(capsys):
     assert "--model.hidden_dim int  (default: 768)" in out
     assert "Optimizer steps in total" in out  # the field's text from the docstring's Args
     assert "--dataset.root str | None  (default: None)" in out
+
+
+def test_renamed_flags_still_work_for_one_release_with_a_deprecation_message(tiny_dataset, tmp_path, caplog):
+    """`--progress` (a parquet path) became `--progress_path`, `--head_mode` became `--head`: the old
+    spellings still parse, with a warning naming the new flag."""
+    import pytest
+
+    from rewardkit.cli_utils import parse_config
+    from rewardkit.commands.weights import WeightsConfig
+
+    with pytest.warns(DeprecationWarning, match="--progress is deprecated.*use --progress_path"):
+        cfg = parse_config(
+            WeightsConfig, ["--progress=p.parquet", "--head_mode", "dense"], "weights",
+            renamed={"--progress": "--progress_path", "--head_mode": "--head"},
+        )  # fmt: skip
+    assert cfg.progress_path == "p.parquet" and cfg.head == "dense"
+    assert "use --head" in caplog.text
+    # the new names parse without a warning, and a flag that merely starts like an old one is untouched
+    cfg = parse_config(
+        WeightsConfig, ["--progress_path=q.parquet"], "weights", renamed={"--progress": "--progress_path"}
+    )
+    assert cfg.progress_path == "q.parquet"

@@ -9,6 +9,7 @@ import re
 import sys
 import textwrap
 import typing
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -41,13 +42,40 @@ def setup_logging(level: int = logging.INFO) -> None:
     logging.getLogger("rewardkit").setLevel(level)
 
 
-def parse_config[C](config_class: type[C], argv: Sequence[str], prog: str, description: str = "") -> C:
+def renamed_flags(argv: Sequence[str], renamed: dict[str, str], prog: str) -> list[str]:
+    """`argv` with deprecated flag names replaced by their new names (`--old=v` and `--old v`), each
+    replacement announced once with a deprecation warning naming the new flag."""
+    out = []
+    for arg in argv:
+        name, sep, value = arg.partition("=")
+        if name in renamed:
+            new = renamed[name]
+            warnings.warn(
+                f"rewardkit {prog}: {name} is deprecated and will be removed in the next release; use {new}",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            logger.warning("%s is deprecated; use %s (the old name works for this release only)", name, new)
+            arg = f"{new}{sep}{value}"
+        out.append(arg)
+    return out
+
+
+def parse_config[C](
+    config_class: type[C],
+    argv: Sequence[str],
+    prog: str,
+    description: str = "",
+    renamed: dict[str, str] | None = None,
+) -> C:
     """Parse `--a.b=value` flags into `config_class` (a dataclass), lerobot's style, via draccus.
 
     `--help` prints every flag with its type, default and documentation (`help_text`) and exits 0.
+    `renamed` maps deprecated flag names to their new ones (still accepted, with a warning).
     """
     import draccus
 
+    argv = renamed_flags(argv, renamed or {}, prog)
     if any(arg in ("-h", "--help") for arg in argv):
         print(help_text(config_class, f"rewardkit {prog}", description))
         raise SystemExit(0)

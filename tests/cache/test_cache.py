@@ -216,7 +216,7 @@ def test_cli_prints_cache_path(tiny_dataset, tmp_path, capsys):
 
     args = [
         "cache", f"--dataset.root={tiny_dataset[0]}", "--encoder=clip-random:tiny", f"--cameras=[{TOP}]",
-        "--batch_size=16", f"--cache_dir={tmp_path}", "--dataset.episodes=[0]", "--progress=false",
+        "--batch_size=16", f"--cache_dir={tmp_path}", "--dataset.episodes=[0]", "--progress_bar=false",
     ]  # fmt: skip
     assert main(args) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]

@@ -38,7 +38,13 @@ def tiny_progress(tiny_dataset, tmp_path_factory):
 
 def test_weights_command_writes_summary_plot_and_frame_weights(tiny_progress, tmp_path, capsys):
     out = tmp_path / "weights"
-    args = ["weights", f"--progress={tiny_progress}", "--chunk_size=5", "--kappa=0.02", f"--output_dir={out}"]
+    args = [
+        "weights",
+        f"--progress_path={tiny_progress}",
+        "--chunk_size=5",
+        "--kappa=0.02",
+        f"--output_dir={out}",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "suggested --sample_weighting.kappa=" in printed
@@ -49,7 +55,7 @@ def test_weights_command_writes_summary_plot_and_frame_weights(tiny_progress, tm
     assert (out / "weights.png").read_bytes()[:4] == b"\x89PNG"
     frame_weights = pd.read_parquet(out / "frame_weights.parquet")
     assert len(frame_weights) == 60 and frame_weights["weight"].between(0, 1).all()
-    assert main(["weights", f"--progress={tmp_path / 'nope.parquet'}"]) == 2
+    assert main(["weights", f"--progress_path={tmp_path / 'nope.parquet'}"]) == 2
     assert "not found" in capsys.readouterr().err
 
 

@@ -52,13 +52,13 @@ def test_other_episode_boundaries_with_the_same_frame_count_are_refused(own_copy
     assert str(path) in str(error.value)
     # Without a dataset only the file itself is read: this is what the old code did for every run.
     assert RABCWeighter.from_file(path, chunk_size=5).num_frames == 60
-    assert main(["weights", f"--progress={path}", f"--dataset.root={own_copy}", "--chunk_size=5"]) == 2
+    assert main(["weights", f"--progress_path={path}", f"--dataset.root={own_copy}", "--chunk_size=5"]) == 2
     assert "does not fit this dataset" in capsys.readouterr().err
 
 
 def test_file_beside_the_dataset_is_checked_against_it_by_default(own_copy, capsys):
     path = _write(own_copy / "sarm_progress.parquet", _labels(own_copy, lengths=[20, 16, 24]))
-    assert main(["weights", f"--progress={path}", "--chunk_size=5"]) == 2
+    assert main(["weights", f"--progress_path={path}", "--chunk_size=5"]) == 2
     assert "episode 1 has 16 frames" in capsys.readouterr().err
     assert not (own_copy / "sarm_progress_weights").exists()
 
@@ -87,7 +87,7 @@ def test_all_nan_progress_is_an_error(own_copy, tmp_path, capsys):
     path = _write(tmp_path / "p.parquet", nan)
     with pytest.raises(RewardkitError, match="NaN on every frame"):
         RABCWeighter.from_file(path, chunk_size=5)
-    assert main(["weights", f"--progress={path}", "--chunk_size=5"]) == 2
+    assert main(["weights", f"--progress_path={path}", "--chunk_size=5"]) == 2
     assert "NaN on every frame" in capsys.readouterr().err
 
 
@@ -139,7 +139,7 @@ def test_weights_never_replaces_earlier_outputs_unless_asked(own_copy, tmp_path,
     out = tmp_path / "weights"
     base = [
         "weights",
-        f"--progress={path}",
+        f"--progress_path={path}",
         f"--dataset.root={own_copy}",
         "--chunk_size=5",
         f"--output_dir={out}",

@@ -106,7 +106,7 @@ def test_viz_command_writes_plots_and_videos(two_camera_dataset, tmp_path, capsy
             [
                 "viz",
                 f"--dataset.root={root}",
-                f"--progress={parquet}",
+                f"--progress_path={parquet}",
                 f"--output_dir={tmp_path / 'v2'}",
                 "--dataset.episodes=[0]",
             ]
@@ -120,7 +120,7 @@ def test_viz_command_writes_plots_and_videos(two_camera_dataset, tmp_path, capsy
             [
                 "viz",
                 f"--dataset.root={root}",
-                f"--progress={parquet}",
+                f"--progress_path={parquet}",
                 f"--output_dir={tmp_path / 'v3'}",
                 "--dataset.episodes=[1]",
             ]
@@ -137,7 +137,7 @@ def test_viz_never_replaces_earlier_plots_unless_asked(two_camera_dataset, tmp_p
     parquet = tmp_path / "p.parquet"
     assert main(["label", f"--dataset.root={root}", f"--model.path={model}", f"--output={parquet}"]) == 0
     out = tmp_path / "viz"
-    base = ["viz", f"--dataset.root={root}", f"--progress={parquet}", f"--output_dir={out}"]
+    base = ["viz", f"--dataset.root={root}", f"--progress_path={parquet}", f"--output_dir={out}"]
     assert main([*base, "--dataset.episodes=[1,2]"]) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     assert sorted(before) == ["episode_1.png", "episode_2.png", "overview.png"]
@@ -161,7 +161,7 @@ def test_viz_refuses_a_progress_file_of_another_dataset(two_camera_dataset, tiny
     model = save_toy(tmp_path / "toy")
     parquet = tmp_path / "tiny.parquet"
     assert main(["label", f"--dataset.root={tiny_root}", f"--model.path={model}", f"--output={parquet}"]) == 0
-    argv = ["viz", f"--dataset.root={root}", f"--progress={parquet}", f"--output_dir={tmp_path / 'v'}"]
+    argv = ["viz", f"--dataset.root={root}", f"--progress_path={parquet}", f"--output_dir={tmp_path / 'v'}"]
     assert main([*argv, "--dataset.episodes=[0]"]) == 2
     assert "labelled from another dataset" in capsys.readouterr().err
     assert not (tmp_path / "v").exists()

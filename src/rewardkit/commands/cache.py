@@ -25,7 +25,7 @@ class CacheConfig:
     dtype: encoder compute dtype (`float32`, `bfloat16`, `float16`); features are stored as float16.
     cache_dir: root folder of feature caches (default: `$REWARDKIT_CACHE` or `~/.cache/rewardkit/features`).
     texts: extra texts to encode besides the tasks, e.g. `["do nothing"]`.
-    progress: show a progress bar.
+    progress_bar: show a progress bar.
     """
 
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -36,7 +36,7 @@ class CacheConfig:
     dtype: str = "float32"
     cache_dir: str | None = None
     texts: list[str] = field(default_factory=list)
-    progress: bool = True
+    progress_bar: bool = True
 
 
 def main(argv: list[str]) -> int:
@@ -45,7 +45,7 @@ def main(argv: list[str]) -> int:
     from rewardkit.cache import BuildStats, build_cache
     from rewardkit.encoders import make_encoder
 
-    cfg = parse_config(CacheConfig, argv, "cache", HELP)
+    cfg = parse_config(CacheConfig, argv, "cache", HELP, renamed={"--progress": "--progress_bar"})
     dataset = open_from_config(cfg.dataset)
     cameras = cfg.cameras if cfg.cameras else dataset.camera_keys
     if not cameras:
@@ -57,7 +57,7 @@ def main(argv: list[str]) -> int:
     stats = BuildStats()
     cache = build_cache(
         dataset, encoder, cameras, cache_dir=cfg.cache_dir, batch_size=cfg.batch_size,
-        progress=cfg.progress, texts=cfg.texts, stats=stats,
+        progress=cfg.progress_bar, texts=cfg.texts, stats=stats,
     )  # fmt: skip
     if stats.frames:
         logger.info(

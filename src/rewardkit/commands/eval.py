@@ -23,7 +23,7 @@ class EvalConfig:
             dataset marks itself (`failure_column`, `keyframes`).
         failure_column: a per-episode boolean column of meta/episodes that marks failed episodes.
         keyframes: a keyframes JSON file (progress targets from keyframes; its failures count too).
-        stage_scheme: subtask annotations ("sparse" or "dense" LeRobot columns) giving the true stages.
+        head: subtask annotations ("sparse" or "dense" LeRobot columns) giving the true stages.
         output_dir: where eval.json, report.html and plots/ go.
         stride: labelling stride (1: every frame).
         episode_plots: per-episode plots per model in the report (failed episodes first).
@@ -38,7 +38,7 @@ class EvalConfig:
     failed_episodes: list[int] = field(default_factory=list)
     failure_column: str | None = None
     keyframes: str | None = None
-    stage_scheme: str = "sparse"
+    head: str = "sparse"
     output_dir: str = "outputs/eval"
     stride: int = 1
     episode_plots: int = 3
@@ -47,7 +47,7 @@ class EvalConfig:
 
 
 def main(argv: list[str]) -> int:
-    cfg = parse_config(EvalConfig, argv, "eval", HELP)
+    cfg = parse_config(EvalConfig, argv, "eval", HELP, renamed={"--stage_scheme": "--head"})
     if not cfg.models:
         raise RewardkitError("give the models to evaluate with --models='[CHECKPOINT,...]'")
     names = cfg.names or cfg.models
@@ -67,7 +67,7 @@ def main(argv: list[str]) -> int:
         raise RewardkitError(f"--failed_episodes {unknown} are not episodes of {dataset.root}")
     truths = ground_truth_from_dataset(
         dataset, cfg.failed_episodes, keyframes=cfg.keyframes, failure_column=cfg.failure_column,
-        stage_scheme=cfg.stage_scheme,
+        stage_scheme=cfg.head,
     )  # fmt: skip
     for path in evaluation_output_paths(cfg.output_dir, names, truths, cfg.episode_plots):
         check_overwrite(path, cfg.overwrite)

@@ -31,7 +31,7 @@ class VizConfig:
     Args:
         dataset: the LeRobot dataset (`--dataset.root=...`, `--dataset.episodes=[0,1]` to pick episodes).
         model: the reward model to label with (`--model.path=CHECKPOINT`).
-        progress: a progress parquet written by `rewardkit label` (instead of a model; no stage plot).
+        progress_path: a progress parquet written by `rewardkit label` (instead of a model; no stage plot).
         output_dir: where the PNGs (and mp4s) go.
         video: also write an mp4 per episode: camera views side by side over a live progress graph.
         failed_episodes: indices of failed attempts (coloured apart in the overview).
@@ -42,7 +42,7 @@ class VizConfig:
 
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelPathConfig = field(default_factory=ModelPathConfig)
-    progress: str | None = None
+    progress_path: str | None = None
     output_dir: str = "outputs/viz"
     video: bool = False
     failed_episodes: list[int] = field(default_factory=list)
@@ -52,9 +52,9 @@ class VizConfig:
 
 
 def main(argv: list[str]) -> int:
-    cfg = parse_config(VizConfig, argv, "viz", HELP)
-    if bool(cfg.model.path) == bool(cfg.progress):
-        raise RewardkitError("give exactly one of --model.path=CHECKPOINT or --progress=PARQUET")
+    cfg = parse_config(VizConfig, argv, "viz", HELP, renamed={"--progress": "--progress_path"})
+    if bool(cfg.model.path) == bool(cfg.progress_path):
+        raise RewardkitError("give exactly one of --model.path=CHECKPOINT or --progress_path=PARQUET")
 
     from rewardkit.data.dataset import open_from_config
     from rewardkit.evaluation import ground_truth_from_dataset
@@ -75,12 +75,12 @@ def main(argv: list[str]) -> int:
     else:
         from rewardkit.labelling import check_progress, read_progress_parquet
 
-        predictions, metadata = read_progress_parquet(cfg.progress, with_index=True)
-        check_progress(cfg.progress, predictions, metadata, dataset=dataset)
+        predictions, metadata = read_progress_parquet(cfg.progress_path, with_index=True)
+        check_progress(cfg.progress_path, predictions, metadata, dataset=dataset)
         missing = [i for i in indices if i not in predictions]
         if missing:
-            raise RewardkitError(f"{cfg.progress} has no progress for episode(s) {missing}")
-        source = cfg.progress
+            raise RewardkitError(f"{cfg.progress_path} has no progress for episode(s) {missing}")
+        source = cfg.progress_path
     truths = ground_truth_from_dataset(dataset, cfg.failed_episodes)
     written = plot_progress(
         cfg.output_dir,

@@ -20,12 +20,12 @@ logger = logging.getLogger(__name__)
 @dataclass
 class WeightsConfig:
     """Args:
-    progress: the progress parquet (index, episode_index, frame_index, progress_sparse[, progress_dense]),
+    progress_path: the progress parquet (index, episode_index, frame_index, progress_sparse[, progress_dense]),
         from `rewardkit label` or lerobot's compute_rabc_weights.
     chunk_size: Δ, the policy's action chunk size (ACT's default is 100).
     kappa: κ, deltas above it get weight 1.
     epsilon: ε in the soft weight's denominator 4σ + ε.
-    head_mode: which progress column: sparse or dense.
+    head: which progress column: sparse or dense.
     nan_weight: weight of frames whose delta is NaN (1.0 trains on them as plain behaviour cloning).
     output_dir: where weights.json, weights.png and frame_weights.parquet go (default: a folder
         `<progress file stem>_weights` beside the progress file).
@@ -34,11 +34,11 @@ class WeightsConfig:
     overwrite: replace earlier weights.json / weights.png / frame_weights.parquet in `output_dir`.
     """
 
-    progress: str = ""
+    progress_path: str = ""
     chunk_size: int = 100
     kappa: float = 0.01
     epsilon: float = 1e-6
-    head_mode: str = "sparse"
+    head: str = "sparse"
     nan_weight: float = 1.0
     output_dir: str | None = None
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -46,10 +46,16 @@ class WeightsConfig:
 
 
 def main(argv: list[str]) -> int:
-    cfg = parse_config(WeightsConfig, argv, "weights", HELP)
-    if not cfg.progress:
-        raise RewardkitError("--progress=PATH (a progress parquet) is required")
-    progress = resolve_progress_path(cfg.progress)
+    cfg = parse_config(
+        WeightsConfig,
+        argv,
+        "weights",
+        HELP,
+        renamed={"--progress": "--progress_path", "--head_mode": "--head"},
+    )
+    if not cfg.progress_path:
+        raise RewardkitError("--progress_path=PATH (a progress parquet) is required")
+    progress = resolve_progress_path(cfg.progress_path)
     out = Path(cfg.output_dir) if cfg.output_dir else progress.with_name(f"{progress.stem}_weights")
     outputs = {name: out / name for name in ("weights.json", "weights.png", "frame_weights.parquet")}
     for path in outputs.values():
@@ -65,7 +71,7 @@ def main(argv: list[str]) -> int:
     weighter = RABCWeighter.from_file(
         progress,
         chunk_size=cfg.chunk_size,
-        head_mode=cfg.head_mode,
+        head_mode=cfg.head,
         kappa=cfg.kappa,
         epsilon=cfg.epsilon,
         nan_weight=cfg.nan_weight,
