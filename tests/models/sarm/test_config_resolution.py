@@ -16,7 +16,7 @@ import rewardkit
 from rewardkit.data import annotations as io
 from rewardkit.data.dataset import DatasetConfig
 from rewardkit.models.sarm import StageAwareConfig, StageAwareRewardModel
-from rewardkit.models.sarm.training import SARMTrainConfig, prepare, train_sarm
+from rewardkit.training.sarm import SARMTrainConfig, prepare, train_sarm
 
 
 @pytest.mark.parametrize("window", ["causal", "centred"])

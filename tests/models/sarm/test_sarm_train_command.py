@@ -12,7 +12,7 @@ from rewardkit.cli_utils import run_command
 from rewardkit.commands import train
 from rewardkit.data import annotations as io
 from rewardkit.models.base import EpisodeInputs
-from rewardkit.models.sarm.training import episode_targets
+from rewardkit.training.sarm import episode_targets
 
 TINY = [
     "--model.encoder=clip-random:tiny",
