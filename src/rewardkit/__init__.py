@@ -3,11 +3,12 @@
 __version__ = "0.1.0"
 
 
-def load(path_or_repo_id, device=None, revision=None):
-    """Load any rewardkit model checkpoint (folder or hub repo id); see `rewardkit.models.base.load`."""
+def load(path_or_repo_id, device=None, revision=None, **options):
+    """Load any rewardkit model: a checkpoint (folder or hub repo id) or a named model
+    ("topreward:<vlm>", "robometer", "vlm_progress", ...); see `rewardkit.models.base.load`."""
     from rewardkit.models.base import load as _load
 
-    return _load(path_or_repo_id, device=device, revision=revision)
+    return _load(path_or_repo_id, device=device, revision=revision, **options)
 
 
 __all__ = ["load", "__version__"]

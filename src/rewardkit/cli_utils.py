@@ -13,6 +13,8 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from rewardkit.errors import RewardkitError
+
 logger = logging.getLogger("rewardkit")
 
 
@@ -149,6 +151,44 @@ def help_text(config_class: type, prog: str, description: str = "") -> str:
     if summary:
         head += [summary, ""]
     return "\n".join([*head, "flags:", *_flag_lines(config_class, "")])
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """The reward model a command runs (`--model.path=...`, or `--model.type=... --model.vlm=...`).
+
+    Args:
+        path: a checkpoint folder or hub repo id (any rewardkit model, a RewACT policy, a lerobot SARM
+            checkpoint), or a named model spec "<type>[:<argument>]" (e.g. "topreward:Qwen/Qwen3-VL-2B-Instruct").
+        type: a named model (topreward, robometer, vlm_progress) built here instead of loaded from `path`.
+        vlm: the named model's main argument: the VLM (hub id or local folder) for topreward and robometer,
+            the served model's name for vlm_progress.
+        options: further options of the named model, e.g. `--model.options='{base_url: http://localhost:8000/v1}'`.
+        device: where to run it (default: the checkpoint's device).
+    """
+
+    path: str | None = None
+    type: str | None = None
+    vlm: str | None = None
+    options: dict = dataclasses.field(default_factory=dict)
+    device: str | None = None
+
+    @property
+    def spec(self) -> str | None:
+        """What `rewardkit.load` is given: the path, or "<type>[:<vlm>]"."""
+        if self.type and self.path:
+            raise RewardkitError("give --model.path or --model.type (a named model), not both")
+        if self.type:
+            return f"{self.type}:{self.vlm}" if self.vlm else self.type
+        return self.path
+
+    def load(self, device: str | None = None):
+        """The model, in eval mode (`rewardkit.load`)."""
+        import rewardkit
+
+        if not self.spec:
+            raise RewardkitError("give the model: --model.path=CHECKPOINT or --model.type=NAME")
+        return rewardkit.load(self.spec, device=device or self.device, **self.options)
 
 
 def announce(label: str, path: str | Path) -> None:

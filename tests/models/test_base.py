@@ -156,3 +156,37 @@ def test_push_to_hub_only_when_asked(tmp_path, monkeypatch):
     assert calls == []
     model.save_pretrained(tmp_path / "again", push_to_hub=True, repo_id="me/tiny")
     assert calls and calls[0]["repo_id"] == "me/tiny"
+
+
+def test_named_models_load_from_a_spec_with_options_and_a_folder_wins(tmp_path, monkeypatch):
+    """`rewardkit.load("<name>[:<argument>]", **options)` builds a registered named model (zero-shot
+    VLMs, wrapped lerobot models); an existing folder of that name is still a checkpoint."""
+    from rewardkit.cli_utils import ModelConfig
+    from rewardkit.models import base
+
+    built = []
+
+    def builder(argument, hidden=8):
+        built.append((argument, hidden))
+        return TinyProgressRewardModel(TinyProgressConfig(device="cpu", hidden=hidden))
+
+    monkeypatch.setitem(base._NAMED_MODELS, "tiny_named", builder)
+    model = rewardkit.load("tiny_named:some/vlm", hidden=4)
+    assert isinstance(model, TinyProgressRewardModel) and not model.training
+    assert built == [("some/vlm", 4)]
+    rewardkit.load("tiny_named")
+    assert built[-1] == (None, 8)
+    # the CLI's --model.type/--model.vlm/--model.options reach the same builder
+    ModelConfig(type="tiny_named", vlm="other/vlm", options={"hidden": 2}).load()
+    assert built[-1] == ("other/vlm", 2)
+    with pytest.raises(ValueError, match="not both"):
+        ModelConfig(type="tiny_named", path="x").load()
+    # options make no sense for a checkpoint: refused, naming them
+    _, path = _saved(tmp_path)
+    with pytest.raises(CheckpointError, match=r"\['hidden'\]"):
+        rewardkit.load(path, hidden=3)
+    # a local folder called like a named model is a checkpoint, not the named model
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ckpt").rename(tmp_path / "tiny_named")
+    count = len(built)
+    assert isinstance(rewardkit.load("tiny_named"), TinyProgressRewardModel) and len(built) == count

@@ -17,7 +17,9 @@ class EvalConfig:
 
     Args:
         dataset: the LeRobot dataset; `--dataset.episodes=[...]` selects the held-out episodes (default: all).
-        models: checkpoint folders or hub ids, e.g. `--models='[out/sarm,out/rewact]'`.
+        models: checkpoint folders, hub ids or named models ("<type>[:<argument>]"), side by side, e.g.
+            `--models='[out/sarm,out/rewact,topreward:Qwen/Qwen3-VL-2B-Instruct,vlm_progress]'`.
+        model_options: options per named model type, e.g. `--model_options='{vlm_progress: {base_url: ...}}'`.
         names: display names for `models` (default: the paths).
         failed_episodes: indices of failed attempts (for failure AUROC / failure MAE), besides those the
             dataset marks itself (`failure_column`, `keyframes`).
@@ -35,6 +37,7 @@ class EvalConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     models: list[str] = field(default_factory=list)
     names: list[str] | None = None
+    model_options: dict = field(default_factory=dict)
     failed_episodes: list[int] = field(default_factory=list)
     failure_column: str | None = None
     keyframes: str | None = None
@@ -72,7 +75,10 @@ def main(argv: list[str]) -> int:
     for path in evaluation_output_paths(cfg.output_dir, names, truths, cfg.episode_plots):
         check_overwrite(path, cfg.overwrite)
     models = {
-        name: rewardkit.load(path, device=cfg.device) for name, path in zip(names, cfg.models, strict=True)
+        name: rewardkit.load(
+            spec, device=cfg.device, **cfg.model_options.get(str(spec).partition(":")[0], {})
+        )
+        for name, spec in zip(names, cfg.models, strict=True)
     }
     report = evaluate_dataset(models, dataset, truths, cfg.output_dir, cfg.stride, cfg.episode_plots)
     for name, result in report.results.items():

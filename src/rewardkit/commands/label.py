@@ -5,23 +5,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from rewardkit.cli_utils import announce, parse_config
+from rewardkit.cli_utils import ModelConfig, announce, parse_config
 from rewardkit.data.dataset import DatasetConfig
 from rewardkit.errors import RewardkitError
 
 HELP = "label every frame of a dataset with a reward model (progress parquet for RA-BC)"
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class ModelPathConfig:
-    """Args:
-    path: a rewardkit model checkpoint folder or hub repo id (anything `rewardkit.load` opens).
-    device: where to run it (default: the checkpoint's device; the process's GPU under accelerate).
-    """
-
-    path: str | None = None
-    device: str | None = None
 
 
 @dataclass
@@ -44,7 +33,7 @@ class LabelConfig:
     """
 
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    model: ModelPathConfig = field(default_factory=ModelPathConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
     output: str | None = None
     stride: int = 1
     dtype: str = "float32"
@@ -55,14 +44,13 @@ class LabelConfig:
 
 def main(argv: list[str]) -> int:
     cfg = parse_config(LabelConfig, argv, "label", HELP)
-    if not cfg.model.path:
-        raise RewardkitError("give the reward model with --model.path=CHECKPOINT")
+    if not cfg.model.spec:
+        raise RewardkitError("give the reward model with --model.path=CHECKPOINT (or --model.type=NAME)")
     if cfg.stride < 1:
         raise RewardkitError(f"--stride must be >= 1, got {cfg.stride}")
     if cfg.push_to_hub and not cfg.dataset.repo_id:
         raise RewardkitError("--push_to_hub=true needs --dataset.repo_id (the dataset repo to upload to)")
 
-    import rewardkit
     from rewardkit.data.dataset import open_from_config
     from rewardkit.io_utils import check_overwrite
     from rewardkit.labelling import PROGRESS_FILENAME, ShardState, default_output_path, label_to_parquet
@@ -75,13 +63,13 @@ def main(argv: list[str]) -> int:
         from accelerate import PartialState
 
         device = str(PartialState().device)
-    model = rewardkit.load(cfg.model.path, device=device)
+    model = cfg.model.load(device)
     from rewardkit.encoders import resolve_dtype
 
     dtype = resolve_dtype(cfg.dtype)
     path = label_to_parquet(
         model,
-        cfg.model.path,
+        cfg.model.spec,
         dataset,
         output,
         cfg.stride,

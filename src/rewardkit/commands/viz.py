@@ -5,23 +5,12 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from rewardkit.cli_utils import announce, parse_config
+from rewardkit.cli_utils import ModelConfig, announce, parse_config
 from rewardkit.data.dataset import DatasetConfig
 from rewardkit.errors import RewardkitError
 
 HELP = "plot progress per episode and over a dataset (PNG); --video=true writes an mp4 per episode"
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class ModelPathConfig:
-    """Args:
-    path: a rewardkit model checkpoint folder or hub id (labels the episodes, stage probabilities included).
-    device: where to run it (default: the checkpoint's device).
-    """
-
-    path: str | None = None
-    device: str | None = None
 
 
 @dataclass
@@ -41,7 +30,7 @@ class VizConfig:
     """
 
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    model: ModelPathConfig = field(default_factory=ModelPathConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
     progress_path: str | None = None
     output_dir: str = "outputs/viz"
     video: bool = False
@@ -53,7 +42,7 @@ class VizConfig:
 
 def main(argv: list[str]) -> int:
     cfg = parse_config(VizConfig, argv, "viz", HELP, renamed={"--progress": "--progress_path"})
-    if bool(cfg.model.path) == bool(cfg.progress_path):
+    if bool(cfg.model.spec) == bool(cfg.progress_path):
         raise RewardkitError("give exactly one of --model.path=CHECKPOINT or --progress_path=PARQUET")
 
     from rewardkit.data.dataset import open_from_config
@@ -65,13 +54,12 @@ def main(argv: list[str]) -> int:
     indices = dataset.episode_indices
     for path in progress_plot_paths(cfg.output_dir, [""], indices, cfg.video):
         check_overwrite(path, cfg.overwrite)
-    if cfg.model.path:
-        import rewardkit
+    if cfg.model.spec:
         from rewardkit.labelling import label_dataset
 
-        model = rewardkit.load(cfg.model.path, device=cfg.model.device)
+        model = cfg.model.load()
         predictions = {e.episode_index: e.outputs for e in label_dataset(model, dataset, stride=cfg.stride)}
-        source = cfg.model.path
+        source = cfg.model.spec
     else:
         from rewardkit.labelling import check_progress, read_progress_parquet
 

@@ -38,6 +38,9 @@ MODEL_MODULES = (
     "rewardkit.models.sarm",
     "rewardkit.models.rewact",
     "rewardkit.models.classifier",
+    "rewardkit.models.topreward",
+    "rewardkit.models.robometer",
+    "rewardkit.models.vlm_progress",
 )
 
 
@@ -347,6 +350,28 @@ def register_loader(model_type: str, loader: Callable[[Path], torch.nn.Module]) 
     _EXTRA_LOADERS[model_type] = loader
 
 
+# Models that are named rather than trained here (zero-shot VLMs, wrapped lerobot models): `rewardkit.load`
+# builds them from a spec "<name>" or "<name>:<argument>" (e.g. "topreward:Qwen/Qwen3-VL-2B-Instruct").
+_NAMED_MODELS: dict[str, Callable[..., torch.nn.Module]] = {}
+
+
+def register_named_model(name: str, builder: Callable[..., torch.nn.Module]) -> None:
+    """Let `rewardkit.load("<name>[:<argument>]", **options)` build a model with
+    `builder(argument_or_None, **options)` (the argument: a VLM id or folder, a server's model name...)."""
+    _NAMED_MODELS[name] = builder
+
+
+def named_model_spec(spec: str | Path) -> tuple[str, str | None] | None:
+    """("name", argument or None) when `spec` names a registered model (and no such local path exists)."""
+    text = str(spec)
+    if Path(text).expanduser().exists():
+        return None
+    name, sep, argument = text.partition(":")
+    if name not in _NAMED_MODELS:
+        return None
+    return name, (argument or None) if sep else None
+
+
 def import_model_modules() -> None:
     for module in MODEL_MODULES:
         try:
@@ -366,13 +391,29 @@ def model_class_for(config: RewardModelConfig) -> type[RewardKitModel]:
 
 
 def load(
-    path_or_repo_id: str | Path, device: str | None = None, revision: str | None = None
+    path_or_repo_id: str | Path,
+    device: str | None = None,
+    revision: str | None = None,
+    **options: Any,
 ) -> torch.nn.Module:
-    """Load any rewardkit model (or a checkpoint type registered with `register_loader`).
+    """Load any rewardkit model: a checkpoint folder or hub repo (any rewardkit model, or a type
+    registered with `register_loader`), or a named model "<name>[:<argument>]" (`register_named_model`:
+    e.g. "topreward:Qwen/Qwen3-VL-2B-Instruct", "vlm_progress"), built with `options`.
 
     Returns the model in eval mode on `device` (default: the config's device).
     """
     import_model_modules()
+    named = named_model_spec(path_or_repo_id)
+    if named is not None:
+        model = _NAMED_MODELS[named[0]](named[1], **options)
+        if device is not None:
+            model.to(device)
+        return model.eval()
+    if options:
+        raise CheckpointError(
+            f"options {sorted(options)} apply to named models only ({sorted(_NAMED_MODELS)}), "
+            f"not to the checkpoint {path_or_repo_id}"
+        )
     folder = resolve_checkpoint(path_or_repo_id, revision=revision)
     model_type = read_config_dict(folder)["type"]
     if model_type in _EXTRA_LOADERS:
