@@ -70,8 +70,8 @@ def ours(root: Path, cache_dir: Path, out: Path, steps: int, results: dict) -> N
     from rewardkit.data.dataset import DatasetConfig, open_dataset
     from rewardkit.encoders import make_encoder
     from rewardkit.models.sarm.data import perturbation_texts
-    from rewardkit.models.sarm.training import SARMTrainConfig, prepare
     from rewardkit.training import Trainer
+    from rewardkit.training.sarm import SARMTrainConfig, prepare
 
     dataset = open_dataset(root=root)
     encoder = make_encoder("clip-random:vit-b-32")

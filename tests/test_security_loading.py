@@ -176,7 +176,7 @@ def test_unknown_registered_step_and_bad_structure_are_named(checkpoint, tmp_pat
 
 
 def test_fine_tuning_from_a_hostile_checkpoint_is_refused_before_lerobot_reads_it(checkpoint, tmp_path):
-    from rewardkit.models.rewact.training import main
+    from rewardkit.commands.train import main
     from rewardkit.models.safe_processors import check_policy_path
 
     folder = _copy(checkpoint, tmp_path)
@@ -190,7 +190,9 @@ def test_fine_tuning_from_a_hostile_checkpoint_is_refused_before_lerobot_reads_i
             check_policy_path(bad)
     # `rewardkit train --model.type=rewact --model.path=...` refuses it before lerobot-train starts.
     with pytest.raises(CheckpointError, match=str(folder / POST)):
-        main([f"--model.path={folder}", "--steps=1", f"--output_dir={tmp_path / 'run'}"])
+        main(
+            ["--model.type=rewact", f"--model.path={folder}", "--steps=1", f"--output_dir={tmp_path / 'run'}"]
+        )
     assert not marker.exists() and not (tmp_path / "run").exists()
 
 

@@ -145,7 +145,7 @@ def test_recorded_success_completes_once_and_failure_never_but_stalls(two_camera
 @pytest.fixture(scope="module")
 def trained_classifier(two_camera_dataset, tmp_path_factory):
     from rewardkit.models.classifier import SuccessClassifierConfig
-    from rewardkit.models.classifier.training import (
+    from rewardkit.training.classifier import (
         ClassifierTrainConfig,
         SuccessLabelConfig,
         train_classifier,
@@ -154,7 +154,8 @@ def trained_classifier(two_camera_dataset, tmp_path_factory):
     cfg = ClassifierTrainConfig(
         dataset=DatasetConfig(root=str(two_camera_dataset[0])),
         model=SuccessClassifierConfig(backbone="finetune", cnn="convnet", image_size=16, hidden_dim=32, device="cpu"),
-        labels=SuccessLabelConfig(source="last_k", last_k=5, failed_episodes=[3]),
+        labels=SuccessLabelConfig(source="last_k", last_k=5),
+        failed_episodes=[3],
         steps=30, batch_size=32, lr=1e-3, output_dir=str(tmp_path_factory.mktemp("clf")),
     )  # fmt: skip
     model, metrics = train_classifier(cfg)

@@ -144,9 +144,11 @@ class FeatureCache:
         image_size: int | None = None,
         cache_dir: str | Path | None = None,
         encoder_dtype=None,
+        episodes: Sequence[int] | None = None,
     ) -> FeatureCache | None:
-        """The existing cache of `dataset` encoded by `encoder_spec` holding every chosen episode of every
-        camera in `cameras`, or None if there is none (build it with `build_cache`).
+        """The existing cache of `dataset` encoded by `encoder_spec` holding every episode of `episodes`
+        (default: the chosen episodes) of every camera in `cameras`, or None if there is none (build it
+        with `build_cache`).
 
         `image_size` (the encoder's input resolution) and `encoder_dtype` (its compute dtype, a torch dtype
         or its name) narrow the search; None accepts any.
@@ -157,7 +159,7 @@ class FeatureCache:
         root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_root()
         if not root.is_dir():
             return None
-        episodes = dataset.episode_indices
+        episodes = dataset.episode_indices if episodes is None else list(episodes)
         fingerprint = dataset_fingerprint(dataset)
         for candidate in sorted(root.glob("*/" + KEY)):
             try:

@@ -119,7 +119,7 @@ def held_out_split(kinds: dict[int, tuple[str, str]], every: int = 4) -> DemoSpl
 def _sarm_config(cfg: DemoConfig, dataset_root: Path, split: DemoSplit, cache_dir: str | None):
     from rewardkit.data.dataset import DatasetConfig
     from rewardkit.models.sarm.configuration_sarm import StageAwareConfig
-    from rewardkit.models.sarm.training import SARMTrainConfig
+    from rewardkit.training.sarm import SARMTrainConfig
 
     # Small, for a CPU: the episodes are ~30 frames at 40 fps; a causal window of 5 frames 4 apart sees
     # 0.4 s of history (lerobot's default, 9 frames 30 apart, is made for long real-robot episodes).
@@ -155,7 +155,7 @@ def _sarm_config(cfg: DemoConfig, dataset_root: Path, split: DemoSplit, cache_di
 
 def _train_rewact(cfg: DemoConfig, dataset_root: Path, split: DemoSplit, repo_id: str) -> Path:
     """A short RewACT run through lerobot's training loop; returns its pretrained_model folder."""
-    from rewardkit.models.rewact import training
+    from rewardkit.training.rewact import RewACTTrainConfig, train_rewact
 
     output = Path(cfg.output_dir) / "rewact"
     argv = [
@@ -185,10 +185,10 @@ def _train_rewact(cfg: DemoConfig, dataset_root: Path, split: DemoSplit, repo_id
         "--model.optimizer_lr=3e-4",
         "--model.optimizer_lr_backbone=3e-4",
         "--model.reward_targets=failure",
-        f"--model.failed_episodes=[{','.join(str(i) for i in split.train_failed)}]",
+        f"--failed_episodes=[{','.join(str(i) for i in split.train_failed)}]",
     ]
     with _lerobot_info_logs_hidden():
-        training.main(argv)
+        train_rewact(RewACTTrainConfig(args=argv))
     return output / "checkpoints" / "last" / "pretrained_model"
 
 
@@ -251,9 +251,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     from rewardkit.data.dataset import open_dataset
     from rewardkit.encoders import make_encoder
     from rewardkit.evaluation import evaluate_dataset
-    from rewardkit.models.sarm.training import train_sarm
     from rewardkit.sim import bundled_dataset_path
     from rewardkit.sim.metaworld_sim import read_ground_truth
+    from rewardkit.training.sarm import train_sarm
     from rewardkit.viz.video import write_episode_video
 
     if cfg.num_threads > 0:

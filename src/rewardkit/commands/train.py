@@ -1,22 +1,21 @@
-"""`rewardkit train --model.type=<sarm|rewact|classifier> ...`: train a reward model."""
+"""`rewardkit train --model.type=<sarm|classifier|rewact> ...`: train a reward model.
+
+`--model.type` chooses the model (default sarm; the registry names `rewardkit_sarm`, `rewardkit_classifier`
+work too); the other flags are that model's train config (`rewardkit train --model.type=X --help` lists
+them). Every model trains through `rewardkit.training.train(cfg)`.
+"""
 
 from __future__ import annotations
 
-import importlib
+from rewardkit.cli_utils import announce, help_text, parse_config
+from rewardkit.training import DEFAULT_MODEL_TYPE, RECIPES, recipe_for, train
+from rewardkit.training.flags import upgrade_deprecated_flags
 
-from rewardkit.cli_utils import announce, parse_config
-from rewardkit.errors import RewardkitError
-
-HELP = "train a reward model (--model.type=sarm|rewact|classifier)"
-
-# model type -> module with `main(argv) -> int` (written per model; imported only when chosen).
-TRAINERS = {
-    "rewact": "rewardkit.models.rewact.training",
-    "classifier": "rewardkit.models.classifier.training",
-}
+HELP = "train a reward model (--model.type=sarm|classifier|rewact)"
 
 
-def _model_type(argv: list[str]) -> tuple[str, list[str]]:
+def split_model_type(argv: list[str]) -> tuple[str, list[str]]:
+    """(`--model.type` value or the default, the other flags); both `--model.type=x` and `--model.type x`."""
     rest, model_type = [], None
     args = iter(argv)
     for arg in args:
@@ -26,24 +25,40 @@ def _model_type(argv: list[str]) -> tuple[str, list[str]]:
             model_type = next(args, None)
         else:
             rest.append(arg)
-    return model_type or "sarm", rest
+    return model_type or DEFAULT_MODEL_TYPE, rest
+
+
+def _types_line() -> str:
+    names = ", ".join(
+        f"{r.type}" + (f" ({', '.join(r.aliases)})" if r.aliases else "") for r in RECIPES.values()
+    )
+    return f"--model.type: one of {names}; default {DEFAULT_MODEL_TYPE}. Shown: the flags of that type."
+
+
+def parse_train_config(argv: list[str]):
+    """`rewardkit train` flags -> the chosen model's train config (old flag spellings upgraded, with a
+    deprecation warning naming the new flag). `--help` prints the flags and exits 0."""
+    model_type, rest = split_model_type(argv)
+    recipe = recipe_for(model_type)
+    config_class = recipe.config_class()
+    if recipe.type == "rewact":
+        if any(arg in ("-h", "--help") for arg in rest):
+            from rewardkit.training import rewact
+
+            print(f"usage: rewardkit train --model.type=rewact [--flag=value ...]\n\n{_types_line()}\n")
+            print(rewact.__doc__)
+            print("lerobot's flags: lerobot-train --help (policy flags as --model.<field>)")
+            raise SystemExit(0)
+        return config_class(args=upgrade_deprecated_flags(rest))
+    if any(arg in ("-h", "--help") for arg in rest):
+        print(help_text(config_class, f"rewardkit train --model.type={recipe.type}", _types_line()))
+        raise SystemExit(0)
+    return parse_config(config_class, upgrade_deprecated_flags(rest), "train")
 
 
 def main(argv: list[str]) -> int:
-    """Dispatch on `--model.type` (default sarm); the other flags go to that model's trainer."""
-    model_type, rest = _model_type(argv)
-    if model_type in ("sarm", "rewardkit_sarm"):
-        from rewardkit.models.sarm.training import SARMTrainConfig, train_sarm
-
-        result = train_sarm(parse_config(SARMTrainConfig, rest, "train"))
+    """Parse the chosen model's train config, train it, print where the checkpoint is."""
+    result = train(parse_train_config(argv))
+    if result.checkpoint is not None and result.checkpoint.is_dir():
         announce("checkpoint", result.checkpoint)
-        return 0
-    if model_type not in TRAINERS:
-        raise RewardkitError(f"unknown --model.type={model_type}; choose one of {['sarm', *TRAINERS]}")
-    try:
-        module = importlib.import_module(TRAINERS[model_type])
-    except ModuleNotFoundError as e:
-        raise RewardkitError(
-            f"--model.type={model_type}: its trainer ({TRAINERS[model_type]}) is not installed ({e})"
-        ) from e
-    return int(module.main([f"--model.type={model_type}", *rest]) or 0)
+    return 0

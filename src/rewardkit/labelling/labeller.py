@@ -108,26 +108,21 @@ def open_feature_cache(
     cache_dir: str | Path | None = None,
     encoder: Any = None,
 ) -> FeatureSource:
-    """The feature cache of `dataset` for `encoder_spec`, built first for the frames not yet cached.
+    """The feature cache of `dataset` for `encoder_spec`, built first for the frames not yet cached
+    (`rewardkit.cache.open_or_build_cache`: a cache holding every chosen episode of `cameras` is opened
+    without building the encoder; otherwise `encoder`, or one built on `device` in `dtype`, encodes the
+    uncached frames)."""
+    from rewardkit.cache import open_or_build_cache
 
-    A cache that already holds every chosen episode of `cameras` is opened without building the encoder;
-    otherwise one encoder pass (on `device`, in `dtype`; or `encoder`, an already built `FrozenEncoder`
-    of that spec) encodes the uncached frames.
-    """
-    from rewardkit.cache import FeatureCache, build_cache
-    from rewardkit.encoders import make_encoder, resolve_dtype
-
-    encoder_dtype = (
-        encoder.dtype if encoder is not None else resolve_dtype(dtype if dtype is not None else "float32")
+    return open_or_build_cache(
+        dataset,
+        encoder_spec,
+        cameras,
+        cache_dir,
+        device=device,
+        dtype=dtype if dtype is not None else "float32",
+        encoder=encoder,
     )
-    existing = FeatureCache.for_dataset(
-        dataset, encoder_spec, list(cameras), cache_dir=cache_dir, encoder_dtype=encoder_dtype
-    )
-    if existing is not None:
-        return existing
-    if encoder is None:
-        encoder = make_encoder(encoder_spec, device=device, dtype=encoder_dtype)
-    return build_cache(dataset, encoder, list(cameras), cache_dir=cache_dir)
 
 
 def resolve_cameras(needs: ModelInputs, dataset: RewardDataset) -> list[str]:
@@ -330,6 +325,9 @@ def label_dataset(
     shard = shard or ShardState()
     episodes = shard_episodes(dataset.episodes(), shard.process_index, shard.num_processes)
     device = _model_device(model)
+    if needs.state and episodes:
+        # a NaN state would surface as "the model returned non-finite progress"; name the data instead
+        dataset.check_finite([STATE_KEY], [e.episode_index for e in episodes])
     if needs.encoder and features is None and episodes:
         cameras = resolve_cameras(needs, dataset)
         features = open_feature_cache(dataset, needs.encoder, cameras, str(device), dtype, cache_dir, encoder)

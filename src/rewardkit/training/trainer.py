@@ -90,12 +90,14 @@ class TrainingConfig:
 
 @dataclass
 class TrainResult:
-    """What a training run produced: the last checkpoint's model folder, last step, final logs."""
+    """What a training run produced: the last checkpoint's model folder (None when an outside loop chose
+    it), last step, final logs, and the recipe's end-of-run metrics (e.g. the classifier's AUROC)."""
 
-    checkpoint: Path
+    checkpoint: Path | None
     step: int
     train_logs: dict[str, float] = field(default_factory=dict)
     val_logs: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 def split_episodes(episodes: list[int], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -9,17 +10,17 @@ import pytest
 import torch
 
 import rewardkit
+from rewardkit.commands.train import main
 from rewardkit.data.dataset import DatasetConfig, DatasetError, open_dataset
 from rewardkit.encoders import make_encoder
 from rewardkit.models.base import EpisodeInputs
 from rewardkit.models.classifier import SuccessClassifierConfig, SuccessClassifierRewardModel, success_auroc
 from rewardkit.models.classifier.labels import balanced_weights, labels_from_reward, labels_last_k
-from rewardkit.models.classifier.training import (
+from rewardkit.training.classifier import (
     ClassifierTrainConfig,
     SuccessLabelConfig,
     build_training_arrays,
     frozen_episode_features,
-    main,
     predict_arrays,
     train_classifier,
 )
@@ -60,7 +61,8 @@ def _finetune_cfg(root, tmp_path, **model):
     return ClassifierTrainConfig(
         dataset=DatasetConfig(root=str(root)),
         model=SuccessClassifierConfig(**values),
-        labels=SuccessLabelConfig(source="last_k", last_k=5, failed_episodes=[3]),
+        labels=SuccessLabelConfig(source="last_k", last_k=5),
+        failed_episodes=[3],
         output_dir=str(tmp_path / "ckpt"),
         steps=30,
         batch_size=32,
@@ -78,12 +80,13 @@ def trained_finetune(two_camera_dataset, tmp_path_factory):
 
 def test_finetune_classifier_separates_success_from_failure_frames(trained_finetune, two_camera_dataset):
     cfg, model, metrics = trained_finetune
-    assert cfg.model.cameras == CAMERAS  # resolved from the dataset
-    assert cfg.model.state_dim == 4
+    assert model.config.cameras == CAMERAS  # resolved from the dataset into the model's config
+    assert model.config.state_dim == 4
+    assert cfg.model.cameras == [] and cfg.model.state_dim != 4  # the caller's config is not changed
     assert metrics["auroc"] >= 0.9, metrics
     # the failed episode's best frame scores below the successful episodes' last frames
     dataset = open_dataset(root=two_camera_dataset[0])
-    arrays = build_training_arrays(dataset, cfg, [0, 3])
+    arrays = build_training_arrays(dataset, dataclasses.replace(cfg, model=model.config), [0, 3], [3])
     probs = predict_arrays(model, arrays)
     length0 = dataset.episode(0).length
     assert probs[length0 - 1] > probs[length0:].max()
@@ -97,7 +100,7 @@ def test_save_load_round_trip_gives_the_same_probabilities(trained_finetune, two
     assert isinstance(loaded, SuccessClassifierRewardModel)
     assert loaded.config.camera_fusion == "attention" and loaded.config.use_state
     dataset = open_dataset(root=two_camera_dataset[0])
-    arrays = build_training_arrays(dataset, cfg, [1])
+    arrays = build_training_arrays(dataset, dataclasses.replace(cfg, model=model.config), [1])
     np.testing.assert_allclose(predict_arrays(loaded, arrays), predict_arrays(model, arrays), atol=1e-5)
 
 
@@ -126,7 +129,8 @@ def test_frozen_backbone_trains_on_cached_features_and_labels_from_the_cache(two
         model=SuccessClassifierConfig(
             backbone="frozen", encoder="clip-random:tiny", hidden_dim=32, device="cpu"
         ),
-        labels=SuccessLabelConfig(source="auto", last_k=5, failed_episodes=[3]),
+        labels=SuccessLabelConfig(source="auto", last_k=5),
+        failed_episodes=[3],
         cache_dir=str(tmp_path / "cache"),
         output_dir=str(tmp_path / "ckpt"),
         steps=200,
@@ -161,7 +165,7 @@ def test_train_cli_writes_checkpoint_and_metrics(two_camera_dataset, tmp_path, c
     code = main([
         "--model.type=classifier", f"--dataset.root={root}", "--model.backbone=finetune", "--model.cnn=convnet",
         "--model.image_size=16", "--model.hidden_dim=16", "--labels.source=last_k", "--labels.last_k=4",
-        "--labels.failed_episodes=[3]", "--steps=3", "--batch_size=8", f"--output_dir={out}",
+        "--failed_episodes=[3]", "--steps=3", "--batch_size=8", f"--output_dir={out}",
         "--model.device=cpu",
     ])  # fmt: skip
     assert code == 0
@@ -182,7 +186,8 @@ def test_bad_inputs_are_clear_errors(two_camera_dataset, tiny_dataset, tmp_path)
     cfg.labels = SuccessLabelConfig(source="reward_column")
     with pytest.raises(DatasetError, match="next.reward"):
         train_classifier(cfg)
-    cfg.labels = SuccessLabelConfig(source="last_k", last_k=1000, failed_episodes=[])
+    cfg.labels = SuccessLabelConfig(source="last_k", last_k=1000)
+    cfg.failed_episodes = []
     with pytest.raises(ValueError, match="all successes"):
         train_classifier(cfg)
     model = SuccessClassifierRewardModel(
@@ -192,5 +197,5 @@ def test_bad_inputs_are_clear_errors(two_camera_dataset, tiny_dataset, tmp_path)
     )
     with pytest.raises(ValueError, match="observation.images.wrist"):
         model.predict_progress({"observation.images.top": torch.zeros(1, 16, 16, 3, dtype=torch.uint8)})
-    with pytest.raises(ValueError, match="classifier"):
-        main(["--model.type=sarm", f"--dataset.root={tiny_dataset[0]}"])
+    with pytest.raises(ValueError, match="unknown --model.type=svm; choose one of .*classifier"):
+        main(["--model.type=svm", f"--dataset.root={tiny_dataset[0]}"])

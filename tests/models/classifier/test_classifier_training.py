@@ -12,16 +12,16 @@ import torch
 from safetensors.torch import load_file
 from torch.utils.data import default_collate
 
+from rewardkit.commands.train import main
 from rewardkit.data.dataset import DatasetConfig
 from rewardkit.models.classifier import SuccessClassifierConfig
-from rewardkit.models.classifier.training import (
+from rewardkit.training import Trainer
+from rewardkit.training.classifier import (
     ClassifierTrainConfig,
     SuccessLabelConfig,
-    main,
     prepare,
     train_classifier,
 )
-from rewardkit.training import Trainer
 
 
 def _cfg(root, output_dir, **overrides):
@@ -30,7 +30,8 @@ def _cfg(root, output_dir, **overrides):
         model=SuccessClassifierConfig(
             backbone="finetune", cnn="convnet", image_size=16, hidden_dim=16, use_state=True, device="cpu"
         ),
-        labels=SuccessLabelConfig(source="last_k", last_k=5, failed_episodes=[3]),
+        labels=SuccessLabelConfig(source="last_k", last_k=5),
+        failed_episodes=[3],
         output_dir=str(output_dir),
         steps=20,
         batch_size=16,
@@ -74,7 +75,7 @@ def test_cli_resume_gives_the_weights_of_an_uninterrupted_run(two_camera_dataset
     flags = [
         "--model.type=classifier", f"--dataset.root={root}", "--model.backbone=finetune", "--model.cnn=convnet",
         "--model.image_size=16", "--model.hidden_dim=16", "--model.device=cpu", "--labels.source=last_k",
-        "--labels.last_k=4", "--labels.failed_episodes=[3]", "--steps=6", "--save_every=3", "--batch_size=8",
+        "--labels.last_k=4", "--failed_episodes=[3]", "--steps=6", "--save_every=3", "--batch_size=8",
         "--lr=1e-3", "--val_episodes=[2]", "--progress_bar=false",
     ]  # fmt: skip
     full = tmp_path / "full"

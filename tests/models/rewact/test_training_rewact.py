@@ -1,5 +1,5 @@
 """RewACT trains through lerobot's own pipeline: `lerobot-train --policy.type=rewact` (the installed
-`lerobot_policy_rewact` plugin) and `rewardkit train --model.type=rewact` (rewact.training.main)."""
+`lerobot_policy_rewact` plugin) and `rewardkit train --model.type=rewact` (training.rewact.train_rewact)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 import rewardkit
+from rewardkit.commands.train import main
 from rewardkit.models.rewact import RewACTPolicy
-from rewardkit.models.rewact.training import lerobot_train_args, main
+from rewardkit.training.rewact import lerobot_train_args
 
 TINY_FLAGS = [
     "dim_model=32",

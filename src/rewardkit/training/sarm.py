@@ -1,0 +1,228 @@
+"""SARM's training recipe: train SARM on a LeRobot dataset from its feature cache (built first when missing).
+
+Order of work: open the dataset, check that the annotation mode's annotations exist (before anything
+slow), build or open the cache, compute every episode's targets once, hold out validation episodes, train.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from rewardkit.data.dataset import STATE_KEY, DatasetError, RewardDataset, open_from_config
+from rewardkit.models.sarm.configuration_sarm import StageAwareConfig
+from rewardkit.models.sarm.data import EpisodeSlice, SARMTrainingData, perturbation_texts
+from rewardkit.models.sarm.modeling_sarm import StageAwareRewardModel
+from rewardkit.training.flags import (
+    RewardTrainingConfig,
+    check_numeric_inputs,
+    find_failed_episodes,
+    validation_split,
+)
+from rewardkit.training.trainer import Trainer, TrainResult
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SARMTrainConfig(RewardTrainingConfig):
+    """`rewardkit train --model.type=sarm`: SARM from the feature cache.
+
+    Args:
+        model: SARM's configuration (`--model.annotation_mode=dual`, `--model.hidden_dim=...`, ...).
+        output_dir: Where checkpoints go (`<output_dir>/checkpoints/<step>/pretrained_model`).
+        num_perturbation_texts: Unrelated instructions encoded once for language perturbation.
+    """
+
+    model: StageAwareConfig = field(default_factory=StageAwareConfig)
+    output_dir: str = "outputs/train/sarm"
+    num_perturbation_texts: int = 64
+
+
+def _scheme_annotations(dataset: RewardDataset, scheme: str) -> tuple[dict, list[str], list[float] | None]:
+    """(episode -> (names, starts, ends)), global names, proportions of one scheme; empty when none."""
+    from rewardkit.data import annotations as io
+
+    result = {}
+    for ep, value in io.read_annotations(dataset.root, scheme).items():
+        if len(value):
+            result[int(ep)] = (
+                [str(n) for n in value.names],
+                np.asarray(value.start_frames),
+                np.asarray(value.end_frames),
+            )
+    try:
+        proportions = io.read_temporal_proportions(dataset.root, scheme)
+    except FileNotFoundError:
+        proportions = None
+    names = (
+        list(proportions) if proportions else list(dict.fromkeys(n for v in result.values() for n in v[0]))
+    )
+    return result, names, [float(proportions[n]) for n in names] if proportions else None
+
+
+def check_annotations(
+    dataset: RewardDataset, model: StageAwareConfig
+) -> dict[str, tuple[dict, list[str], list[float]]]:
+    """Annotations of the schemes the mode needs: scheme -> (episode -> (names, starts, ends), stage names,
+    temporal proportions); an error naming what is missing before training starts. `model` is only read."""
+    needed = {"single_stage": [], "dense_only": ["dense"], "dual": ["sparse", "dense"]}[model.annotation_mode]
+    found = {}
+    for scheme in needed:
+        per_episode, names, proportions = _scheme_annotations(dataset, scheme)
+        if not per_episode or len(names) < 2:
+            raise DatasetError(
+                f"--model.annotation_mode={model.annotation_mode} needs {scheme} subtask annotations, but "
+                f"dataset {dataset.root} has none (meta/episodes columns {scheme}_subtask_names/"
+                f"{scheme}_subtask_start_frames/{scheme}_subtask_end_frames); annotate it with "
+                f"`rewardkit annotate` or train with --model.annotation_mode=single_stage"
+            )
+        if proportions is None:
+            from rewardkit.data.targets import temporal_proportions
+
+            lengths = {e.episode_index: e.length for e in dataset.episodes()}
+            table = [(n, s, e, lengths[ep]) for ep, (n, s, e) in per_episode.items() if ep in lengths]
+            proportions = list(temporal_proportions(table, names).values())
+        found[scheme] = (per_episode, names, proportions)
+    return found
+
+
+def episode_targets(
+    length: int,
+    scheme_annotation: tuple[list[str], np.ndarray, np.ndarray] | None,
+    names: list[str],
+    proportions: list[float],
+    failed: bool,
+    fail_frame: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(stage (T,) int64, tau (T,) float32) of one episode for one head.
+
+    No annotation (single stage): stage 0, tau linear 0..1. A failed episode keeps its progress at the level
+    reached, capped below 1, and drops to 0 at `fail_frame` when known (`failure_progress`), converted back to stage + tau with the proportions.
+    """
+    from rewardkit.data import targets
+
+    if scheme_annotation is None or len(names) < 2:
+        stage, tau = targets.single_stage_targets(length)
+        stage = np.zeros(length, dtype=np.int64)
+    else:
+        episode_names, starts, ends = scheme_annotation
+        unknown = [n for n in episode_names if n not in names]
+        if unknown:
+            raise DatasetError(f"subtask(s) {unknown} are not among the scheme's names {names}")
+        ids = [names.index(n) for n in episode_names]
+        stage, tau = targets.stage_tau_targets(length, starts, ends, stage_ids=ids)
+    if failed:
+        progress = targets.normalized_progress(stage, tau, proportions) if len(names) > 1 else tau
+        progress = targets.failure_progress(length, progress, fail_frame=fail_frame)
+        if len(names) > 1:
+            stage, tau = targets.stage_tau_from_progress(progress, proportions)
+        else:
+            tau = progress
+    return stage.astype(np.int64), tau.astype(np.float32)
+
+
+def prepare(cfg: SARMTrainConfig) -> tuple[StageAwareRewardModel, SARMTrainingData, SARMTrainingData | None]:
+    """Model and its training / validation data.
+
+    `cfg.model` is not changed: what the dataset decides (cameras, stage names and proportions, frame gap,
+    feature size, state statistics) goes into a new config, the model's, which its checkpoints save.
+    """
+    from rewardkit.cache import open_or_build_cache
+
+    dataset = open_from_config(cfg.dataset)
+    given = cfg.model
+    resolved: dict = {"cameras": list(given.cameras or dataset.camera_keys)}
+    for camera in resolved["cameras"]:
+        dataset.check_camera(camera)
+    check_numeric_inputs(dataset, given.use_state)
+    annotations = check_annotations(dataset, given)
+    for scheme, (_, names, proportions) in annotations.items():
+        resolved[f"{scheme}_subtask_names"] = names
+        resolved[f"{scheme}_temporal_proportions"] = proportions
+        resolved[f"num_{scheme}_stages"] = len(names)
+    if given.frame_gap_seconds is not None:
+        resolved["frame_gap"] = max(1, round(given.frame_gap_seconds * dataset.fps))
+
+    episodes = dataset.episodes()
+    tasks = sorted({e.task for e in episodes})
+    bank = perturbation_texts(cfg.num_perturbation_texts, seed=cfg.seed, exclude=tasks)
+    if given.language_perturbation_probability <= 0:
+        bank = []
+    # what the user's choices mean (failed episodes, held-out episodes) is said before the slow part
+    failed = find_failed_episodes(dataset, cfg)
+    usable = [e for e in episodes if given.train_on_failures or e.episode_index not in failed]
+    train_ids, val_ids = validation_split([e.episode_index for e in usable], cfg, dataset.root)
+    cameras = resolved["cameras"]
+    cache = open_or_build_cache(dataset, given.encoder, cameras, cfg.cache_dir, texts=bank)
+    resolved["image_dim"] = resolved["text_dim"] = cache.feature_dim
+
+    total = cache.total_frames
+    state = None
+    if given.use_state:
+        state = np.zeros((total, len(dataset.state_names)), dtype=np.float32)
+        for e in usable:
+            state[e.from_index : e.to_index] = dataset.read_columns(e.episode_index, [STATE_KEY])[STATE_KEY]
+        rows = np.concatenate(
+            [np.arange(e.from_index, e.to_index) for e in usable if e.episode_index in train_ids]
+        )
+        resolved["state_mean"] = state[rows].mean(0).tolist()
+        resolved["state_std"] = np.maximum(state[rows].std(0), 1e-3).tolist()
+    # the model pins what is left (architecture, temporal bands); data and model share its config
+    model = StageAwareRewardModel(replace(given, **resolved))
+    model_config = model.config
+
+    targets = {}
+    for scheme in ["sparse", "dense"] if model_config.uses_dual_heads else ["sparse"]:
+        per_episode, names, _ = annotations.get(scheme, ({}, ["task"], [1.0]))
+        stage = np.zeros(total, dtype=np.int64)
+        tau = np.zeros(total, dtype=np.float32)
+        for e in usable:
+            s, t = episode_targets(
+                e.length,
+                per_episode.get(e.episode_index),
+                names,
+                model_config.proportions(scheme),
+                e.episode_index in failed,
+                failed.get(e.episode_index),
+            )
+            stage[e.from_index : e.to_index], tau[e.from_index : e.to_index] = s, t
+        targets[scheme] = (stage, tau)
+
+    task_ids = {t: i for i, t in enumerate(tasks)}
+    text_table = np.stack([cache.text_features(t) for t in tasks])
+    negatives = [cache.text_features(t) for t in bank]
+    perturbation = np.stack(negatives) if negatives else None
+    image_features = {c: cache.image_features(c) for c in cameras}
+
+    def data(ids: list[int], augment: bool) -> SARMTrainingData:
+        slices = [
+            EpisodeSlice(e.episode_index, e.from_index, e.length, task_ids[e.task])
+            for e in usable
+            if e.episode_index in set(ids)
+        ]
+        return SARMTrainingData(
+            model_config, image_features, slices, text_table, targets, state, perturbation, augment=augment
+        )
+
+    return model, data(train_ids, True), data(val_ids, False) if val_ids else None
+
+
+def train_sarm(cfg: SARMTrainConfig) -> TrainResult:
+    """Train SARM end to end; returns where the last checkpoint is."""
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    model, train_data, val_data = prepare(cfg)
+    logger.info(
+        "SARM: %d training samples, %d validation samples, %.1fM parameters",
+        len(train_data),
+        len(val_data) if val_data else 0,
+        sum(p.numel() for p in model.parameters()) / 1e6,
+    )
+    trainer = Trainer(
+        model, train_data, cfg, cfg.output_dir, val_data, run_config={"model": model.config.__dict__}
+    )
+    return trainer.train()
