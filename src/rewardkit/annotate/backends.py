@@ -8,8 +8,6 @@
 
 from __future__ import annotations
 
-import base64
-import io
 import logging
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -18,69 +16,26 @@ import numpy as np
 
 from rewardkit.errors import RewardkitError
 
+# The HTTP side is shared with the zero-shot progress model (rewardkit.models.vlm_progress); these names
+# stay importable from here.
+from rewardkit.openai_client import (  # noqa: F401
+    BackendError,
+    OpenAIClient,
+    check_key_transport,
+    encode_image_data_url,
+    image_to_pil,
+    is_local_host,
+)
+
 logger = logging.getLogger(__name__)
 
 Part = str | np.ndarray
-
-
-class BackendError(RewardkitError, RuntimeError):
-    """The model could not be reached or its reply was not a chat completion."""
 
 
 class VLMBackend(Protocol):
     """Anything that answers a prompt made of text and images (H, W, 3) uint8, in order."""
 
     def complete(self, parts: Sequence[Part]) -> str: ...
-
-
-def _to_pil(image: np.ndarray, max_side: int | None):
-    from PIL import Image
-
-    array = np.asarray(image)
-    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
-        raise RewardkitError(f"images must be (H, W, 3) uint8, got {array.shape} {array.dtype}")
-    picture = Image.fromarray(array)
-    if max_side is not None and max(picture.size) > max_side:
-        picture.thumbnail((max_side, max_side))
-    return picture
-
-
-def encode_image_data_url(image: np.ndarray, image_format: str = "jpeg", max_side: int | None = 512) -> str:
-    """An (H, W, 3) uint8 frame as a `data:image/...;base64,` URL (resized so its long side <= max_side)."""
-    buffer = io.BytesIO()
-    kind = image_format.lower()
-    _to_pil(image, max_side).save(buffer, format="JPEG" if kind in ("jpeg", "jpg") else kind.upper())
-    mime = "jpeg" if kind in ("jpeg", "jpg") else kind
-    return f"data:image/{mime};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
-
-
-def is_local_host(host: str | None) -> bool:
-    """Whether `host` is this machine (localhost, a loopback address)."""
-    import ipaddress
-
-    if not host:
-        return False
-    if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_key_transport(base_url: str, api_key: str | None, allow_insecure_http: bool = False) -> None:
-    """Refuse to send `api_key` over plain HTTP to another machine unless `allow_insecure_http`."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(base_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise RewardkitError(f"--base_url must be an http:// or https:// URL, got {base_url!r}")
-    if api_key and parts.scheme == "http" and not is_local_host(parts.hostname) and not allow_insecure_http:
-        raise RewardkitError(
-            f"refusing to send the API key over plain http:// to {parts.hostname} (anyone on the way can "
-            "read it): use an https:// --base_url, unset the key's variable (--api_key_env) if the server "
-            "needs none, or pass --allow_insecure_http=true"
-        )
 
 
 class OpenAICompatibleBackend:
@@ -109,10 +64,9 @@ class OpenAICompatibleBackend:
         max_image_side: int | None = 512,
         allow_insecure_http: bool = False,
     ) -> None:
-        check_key_transport(base_url, api_key, allow_insecure_http)
-        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.client = OpenAIClient(base_url, api_key, timeout_s, allow_insecure_http=allow_insecure_http)
+        self.url = self.client.base_url + "/chat/completions"
         self.model = model
-        self.api_key = api_key
         self.timeout_s = timeout_s
         self.max_tokens = max_tokens
         self.temperature = temperature
@@ -136,21 +90,12 @@ class OpenAICompatibleBackend:
         }
 
     def complete(self, parts: Sequence[Part]) -> str:
-        import httpx
-
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        # No HTTP-level retries here: the annotator retries a failed episode itself and counts failures.
+        answer = self.client.post("chat/completions", self.request_body(parts))
         try:
-            response = httpx.post(
-                self.url, json=self.request_body(parts), headers=headers, timeout=self.timeout_s
-            )
-        except httpx.HTTPError as e:
-            raise BackendError(f"cannot reach {self.url}: {e}") from e
-        if response.status_code != 200:
-            raise BackendError(f"{self.url} answered HTTP {response.status_code}: {response.text[:300]}")
-        try:
-            content = response.json()["choices"][0]["message"]["content"]
-        except (ValueError, KeyError, IndexError, TypeError) as e:
-            raise BackendError(f"{self.url} did not answer a chat completion: {response.text[:300]}") from e
+            content = answer["choices"][0]["message"]["content"]
+        except (KeyError, IndexError, TypeError) as e:
+            raise BackendError(f"{self.url} did not answer a chat completion: {str(answer)[:300]}") from e
         if isinstance(content, list):  # some servers return content parts
             content = "".join(item.get("text", "") for item in content if isinstance(item, dict))
         if not isinstance(content, str):
@@ -205,7 +150,7 @@ class TransformersBackend:
         content = [
             {"type": "text", "text": part}
             if isinstance(part, str)
-            else {"type": "image", "image": _to_pil(part, self.max_image_side)}
+            else {"type": "image", "image": image_to_pil(part, self.max_image_side)}
             for part in parts
         ]
         inputs = self.processor.apply_chat_template(
