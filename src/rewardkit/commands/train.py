@@ -7,9 +7,9 @@ them). Every model trains through `rewardkit.training.train(cfg)`.
 
 from __future__ import annotations
 
-from rewardkit.cli_utils import announce, help_text, parse_config
+from rewardkit.cli_utils import announce, parse_config, renamed_flags
 from rewardkit.training import DEFAULT_MODEL_TYPE, RECIPES, recipe_for, train
-from rewardkit.training.flags import upgrade_deprecated_flags
+from rewardkit.training.flags import DEPRECATED_FLAGS
 
 HELP = "train a reward model (--model.type=sarm|classifier|rewact)"
 
@@ -32,7 +32,7 @@ def _types_line() -> str:
     names = ", ".join(
         f"{r.type}" + (f" ({', '.join(r.aliases)})" if r.aliases else "") for r in RECIPES.values()
     )
-    return f"--model.type: one of {names}; default {DEFAULT_MODEL_TYPE}. Shown: the flags of that type."
+    return f"--model.type: one of {names}; default {DEFAULT_MODEL_TYPE}. Shown: the flags of the chosen type."
 
 
 def parse_train_config(argv: list[str]):
@@ -49,11 +49,8 @@ def parse_train_config(argv: list[str]):
             print(rewact.__doc__)
             print("lerobot's flags: lerobot-train --help (policy flags as --model.<field>)")
             raise SystemExit(0)
-        return config_class(args=upgrade_deprecated_flags(rest))
-    if any(arg in ("-h", "--help") for arg in rest):
-        print(help_text(config_class, f"rewardkit train --model.type={recipe.type}", _types_line()))
-        raise SystemExit(0)
-    return parse_config(config_class, upgrade_deprecated_flags(rest), "train")
+        return config_class(args=renamed_flags(rest, DEPRECATED_FLAGS, "train"))
+    return parse_config(config_class, rest, "train", _types_line(), renamed=DEPRECATED_FLAGS)
 
 
 def main(argv: list[str]) -> int:

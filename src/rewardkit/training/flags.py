@@ -3,8 +3,8 @@ cache go, failed episodes, the validation episodes.
 
 Each recipe's train config extends `RewardTrainingConfig`, so `--failed_episodes`, `--failure_column`,
 `--val_episodes` / `--val_fraction` and `--cache_dir` mean the same for every `--model.type`. Old
-spellings (`--labels.failed_episodes`, `--model.failed_episodes`) still work for one release: they are
-rewritten to the new flag with a warning naming it (`upgrade_deprecated_flags`).
+spellings (`DEPRECATED_FLAGS`: `--labels.failed_episodes`, `--model.failed_episodes`) still work for one
+release: `rewardkit train` rewrites them to the new flag with a warning naming it.
 """
 
 from __future__ import annotations
@@ -45,20 +45,6 @@ class RewardTrainingConfig(TrainingConfig):
     failed_episodes: list[int] | None = None
     failure_column: str | None = None
     val_episodes: list[int] | None = None
-
-
-def upgrade_deprecated_flags(argv: list[str]) -> list[str]:
-    """Rewrite old flag spellings (`DEPRECATED_FLAGS`) to the shared flags, with a warning naming the new
-    flag. RewACT hands `--failed_episodes` on to its policy config (`--policy.failed_episodes`)."""
-    out = []
-    for arg in argv:
-        name, sep, value = arg.partition("=")
-        new = DEPRECATED_FLAGS.get(name)
-        if new is not None:
-            logger.warning("%s is deprecated and will be removed in the next release; use %s", name, new)
-            arg = f"{new}{sep}{value}"
-        out.append(arg)
-    return out
 
 
 def find_failed_episodes(dataset: RewardDataset, cfg: RewardTrainingConfig) -> dict[int, int | None]:
