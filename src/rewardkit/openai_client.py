@@ -61,6 +61,25 @@ def encode_image_data_url(image: np.ndarray, image_format: str = "jpeg", max_sid
     return f"data:image/{mime};base64,{base64.b64encode(buffer.getvalue()).decode('ascii')}"
 
 
+def chat_request_body(
+    model: str,
+    parts: list[str | np.ndarray],
+    image_format: str = "jpeg",
+    max_image_side: int | None = 512,
+    **settings: Any,
+) -> dict[str, Any]:
+    """The chat-completions body for one user message made of `parts` (text, and (H, W, 3) uint8 frames
+    sent as data URLs), in order; `settings` (max_tokens, temperature, ...) are added as they are."""
+    content: list[dict[str, Any]] = []
+    for part in parts:
+        if isinstance(part, str):
+            content.append({"type": "text", "text": part})
+        else:
+            url = encode_image_data_url(part, image_format, max_image_side)
+            content.append({"type": "image_url", "image_url": {"url": url}})
+    return {"model": model, "messages": [{"role": "user", "content": content}], **settings}
+
+
 def is_local_host(host: str | None) -> bool:
     """Whether `host` is this machine (localhost, a loopback address)."""
     import ipaddress

@@ -21,6 +21,7 @@ from rewardkit.errors import RewardkitError
 from rewardkit.openai_client import (  # noqa: F401
     BackendError,
     OpenAIClient,
+    chat_request_body,
     check_key_transport,
     encode_image_data_url,
     image_to_pil,
@@ -75,19 +76,14 @@ class OpenAICompatibleBackend:
 
     def request_body(self, parts: Sequence[Part]) -> dict[str, Any]:
         """The JSON body sent for `parts` (one user message, text and image_url items in order)."""
-        content: list[dict[str, Any]] = []
-        for part in parts:
-            if isinstance(part, str):
-                content.append({"type": "text", "text": part})
-            else:
-                url = encode_image_data_url(part, self.image_format, self.max_image_side)
-                content.append({"type": "image_url", "image_url": {"url": url}})
-        return {
-            "model": self.model,
-            "messages": [{"role": "user", "content": content}],
-            "max_tokens": self.max_tokens,
-            "temperature": self.temperature,
-        }
+        return chat_request_body(
+            self.model,
+            list(parts),
+            self.image_format,
+            self.max_image_side,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+        )
 
     def complete(self, parts: Sequence[Part]) -> str:
         # No HTTP-level retries here: the annotator retries a failed episode itself and counts failures.
