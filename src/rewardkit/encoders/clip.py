@@ -17,15 +17,14 @@ deterministic across processes and machines, which is all a random model needs.
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from rewardkit.encoders.base import FrozenEncoder, register_encoder
+from rewardkit.encoders.base import FrozenEncoder, channels_first, register_encoder
+from rewardkit.encoders.text import split_words, stable_hash
 from rewardkit.errors import RewardkitError
 
 DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
@@ -62,8 +61,6 @@ class HashTokenizer:
     truncated to `max_length` and right-padded with `pad_id`.
     """
 
-    _pattern = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
-
     def __init__(self, vocab_size: int, max_length: int, bos_id: int, eos_id: int, pad_id: int) -> None:
         self.vocab_size = vocab_size
         self.max_length = max_length
@@ -73,8 +70,7 @@ class HashTokenizer:
 
     def token_id(self, word: str) -> int:
         """The id of one word: a stable hash, skipping the special ids."""
-        value = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
-        token = value % self._ordinary
+        token = stable_hash(word) % self._ordinary
         for special in self._special:  # shift past the special ids so they are never produced
             if token >= special:
                 token += 1
@@ -84,7 +80,7 @@ class HashTokenizer:
         """Tokenize: N texts -> `input_ids` and `attention_mask`, both (N, L) int64."""
         sequences = []
         for text in texts:
-            words = self._pattern.findall(text.lower())
+            words = split_words(text)
             ids = [self.token_id(w) for w in words][: self.max_length - 2]
             sequences.append([self.bos_id, *ids, self.eos_id])
         length = max(len(s) for s in sequences)
@@ -130,13 +126,8 @@ class CLIPEncoder(FrozenEncoder):
 
     def preprocess(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         """(N, H, W, 3) uint8 -> (N, 3, S, S) normalised pixels in the encoder's dtype, S = image_size."""
-        images = torch.as_tensor(frames)
-        if images.ndim != 4 or images.shape[-1] != 3:
-            raise RewardkitError(f"frames must be (N, H, W, 3) RGB, got shape {tuple(images.shape)}")
-        if images.dtype != torch.uint8:
-            raise RewardkitError(f"frames must be uint8, got {images.dtype}")
         # transformers' processor works on (N, 3, H, W) uint8 tensors in batch (torchvision backend).
-        pixels = self.image_processor(images=images.permute(0, 3, 1, 2), return_tensors="pt")["pixel_values"]
+        pixels = self.image_processor(images=channels_first(frames), return_tensors="pt")["pixel_values"]
         return pixels.to(self.device, self.dtype, non_blocking=True)
 
     @torch.inference_mode()
