@@ -103,3 +103,31 @@ def test_sim_writes_the_expert_stages_as_sarm_annotations(recorded):
             assert list(annotation.names) == [s["name"] for s in episode["stage_spans"]]
             assert annotation.end_frames[-1] == episode["length"] - 1
         assert read_temporal_proportions(recorded, scheme) == {"reach the goal": pytest.approx(1.0)}
+
+
+@pytest.mark.parametrize("kind", ["grasp_air", "place_beside"])
+def test_vision_only_rollouts_plateau_where_the_stage_predicates_say(kind):
+    from rewardkit.sim.metaworld_sim import MetaworldRecorder, _ground_truth
+    from rewardkit.sim.phases import progress_reached
+
+    recorder = MetaworldRecorder("pick-place-v3", ["corner"], 16)
+    try:
+        rollout = recorder.rollout(0, kind, 120, 2, 6, np.random.default_rng(0))
+        stage, progress = _ground_truth(rollout, recorder.phases)
+    finally:
+        recorder.close()
+    assert not rollout.success.any()
+    reached = progress_reached(progress)
+    puck = rollout.observations[:, 4:7]
+    if kind == "grasp_air":
+        # The gripper closed on air: the puck never moved, the hand never was over it, and the expert
+        # still commanded a closed gripper (it believed it held the puck).
+        assert np.abs(puck - puck[0]).max() < 0.01
+        assert (stage == 0).all() and rollout.grip_command.max() > 0.5
+        assert progress[-1] < 0.05 and 0 < reached[-1] < 1 / 3
+    else:
+        # Carried (the puck left the table), held beside the goal: the last stage, never the goal.
+        assert puck[:, 2].max() > 0.05 and stage[-1] == 2
+        assert 2 / 3 < progress[-1] < 0.97
+        last = int(np.argmax(reached >= reached[-1] - 1e-6))
+        assert last < len(reached) - 5  # a plateau, not a rise to the last frame

@@ -25,7 +25,10 @@ class SimConfig:
     seed: seed of the episodes' initial object/goal positions and of the failures.
     max_steps: most simulator steps (80 Hz) per episode.
     frame_stride: record one frame every this many simulator steps (fps = 80 / frame_stride).
-    failure_kinds: kinds of failure to record: `[action_noise,drop,stall]` (`drop` only for tasks that carry).
+    failure_kinds: kinds of failure to record: state-visible `action_noise,drop,stall` (`drop` only for
+        tasks that carry), vision-only `grasp_air,place_beside` (tasks with an object).
+    state: `observation.state` layout: `full` (hand, gripper opening, object and goal positions) or
+        `proprio` (hand and gripper command only: for vision-only failures, the state does not show them).
     """
 
     task: str = "reach-v3"
@@ -39,6 +42,7 @@ class SimConfig:
     max_steps: int = 150
     frame_stride: int = 2
     failure_kinds: str = "[action_noise,drop,stall]"
+    state: str = "full"
 
 
 def parse_list(value: str) -> list[str]:
@@ -70,6 +74,7 @@ def main(argv: list[str]) -> int:
         max_steps=cfg.max_steps,
         frame_stride=cfg.frame_stride,
         failure_kinds=parse_list(cfg.failure_kinds),
+        state=cfg.state,
     )
     for task, counts in episode_summary(episodes).items():
         print(f"{task}: " + ", ".join(f"{n} {kind}" for kind, n in counts.items()))

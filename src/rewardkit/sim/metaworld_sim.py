@@ -2,18 +2,30 @@
 
 Each episode is rolled out by the task's scripted expert. A successful episode stops a few frames after
 metaworld reports success; a failure episode has one thing go wrong, and is kept only if the task is
-then never reached:
+then never reached. Failure kinds come in two families:
+  state-visible (the full robot state shows them: the object's position is in it):
   - `action_noise`: strong Gaussian noise is added to the expert's motion from a random step on;
   - `drop`: the gripper opens mid-transport and stays open (tasks with a carry phase only);
   - `stall`: the arm stops moving from a random step on (the gripper keeps its last command).
+  vision-only (with `state="proprio"`, only the images show them; tasks with an object only):
+  - `grasp_air`: the expert is shown the object 7-10 cm beside where it is, so it lowers there, closes
+    the gripper on air and carries on to the goal as if it held the object (the object never moves);
+  - `place_beside`: the expert is shown the goal 10-14 cm beside where it is, so it carries the object
+    there and holds it beside the target.
 Failure episodes get lengths drawn from the task's successful episodes, so length does not give them
 away.
 
+`observation.state` is `full` (hand xyz, gripper opening, object xyz, goal xyz: a drop shows in it) or
+`proprio` (hand xyz and the gripper command only: what a robot knows of itself; the measured finger
+opening is left out, as it tells whether something is between the fingers).
+
 Per frame the dataset holds the ground truth as data columns: `ground_truth.success` (metaworld's
-success flag), `ground_truth.stage` (the expert's phase, see `phases.py`) and `ground_truth.progress`
-(continuous, in [0, 1]). Per episode, `meta/rewardkit_sim.json` records the task, the kind (`success`
-or a failure kind), the seed and the stage names; the stage spans are written in LeRobot's SARM
-annotation columns.
+success flag), `ground_truth.stage` (the expert's phase, see `phases.py`), `ground_truth.progress`
+(the current progress, continuous in [0, 1]: it falls back when the object is dropped) and
+`ground_truth.progress_reached` (its running maximum: the progress reached so far). Per episode,
+`meta/rewardkit_sim.json` records the task, the kind (`success` or a failure kind) and its family, the
+seed, the state layout and the stage names; the stage spans are written in LeRobot's SARM annotation
+columns.
 """
 
 from __future__ import annotations
@@ -30,16 +42,37 @@ import numpy as np
 
 from rewardkit.errors import RewardkitError
 from rewardkit.io_utils import atomic_write_text
-from rewardkit.sim.phases import TaskPhases, phase_progress, phases_for, reward_progress
+from rewardkit.sim.phases import (
+    GOAL,
+    GRIPPER,
+    HAND,
+    OBJECT,
+    TaskPhases,
+    phase_progress,
+    phases_for,
+    progress_reached,
+    reward_progress,
+)
 
 logger = logging.getLogger(__name__)
 
-FAILURE_KINDS = ("action_noise", "drop", "stall")
+STATE_VISIBLE_KINDS = ("action_noise", "drop", "stall")
+VISION_ONLY_KINDS = ("grasp_air", "place_beside")
+FAILURE_KINDS = STATE_VISIBLE_KINDS + VISION_ONLY_KINDS
+FAILURE_FAMILIES = {
+    **{kind: "state-visible" for kind in STATE_VISIBLE_KINDS},
+    **{kind: "vision-only" for kind in VISION_ONLY_KINDS},
+}
+STATE_LAYOUTS = ("full", "proprio")
 SIM_META_FILE = "meta/rewardkit_sim.json"
 SCHEMES = ("sparse", "dense")  # SARM annotation schemes written (the same expert stages in both)
-GROUND_TRUTH_COLUMNS = ("ground_truth.success", "ground_truth.stage", "ground_truth.progress")
-STATE_NAMES = ("hand_x", "hand_y", "hand_z", "gripper", "object_x", "object_y", "object_z",
-               "goal_x", "goal_y", "goal_z")  # fmt: skip
+GROUND_TRUTH_COLUMNS = ("ground_truth.success", "ground_truth.stage", "ground_truth.progress",
+                        "ground_truth.progress_reached")  # fmt: skip
+STATE_NAMES = {
+    "full": ("hand_x", "hand_y", "hand_z", "gripper", "object_x", "object_y", "object_z",
+             "goal_x", "goal_y", "goal_z"),
+    "proprio": ("hand_x", "hand_y", "hand_z", "gripper_command"),
+}  # fmt: skip
 ACTION_NAMES = ("delta_x", "delta_y", "delta_z", "grab_effort")
 # metaworld's corner cameras are mounted upside down: their images are turned by 180 degrees.
 _UPSIDE_DOWN_CAMERAS = ("corner", "corner2", "corner3")
@@ -61,6 +94,11 @@ class SimEpisode:
     stage_names: tuple[str, ...] = ()
 
     @property
+    def progress_reached(self) -> np.ndarray:
+        """(T,) the progress reached so far (running maximum of `progress`)."""
+        return progress_reached(self.progress)
+
+    @property
     def length(self) -> int:
         return len(self.progress)
 
@@ -76,6 +114,49 @@ class _Rollout:
     rewards: np.ndarray  # (T,)
     success: np.ndarray  # (T,) bool
     images: dict[str, np.ndarray]  # camera -> (T, H, W, 3)
+    grip_command: np.ndarray  # (T,) the gripper command in force when the frame was taken
+
+
+def applicable_kinds(phases: TaskPhases | None, kinds: Sequence[str] = FAILURE_KINDS) -> list[str]:
+    """The failure kinds of `kinds` a task can show: `drop` needs a carry phase, the vision-only kinds
+    an object to grasp (a task with a phase table of more than one stage)."""
+    has_object = phases is not None and len(phases.stage_names) > 1
+    return [
+        k
+        for k in kinds
+        if (k != "drop" or (phases is not None and phases.carry_stage is not None))
+        and (k not in VISION_ONLY_KINDS or has_object)
+    ]
+
+
+class _FalseBelief:
+    """What the expert is shown in a vision-only failure: the object or the goal where it is not.
+
+    `grasp_air`: the object is shown at `offset` beside its place until the expert's own phase test says
+    it holds it (the grasp phase reached on the shown object); from then on the shown object moves with
+    the hand, so the expert carries on to the goal as if holding it. `place_beside`: the goal is shown at
+    `offset` beside its place.
+    """
+
+    def __init__(self, kind: str, phases: TaskPhases, rng: np.random.Generator) -> None:
+        self.kind, self.phases = kind, phases
+        angle = rng.uniform(0.0, 2 * np.pi)
+        distance = rng.uniform(0.07, 0.10) if kind == "grasp_air" else rng.uniform(0.10, 0.14)
+        self.offset = distance * np.array([np.cos(angle), np.sin(angle), 0.0])
+        self.held: np.ndarray | None = None  # shown object - hand, once "grasped"
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        shown = obs.copy()
+        if self.kind == "place_beside":
+            shown[GOAL] = obs[GOAL] + self.offset
+            return shown
+        if self.held is not None:
+            shown[OBJECT] = obs[HAND] + self.held
+            return shown
+        shown[OBJECT] = obs[OBJECT] + self.offset
+        if self.phases.phase(shown) == len(self.phases.stage_names) - 1:
+            self.held = shown[OBJECT] - obs[HAND]
+        return shown
 
 
 def ensure_offscreen_rendering() -> None:
@@ -171,11 +252,19 @@ class MetaworldRecorder:
         }.get(kind, max_steps + 1)
         drop_after = int(rng.integers(2, 8))  # steps into the carry phase before the gripper opens
         carry_steps, dropped, held = 0, False, 0
-        observations, actions, rewards, successes = [], [], [], []
+        belief = None
+        if kind in VISION_ONLY_KINDS:
+            if kind not in applicable_kinds(self.phases):
+                raise RewardkitError(
+                    f"failure kind {kind!r} does not apply to {self.task} (no object to grasp)"
+                )
+            belief = _FalseBelief(kind, self.phases, rng)
+        observations, actions, rewards, successes, grips = [], [], [], [], []
         images: dict[str, list[np.ndarray]] = {c: [] for c in self.cameras}
         last_grab = 0.0
         for step in range(max_steps):
-            action = np.asarray(self.policy.get_action(obs), dtype=np.float64)
+            shown = obs if belief is None else belief(obs)
+            action = np.asarray(self.policy.get_action(shown), dtype=np.float64)
             if kind == "action_noise" and step >= fault_step:
                 action[:3] += rng.normal(0.0, 1.5, 3)
             elif kind == "stall" and step >= fault_step:
@@ -188,12 +277,13 @@ class MetaworldRecorder:
                 if dropped:
                     action[3] = -1.0
             action = np.clip(action, -1.0, 1.0)
-            last_grab = float(action[3])
             if step % frame_stride == 0:
                 observations.append(obs.copy())
+                grips.append(last_grab)
                 for camera, image in self._render().items():
                     images[camera].append(image)
             obs, reward, _, truncated, info = self.env.step(action)
+            last_grab = float(action[3])
             if step % frame_stride == 0:
                 actions.append(action.astype(np.float32))
                 rewards.append(float(reward))
@@ -210,6 +300,7 @@ class MetaworldRecorder:
             rewards=np.asarray(rewards, dtype=np.float32),
             success=np.asarray(successes, dtype=bool),
             images={c: np.stack(v) for c, v in images.items()},
+            grip_command=np.asarray(grips, dtype=np.float32),
         )
 
 
@@ -236,13 +327,15 @@ def _stage_spans(stage: np.ndarray, stage_names: Sequence[str]) -> list[dict]:
     return spans
 
 
-def _features(cameras: Sequence[str], image_size: int) -> dict[str, dict]:
+def _features(cameras: Sequence[str], image_size: int, state: str = "full") -> dict[str, dict]:
+    names = STATE_NAMES[state]
     features = {
-        "observation.state": {"dtype": "float32", "shape": (len(STATE_NAMES),), "names": list(STATE_NAMES)},
+        "observation.state": {"dtype": "float32", "shape": (len(names),), "names": list(names)},
         "action": {"dtype": "float32", "shape": (len(ACTION_NAMES),), "names": list(ACTION_NAMES)},
         "ground_truth.success": {"dtype": "bool", "shape": (1,), "names": None},
         "ground_truth.stage": {"dtype": "int64", "shape": (1,), "names": None},
         "ground_truth.progress": {"dtype": "float32", "shape": (1,), "names": None},
+        "ground_truth.progress_reached": {"dtype": "float32", "shape": (1,), "names": None},
     }
     for camera in cameras:
         features[f"observation.images.{camera}"] = {
@@ -253,8 +346,22 @@ def _features(cameras: Sequence[str], image_size: int) -> dict[str, dict]:
     return features
 
 
-def _state(observations: np.ndarray) -> np.ndarray:
-    return np.concatenate([observations[:, 0:7], observations[:, 36:39]], axis=1).astype(np.float32)
+def _state(rollout: _Rollout, layout: str = "full") -> np.ndarray:
+    """(T, D) `observation.state` of a rollout in the chosen layout (see STATE_NAMES)."""
+    observations = rollout.observations
+    if layout == "proprio":
+        return np.concatenate([observations[:, HAND], rollout.grip_command[:, None]], axis=1).astype(
+            np.float32
+        )
+    return np.concatenate(
+        [
+            observations[:, HAND],
+            observations[:, GRIPPER : GRIPPER + 1],
+            observations[:, OBJECT],
+            observations[:, GOAL],
+        ],
+        axis=1,
+    ).astype(np.float32)
 
 
 def record_metaworld_dataset(
@@ -273,12 +380,14 @@ def record_metaworld_dataset(
     max_attempts: int = 20,
     write_stage_annotations: bool = True,
     progress: bool = True,
+    state: str = "full",
 ) -> list[SimEpisode]:
     """Record `num_success` successful and `num_failed` failed expert episodes of each task at `root`.
 
     Episodes of a task are contiguous: its successes, then its failures (kinds cycle through the
     applicable `failure_kinds`). `max_steps` are simulator steps (80 Hz); one frame is recorded every
-    `frame_stride` steps, so the dataset's fps is 80 / frame_stride. `root` must not exist. Returns each
+    `frame_stride` steps, so the dataset's fps is 80 / frame_stride. `state` is the layout of
+    `observation.state`: "full" or "proprio" (see the module docstring). `root` must not exist. Returns each
     episode's ground truth; the same is stored in the dataset (see the module docstring).
     """
     from lerobot.configs.video import RGBEncoderConfig
@@ -293,6 +402,8 @@ def record_metaworld_dataset(
     unknown = sorted(set(failure_kinds) - set(FAILURE_KINDS))
     if unknown:
         raise RewardkitError(f"unknown failure kinds {unknown}; known: {', '.join(FAILURE_KINDS)}")
+    if state not in STATE_LAYOUTS:
+        raise RewardkitError(f"unknown state layout {state!r}; choose one of {', '.join(STATE_LAYOUTS)}")
     if num_failed > 0 and not failure_kinds:
         raise RewardkitError("num_failed > 0 needs at least one failure kind")
     if _SIM_STEP_HZ % frame_stride != 0:
@@ -306,7 +417,7 @@ def record_metaworld_dataset(
     dataset = LeRobotDataset.create(
         repo_id=repo_id,
         fps=_SIM_STEP_HZ // frame_stride,
-        features=_features(cameras, image_size),
+        features=_features(cameras, image_size, state),
         root=root,
         use_videos=True,
         rgb_encoder=RGBEncoderConfig(vcodec="h264", g=2, crf=23),
@@ -317,9 +428,7 @@ def record_metaworld_dataset(
     try:
         for task_number, task in enumerate(tasks):
             recorder = recorders[task]
-            kinds_here = [
-                k for k in failure_kinds if k != "drop" or (recorder.phases and recorder.phases.carry_stage)
-            ]
+            kinds_here = applicable_kinds(recorder.phases, failure_kinds)
             if num_failed and not kinds_here:
                 raise RewardkitError(f"none of the failure kinds {list(failure_kinds)} applies to {task}")
             plan = ["success"] * num_success + [kinds_here[i % len(kinds_here)] for i in range(num_failed)]
@@ -346,14 +455,16 @@ def record_metaworld_dataset(
                     success_lengths.append(len(rollout.success))
                 stage, progress_column = _ground_truth(rollout, recorder.phases)
                 description = task_description(task)
-                state = _state(rollout.observations)
+                state_values = _state(rollout, state)
+                reached = progress_reached(progress_column)
                 for t in range(len(stage)):
                     frame = {
-                        "observation.state": state[t],
+                        "observation.state": state_values[t],
                         "action": rollout.actions[t],
                         "ground_truth.success": np.array([rollout.success[t]], dtype=bool),
                         "ground_truth.stage": np.array([stage[t]], dtype=np.int64),
                         "ground_truth.progress": np.array([progress_column[t]], dtype=np.float32),
+                        "ground_truth.progress_reached": np.array([reached[t]], dtype=np.float32),
                         "task": description,
                     }
                     for camera in cameras:
@@ -369,27 +480,36 @@ def record_metaworld_dataset(
         bar.close()
         for recorder in recorders.values():
             recorder.close()
-    _write_sim_meta(root, episodes, cameras, image_size, frame_stride)
+    _write_sim_meta(root, episodes, cameras, image_size, frame_stride, state)
     if write_stage_annotations:
         _write_stage_annotations(root)
     return episodes
 
 
 def _write_sim_meta(
-    root: Path, episodes: Sequence[SimEpisode], cameras: Sequence[str], image_size: int, frame_stride: int
+    root: Path,
+    episodes: Sequence[SimEpisode],
+    cameras: Sequence[str],
+    image_size: int,
+    frame_stride: int,
+    state: str = "full",
 ) -> None:
     meta = {
         "generator": "rewardkit sim (metaworld scripted experts)",
         "cameras": [f"observation.images.{c}" for c in cameras],
         "image_size": image_size,
         "frame_stride": frame_stride,
+        "state": state,
+        "state_names": list(STATE_NAMES[state]),
         "ground_truth_columns": list(GROUND_TRUTH_COLUMNS),
+        "failure_families": FAILURE_FAMILIES,
         "episodes": [
             {
                 "episode_index": e.episode_index,
                 "task": e.task,
                 "task_description": e.task_description,
                 "kind": e.kind,
+                "family": FAILURE_FAMILIES.get(e.kind, "success"),
                 "success": bool(e.success.any()),
                 "seed": e.seed,
                 "length": e.length,
@@ -473,6 +593,11 @@ class SimGroundTruth:
     success: bool
     stage_names: list[str]
 
+    @property
+    def family(self) -> str:
+        """ "success", "state-visible" or "vision-only"."""
+        return FAILURE_FAMILIES.get(self.kind, "success")
+
 
 def read_ground_truth(root: str | Path) -> dict[int, SimGroundTruth]:
     """The per-episode ground truth of a dataset written by `rewardkit sim` (episode_index -> record)."""
@@ -498,8 +623,13 @@ def episode_summary(episodes: Sequence[SimEpisode]) -> dict:
 
 
 __all__ = [
+    "FAILURE_FAMILIES",
     "FAILURE_KINDS",
     "GROUND_TRUTH_COLUMNS",
+    "STATE_LAYOUTS",
+    "STATE_VISIBLE_KINDS",
+    "VISION_ONLY_KINDS",
+    "applicable_kinds",
     "SimEpisode",
     "SimGroundTruth",
     "episode_summary",

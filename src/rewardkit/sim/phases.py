@@ -140,6 +140,16 @@ def phase_progress(observations: np.ndarray, phases: TaskPhases) -> tuple[np.nda
     return stage, progress
 
 
+def progress_reached(progress: np.ndarray) -> np.ndarray:
+    """The progress reached so far: the running maximum of a (T,) progress curve, (T,) float32.
+
+    The current progress (`phase_progress`) falls back when the world goes back (a dropped object); this
+    reading keeps the furthest point the attempt got to, so it plateaus where the attempt stopped.
+    """
+    progress = np.asarray(progress, dtype=np.float32)
+    return np.maximum.accumulate(progress) if len(progress) else progress
+
+
 def reward_progress(rewards: np.ndarray) -> np.ndarray:
     """Fallback progress for a task without a phase table: metaworld's dense reward scaled to [0, 1].
 
