@@ -1,7 +1,8 @@
 """`rewardkit train-policy`: lerobot's policy training with RA-BC sample weighting, for any policy.
 
 Takes every flag of `lerobot-train` (`--policy.type=act --dataset.root=... --steps=...`) plus
-`--sample_weighting.type=rabc|uniform`, `--sample_weighting.progress_path=PATH` (default:
+`--sample_weighting.type=rabc|uniform|precomputed` (precomputed: `--sample_weighting.progress_path` is a weights
+parquet from `rewardkit weights` or `rewardkit curate --weights_output`), `--sample_weighting.progress_path=PATH` (default:
 `<dataset root>/sarm_progress.parquet`), `--sample_weighting.kappa=0.01`, `--sample_weighting.epsilon=1e-6`,
 `--sample_weighting.head_mode=sparse|dense` and `--sample_weighting.extra_params='{"nan_weight": 1.0,
 "chunk_size": N}'`. Per-batch mean weight and shares of zero and full weights are logged with the loss
@@ -13,6 +14,7 @@ is given (lerobot-train's own default is to upload).
 
 from __future__ import annotations
 
+from rewardkit.rabc.frame_weights import PrecomputedWeighter
 from rewardkit.rabc.training import train_policy
 from rewardkit.rabc.weighter import RABCWeighter
 
@@ -28,4 +30,9 @@ def main(argv: list[str]) -> int:
             f"full {s.full_share:.1%}; delta mean {s.delta_mean:.4g}, std {s.delta_std:.4g}"
         )
         print(weighter.suggest_kappa().describe())
+    elif isinstance(weighter, PrecomputedWeighter):
+        print(
+            f"precomputed weights ({weighter.provenance.get('source', '?')}) over {weighter.num_frames} frames: "
+            f"mean {weighter.mean_weight:.3f}, zero {weighter.zero_share:.1%}; {weighter.batches_weighted} batches"
+        )
     return 0

@@ -95,5 +95,5 @@ def main(argv: list[str]) -> int:
         )
     announce("summary", write_report_json(report, outputs["weights.json"]))
     announce("plot", plot_weights(weighter, report, outputs["weights.png"]))
-    announce("frame weights", write_frame_weights(weighter, outputs["frame_weights.parquet"]))
+    announce("frame weights", write_frame_weights(weighter, outputs["frame_weights.parquet"], dataset))
     return 0

@@ -74,20 +74,35 @@ def write_report_json(report: dict[str, Any], path: str | Path) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
-def write_frame_weights(weighter: RABCWeighter, path: str | Path) -> Path:
-    """Write every frame's delta and weight (index, episode_index, delta, weight) as parquet, atomically."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+def write_frame_weights(weighter: RABCWeighter, path: str | Path, dataset: Any = None) -> Path:
+    """Write every frame's weight as a weights parquet (index, weight, episode_index, delta), atomically.
 
-    table = pa.table(
-        {
-            "index": weighter.index,
-            "episode_index": weighter.episode_index,
-            "delta": weighter.deltas,
-            "weight": weighter.weights,
-        }
+    The provenance (RA-BC and its parameters, the progress file, and `dataset`'s fingerprint when given)
+    goes into the metadata, so `--sample_weighting.type=precomputed` can train on the file and refuse it
+    for another dataset.
+    """
+    from rewardkit.rabc.frame_weights import write_weights_parquet
+
+    provenance = {
+        "source": "rabc",
+        "progress_path": str(weighter.path),
+        "head_mode": weighter.head_mode,
+        "chunk_size": weighter.chunk_size,
+        "kappa": weighter.kappa,
+        "epsilon": weighter.epsilon,
+        "nan_weight": weighter.nan_weight,
+    }
+    if dataset is not None:
+        from rewardkit.labelling.parquet import dataset_fingerprint
+
+        provenance["dataset"] = dataset_fingerprint(dataset)
+    return write_weights_parquet(
+        path,
+        weighter.index,
+        weighter.weights,
+        provenance,
+        extra_columns={"episode_index": weighter.episode_index, "delta": weighter.deltas},
     )
-    return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def plot_weights(weighter: RABCWeighter, report: dict[str, Any], path: str | Path) -> Path:

@@ -33,7 +33,8 @@ from rewardkit.rabc.weights import (
 logger = logging.getLogger(__name__)
 
 HEAD_MODES = ("sparse", "dense")
-EXTRA_PARAMS = ("nan_weight", "chunk_size")
+EXTRA_PARAMS = ("nan_weight", "chunk_size", "missing_weight")
+WEIGHTING_TYPES = ("rabc", "uniform", "precomputed")
 
 
 @dataclass
@@ -308,8 +309,9 @@ def make_sample_weighter(
     """Build the weighter lerobot's training loop asks for, and give `policy` a per-sample loss.
 
     Same signature as `lerobot.utils.sample_weighting.make_sample_weighter`, so it can stand in for it.
-    `config.type` is "rabc" or "uniform"; `config.extra_params` may hold "nan_weight" and "chunk_size"
-    (default: the policy's chunk size). The progress file is checked against the dataset at
+    `config.type` is "rabc", "uniform" or "precomputed" (a weights parquet, `config.progress_path`, read
+    by `rewardkit.rabc.frame_weights.PrecomputedWeighter`); `config.extra_params` may hold "nan_weight" and
+    "chunk_size" (RA-BC; default: the policy's chunk size) and "missing_weight" (precomputed). The progress file is checked against the dataset at
     `dataset_root` (episode boundaries, the labeller's fingerprint, NaN). The policy is checked (and adapted, see
     `enable_per_sample_loss`) here, before the first step, so an unsupported policy fails at once.
     """
@@ -321,8 +323,12 @@ def make_sample_weighter(
     if config.type == "uniform":
         enable_per_sample_loss(policy)
         return UniformWeighter(device)
+    if config.type == "precomputed":
+        return _precomputed_weighter(config, policy, device, dataset_root, dataset_repo_id)
     if config.type != "rabc":
-        raise RewardkitError(f"unknown sample_weighting.type {config.type!r}; choose 'rabc' or 'uniform'")
+        raise RewardkitError(
+            f"unknown sample_weighting.type {config.type!r}; choose one of {WEIGHTING_TYPES}"
+        )
     chunk_size = int(config.extra_params.get("chunk_size") or policy_chunk_size(policy.config))
     source = config.progress_path or default_progress_path(dataset_root, dataset_repo_id)
     dataset = local_dataset(dataset_root, dataset_repo_id)
@@ -340,6 +346,43 @@ def make_sample_weighter(
         dataset=dataset,
     )
     log_weighter(weighter)
+    return weighter
+
+
+def _precomputed_weighter(
+    config: SampleWeightingConfig,
+    policy: nn.Module,
+    device: torch.device | str,
+    dataset_root: str | Path | None,
+    dataset_repo_id: str | None,
+) -> SampleWeighter:
+    """The weighter of a weights parquet (`--sample_weighting.progress_path`), checked against the dataset."""
+    from rewardkit.rabc.frame_weights import PrecomputedWeighter
+
+    if not config.progress_path:
+        raise RewardkitError(
+            "--sample_weighting.type=precomputed needs --sample_weighting.progress_path=<weights parquet> "
+            "(from `rewardkit weights` or `rewardkit curate --weights_output=PATH`)"
+        )
+    dataset = local_dataset(dataset_root, dataset_repo_id)
+    if dataset is None:
+        logger.warning("precomputed weights: no local dataset to check %s against", config.progress_path)
+    enable_per_sample_loss(policy)
+    missing = config.extra_params.get("missing_weight")
+    weighter = PrecomputedWeighter.from_file(
+        resolve_progress_path(config.progress_path),
+        missing_weight=None if missing is None else float(missing),
+        device=device,
+        dataset=dataset,
+    )
+    logger.info(
+        "precomputed weights on %d frames of %s (%s): mean %.3f, zero %.1f%%",
+        weighter.num_frames,
+        weighter.path,
+        weighter.provenance.get("source", "unknown source"),
+        weighter.mean_weight,
+        100 * weighter.zero_share,
+    )
     return weighter
 
 
