@@ -17,12 +17,13 @@ import torch
 
 # The per-model test helpers live beside their tests, and pytest puts only the running test file's folder on
 # sys.path: reuse them rather than copy their tiny configurations.
-for _folder in ("sarm", "rewact"):
+for _folder in ("sarm", "rewact", "robometer"):
     _path = str(Path(__file__).parent / _folder)
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
 from rewact_helpers import make_policy_and_processors  # noqa: E402
+from robometer_helpers import build_robometer  # noqa: E402
 from sarm_helpers import tiny_config as sarm_tiny_config  # noqa: E402
 
 from rewardkit.data.dataset import STATE_KEY, RewardDataset  # noqa: E402
@@ -161,6 +162,13 @@ CASES = [
         "classifier_finetune",
         "tiny_dataset",
         lambda ds, enc: build_classifier(ds, enc, backbone="finetune", cnn="convnet", image_size=16),
+        {"progress": (), "success_prob": ()},
+    ),
+    # lerobot's Robometer around a tiny random Qwen3-VL (raw frames of the top camera, K=4 frames per query).
+    ModelCase(
+        "robometer",
+        "tiny_dataset",
+        lambda ds, enc: build_robometer(camera=ds.camera_keys[0]),
         {"progress": (), "success_prob": ()},
     ),
 ]

@@ -1,0 +1,290 @@
+"""lerobot's Robometer as a rewardkit model: the same network and the same per-frame sampling, fed from our
+decoding path.
+
+`RewardkitRobometerRewardModel` IS lerobot's `RobometerRewardModel` (a subclass: same modules, same
+state-dict keys, same `compute_reward`, same forward `_compute_rbm_logits`), with rewardkit's verbs added:
+`label_episode` (every frame of an episode), `online`, strict atomic save/load. Nothing of lerobot's
+network or processor is copied; what we own is the feeding:
+
+- frames come as decoded uint8 (T, H, W, 3) from `EpisodeInputs.frames` (each frame decoded once per
+  episode) and go straight into lerobot's `RobometerEncoderProcessorStep.encode_samples`. lerobot's
+  labeller (`compute_rabc_weights.compute_robometer_progress`) instead reads `dataset[i]` frame by frame
+  (a video seek per frame) and turns its float [0, 1] frames back into uint8 by truncation
+  (`(x * 255).astype(uint8)`), which lowers by one level every pixel whose float is a hair under its
+  integer: the model sees other pixels than the video's;
+- the model's own config.json is used (lerobot's labeller rebuilds a default `RobometerConfig`, which
+  fetches the base model's config from the hub and ignores the checkpoint's `vlm_config`);
+- the processor folder is checked before lerobot loads it with `trust_remote_code=True` (a folder whose
+  JSON files carry an `auto_map` would run its own code: refused), and the backbone must be a Qwen3-VL.
+
+Frame t is scored from the frames round(linspace(0, t, K)) (K = `frames_per_query`; lerobot's
+`_build_subsample_indices`), the last frame's progress (clamped to [0, 1]) and success probability kept.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from lerobot.rewards.robometer.compute_rabc_weights import _build_subsample_indices
+from lerobot.rewards.robometer.modeling_robometer import (
+    RobometerRewardModel,
+    decode_progress_outputs,
+)
+
+from rewardkit.errors import RewardkitError
+from rewardkit.models.base import (
+    CheckpointError,
+    EpisodeInputs,
+    FrameOutputs,
+    ModelInputs,
+    RewardKitModel,
+    read_config_dict,
+    resolve_checkpoint,
+)
+from rewardkit.models.robometer.configuration_robometer import RewardkitRobometerConfig
+
+QWEN3_VL = "qwen3_vl"
+# The files a Qwen processor is made of (fetched from the hub when `processor_path` is a hub id).
+PROCESSOR_PATTERNS = ["*.json", "*.jinja", "*.txt", "*.model", "*.tiktoken"]
+
+
+def check_backbone_config(vlm_config: Any, where: str) -> None:
+    """Refuse a backbone config that is not a Qwen3-VL's, or that would load code (`auto_map`)."""
+    if not isinstance(vlm_config, dict) or not vlm_config:
+        raise CheckpointError(
+            f"{where} has no 'vlm_config' (the Qwen3-VL backbone's config): not a Robometer"
+        )
+    model_type = vlm_config.get("model_type")
+    if model_type != QWEN3_VL:
+        raise CheckpointError(
+            f"{where}: the backbone is a '{model_type}', not a Qwen3-VL ('{QWEN3_VL}'); rewardkit runs "
+            "Robometer on Qwen3-VL backbones only"
+        )
+    if "auto_map" in json.dumps(vlm_config):
+        raise CheckpointError(f"{where}: the backbone config has an 'auto_map' (code to run): refused")
+
+
+def processor_folder(path_or_repo_id: str) -> Path:
+    """A local folder holding a Qwen3-VL processor (downloading its files when given a hub id), checked to
+    carry no code: lerobot loads it with `trust_remote_code=True`."""
+    path = Path(path_or_repo_id).expanduser()
+    if not path.is_dir():
+        if path.exists() or str(path_or_repo_id).startswith((".", "/", "~")) or str(path).count("/") != 1:
+            raise RewardkitError(f"Robometer processor folder {path} not found")
+        from huggingface_hub import snapshot_download
+
+        try:
+            path = Path(snapshot_download(repo_id=str(path_or_repo_id), allow_patterns=PROCESSOR_PATTERNS))
+        except Exception as e:
+            from rewardkit.data.dataset import hub_lookup_message
+
+            raise RewardkitError(hub_lookup_message("Robometer processor", path_or_repo_id, e)) from e
+    for file in sorted(path.glob("*.json")):
+        try:
+            text = file.read_text()
+        except (OSError, UnicodeDecodeError) as e:
+            raise RewardkitError(f"cannot read {file}: {e}") from e
+        if '"auto_map"' in text:
+            raise RewardkitError(
+                f"{file} has an 'auto_map' (the processor would run the folder's own code): refused"
+            )
+    if not any((path / name).is_file() for name in ("processor_config.json", "preprocessor_config.json")):
+        raise RewardkitError(
+            f"{path} has no processor_config.json / preprocessor_config.json: not a Qwen3-VL processor folder "
+            "(set processor_path to the base Qwen3-VL's folder)"
+        )
+    return path
+
+
+class RewardkitRobometerRewardModel(RobometerRewardModel, RewardKitModel):
+    """lerobot's Robometer with rewardkit's verbs (see the module docstring).
+
+    `compute_reward(batch)` is lerobot's (a batch pre-encoded by `RobometerEncoderProcessorStep`);
+    `label_episode` and `online` read raw frames of `config.image_key`.
+    """
+
+    config_class: ClassVar[type[RewardkitRobometerConfig]] = RewardkitRobometerConfig
+    name: ClassVar[str] = "rewardkit_robometer"
+
+    def __init__(self, config: RewardkitRobometerConfig, **kwargs: Any) -> None:
+        check_backbone_config(
+            config.vlm_config, f"Robometer config (pretrained_path={config.pretrained_path})"
+        )
+        # lerobot's factory passes dataset_stats / dataset_meta: Robometer normalises inside its processor.
+        kwargs.pop("dataset_stats", None)
+        kwargs.pop("dataset_meta", None)
+        super().__init__(config, **kwargs)
+        self._encoder = None
+
+    # ---- the processor -------------------------------------------------------------------------
+    @property
+    def encoder(self) -> Any:
+        """lerobot's `RobometerEncoderProcessorStep` for this checkpoint (built on first use)."""
+        if self._encoder is None:
+            from lerobot.rewards.robometer.processor_robometer import RobometerEncoderProcessorStep
+
+            source = self.config.processor_path or self.config.base_model_id
+            folder = processor_folder(source)
+            try:
+                step = RobometerEncoderProcessorStep(
+                    base_model_id=str(folder),
+                    image_key=self.config.image_key,
+                    task_key=self.config.task_key,
+                    default_task=self.config.default_task,
+                    max_frames=self.config.max_frames,
+                    use_multi_image=self.config.use_multi_image,
+                    use_per_frame_progress_token=self.config.use_per_frame_progress_token,
+                )
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise RewardkitError(f"cannot load a Qwen3-VL processor from {folder}: {e}") from e
+            processor = type(step._processor).__name__
+            if processor != "Qwen3VLProcessor":
+                raise RewardkitError(
+                    f"{folder} holds a {processor}, not a Qwen3-VL processor (Qwen3VLProcessor)"
+                )
+            vocab = self.config.vlm_config["text_config"]["vocab_size"]
+            if len(step._processor.tokenizer) > vocab:
+                raise RewardkitError(
+                    f"the tokenizer of {folder} has {len(step._processor.tokenizer)} tokens with Robometer's, "
+                    f"the checkpoint's backbone {vocab}: not this checkpoint's base model's processor"
+                )
+            self._encoder = step
+        return self._encoder
+
+    # ---- rewardkit verbs -----------------------------------------------------------------------
+    def required_inputs(self) -> ModelInputs:
+        return ModelInputs(cameras=[self.config.image_key], encoder=None, state=False)
+
+    def predict_progress(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """lerobot's `compute_reward` on a pre-encoded batch: (B,) last-frame progress (or success)."""
+        return self.compute_reward(batch)
+
+    def query_positions(self, t: int) -> np.ndarray:
+        """(K,) frame positions frame `t` is scored from: round(linspace(0, t, K)), lerobot's sampling."""
+        return _build_subsample_indices(t + 1, self.config.frames_per_query)[t]
+
+    @torch.no_grad()
+    def score_queries(self, clips: list[np.ndarray], task: str) -> tuple[np.ndarray, np.ndarray]:
+        """Progress and success probability of the last frame of each clip, one forward pass.
+
+        Args:
+            clips: B arrays (K, H, W, 3) uint8, the frames of each query in time order.
+            task: the task text.
+
+        Returns ((B,) progress clamped to [0, 1], (B,) success probability), float32.
+        """
+        encoded = self.encoder.encode_samples([(clip, task) for clip in clips])
+        device = next(self.parameters()).device
+        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in encoded.items()}
+        progress_logits, success_logits = self._compute_rbm_logits(batch)
+        decoded = decode_progress_outputs(
+            progress_logits, success_logits, is_discrete_mode=self.config.use_discrete_progress
+        )
+        progress = np.clip([seq[-1] for seq in decoded["progress_pred"]], 0.0, 1.0).astype(np.float32)
+        success = np.asarray([seq[-1] for seq in decoded["success_probs"]], dtype=np.float32)
+        return progress, success
+
+    def task_text(self, task: str | None, where: str) -> str:
+        """`task`, else the config's default task, else an error naming `where`."""
+        text = task or self.config.default_task
+        if not text:
+            raise RewardkitError(f"{where} has no task text and the Robometer config no default_task")
+        return text
+
+    @torch.no_grad()
+    def label_episode(self, inputs: EpisodeInputs) -> FrameOutputs:
+        """Progress and success probability of the requested frames of one episode.
+
+        Reads `inputs.frames(config.image_key)` (T, H, W, 3) uint8 and `inputs.task`; frame t is scored from
+        `query_positions(t)`, `label_batch_size` frames per forward pass. Returns {"progress": (N,),
+        "success_prob": (N,)} float32 (N = T, or the number of `inputs.frame_indices`).
+        """
+        camera = self.config.image_key
+        where = f"episode {inputs.episode_index}"
+        if inputs.frames is None:
+            raise RewardkitError(f"{where}: Robometer needs decoded frames of {camera} (inputs.frames)")
+        video = np.asarray(inputs.frames(camera))
+        if (
+            video.ndim != 4
+            or video.shape[0] != inputs.length
+            or video.shape[-1] != 3
+            or video.dtype != np.uint8
+        ):
+            raise RewardkitError(
+                f"{where}: camera {camera} frames are {video.dtype} {video.shape}, expected uint8 "
+                f"({inputs.length}, H, W, 3)"
+            )
+        task = self.task_text(inputs.task, where)
+        frame_indices = inputs.frame_indices
+        positions = (
+            np.arange(inputs.length) if frame_indices is None else np.asarray(frame_indices, dtype=int)
+        )
+        progress = np.empty(len(positions), dtype=np.float32)
+        success = np.empty(len(positions), dtype=np.float32)
+        size = self.config.label_batch_size
+        for start in range(0, len(positions), size):
+            chunk = positions[start : start + size]
+            clips = [video[self.query_positions(int(t))] for t in chunk]
+            progress[start : start + size], success[start : start + size] = self.score_queries(clips, task)
+        return {"progress": progress, "success_prob": success}
+
+    def online(self, **kwargs: Any) -> Any:
+        """A `RobometerOnline` adapter (kwargs: `every`, `task`)."""
+        from rewardkit.models.robometer.online_robometer import RobometerOnline
+
+        return RobometerOnline(self, **kwargs)
+
+
+# ---- loading ---------------------------------------------------------------------------------------
+def config_from_folder(folder: Path, **overrides: Any) -> RewardkitRobometerConfig:
+    """A `RewardkitRobometerConfig` from a Robometer checkpoint's config.json (lerobot's "robometer" or our
+    "rewardkit_robometer"), with `overrides` (our fields, device, torch_dtype...) applied."""
+    data = read_config_dict(folder)
+    where = str(folder / "config.json")
+    if data["type"] not in ("robometer", "rewardkit_robometer"):
+        raise CheckpointError(f"{where} is a '{data['type']}' checkpoint, not a Robometer ('robometer')")
+    check_backbone_config(data.get("vlm_config"), where)
+    known = set(RewardkitRobometerConfig.__dataclass_fields__)
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise RewardkitError(f"unknown Robometer option(s) {unknown}; known: {sorted(known - {'type'})}")
+    # A lerobot checkpoint holds the fields of lerobot's config: parse them with lerobot's parser (draccus,
+    # which turns the feature dicts back into PolicyFeature), then add ours.
+    from lerobot.configs.rewards import RewardModelConfig
+
+    try:
+        parsed = RewardModelConfig.from_pretrained(folder)
+    except Exception as e:
+        raise CheckpointError(f"cannot parse {where} as a Robometer config: {e}") from e
+    values = {
+        name: getattr(parsed, name)
+        for name, field in RewardkitRobometerConfig.__dataclass_fields__.items()
+        if field.init and hasattr(parsed, name)
+    }
+    values["pretrained_path"] = str(folder)
+    values.update(overrides)
+    try:
+        return RewardkitRobometerConfig(**values)
+    except (ValueError, TypeError) as e:
+        raise RewardkitError(f"bad Robometer option for {folder}: {e}") from e
+
+
+def load_robometer(folder: str | Path, **options: Any) -> RewardkitRobometerRewardModel:
+    """A Robometer checkpoint folder (lerobot's "robometer" or "rewardkit_robometer"; safetensors only),
+    loaded strictly; `options` override config fields (device, torch_dtype, frames_per_query, ...)."""
+    folder = Path(folder)
+    config = config_from_folder(folder, **options)
+    return RewardkitRobometerRewardModel.from_pretrained(folder, config=config)
+
+
+DEFAULT_CHECKPOINT = "lerobot/Robometer-4B"
+
+
+def build_named_robometer(argument: str | None, **options: Any) -> RewardkitRobometerRewardModel:
+    """`rewardkit.load("robometer[:<hub id or folder>]", **options)`: default lerobot/Robometer-4B."""
+    folder = resolve_checkpoint(argument or DEFAULT_CHECKPOINT)
+    return load_robometer(folder, **options)
