@@ -223,3 +223,51 @@ def test_classifier_frozen_training_from_a_full_cache_builds_no_encoder(
     result = train(cfg)
     assert built == []
     assert result.checkpoint.is_dir() and 0.0 <= result.metrics["auroc"] <= 1.0
+
+
+# ---- the frame gap is in seconds by default ------------------------------------------------------
+@pytest.fixture(scope="module")
+def thirty_fps_dataset(tmp_path_factory):
+    from rewardkit.data.synthetic import make_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("fps30") / "ds"
+    make_synthetic_dataset(root, num_episodes=2, episode_length=[40, 36], fps=30, image_size=16)
+    return root
+
+
+@pytest.mark.parametrize(("fps", "default_gap"), [(10, 10), (30, 30)])
+def test_default_frame_gap_is_one_second_at_the_datasets_fps(
+    fps, default_gap, tiny_dataset, thirty_fps_dataset, tmp_path
+):
+    root = tiny_dataset[0] if fps == 10 else thirty_fps_dataset
+    assert open_dataset(root=root).fps == fps
+    cfg = _sarm_cfg(root, tmp_path, frame_gap=None)
+    assert cfg.model.frame_gap is None and cfg.model.frame_gap_seconds == 1.0
+    model, train_data, _ = prepare(cfg)
+    assert model.config.frame_gap == default_gap
+    assert train_data.config.frame_gap == default_gap  # the data windows use the same gap
+    assert cfg.model.frame_gap is None  # the caller's config is unchanged
+    # an explicit frame count wins over the seconds
+    explicit, _, _ = prepare(_sarm_cfg(root, tmp_path, frame_gap=3))
+    assert explicit.config.frame_gap == 3
+    # the checkpoint keeps the resolved frame count
+    model.save_pretrained(tmp_path / "ckpt")
+    assert json.loads((tmp_path / "ckpt" / "config.json").read_text())["frame_gap"] == default_gap
+
+
+def test_checkpoints_saved_before_the_seconds_default_load_unchanged(tmp_path):
+    import rewardkit
+
+    model = StageAwareRewardModel(
+        StageAwareConfig(encoder=ENCODER, hidden_dim=32, num_layers=1, num_heads=4, n_obs_steps=4, frame_gap=7,
+                         max_rewind_steps=2, cameras=[TOP], image_dim=16, text_dim=16, device="cpu")
+    )  # fmt: skip
+    model.save_pretrained(tmp_path / "old")
+    config_path = tmp_path / "old" / "config.json"
+    saved = json.loads(config_path.read_text())
+    saved["frame_gap_seconds"] = None  # what checkpoints written before this change hold
+    config_path.write_text(json.dumps(saved))
+    assert rewardkit.load(tmp_path / "old").config.frame_gap == 7
+    # built without a dataset, the 1 s default is taken at lerobot's 30 fps
+    assert StageAwareConfig().resolved().frame_gap == 30
+    assert StageAwareConfig(frame_gap_seconds=0.5).resolved(fps=20).frame_gap == 10

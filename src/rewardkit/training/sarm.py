@@ -143,8 +143,15 @@ def prepare(cfg: SARMTrainConfig) -> tuple[StageAwareRewardModel, SARMTrainingDa
         resolved[f"{scheme}_subtask_names"] = names
         resolved[f"{scheme}_temporal_proportions"] = proportions
         resolved[f"num_{scheme}_stages"] = len(names)
-    if given.frame_gap_seconds is not None:
-        resolved["frame_gap"] = max(1, round(given.frame_gap_seconds * dataset.fps))
+    # a gap in seconds is taken at this dataset's fps; an explicit --model.frame_gap wins
+    resolved["frame_gap"] = given.frame_gap_for(dataset.fps)
+    logger.info(
+        "SARM window: %d frames %d apart (%.2f s at %s fps)",
+        given.n_obs_steps + 1,
+        resolved["frame_gap"],
+        resolved["frame_gap"] / dataset.fps,
+        dataset.fps,
+    )
 
     episodes = dataset.episodes()
     tasks = sorted({e.task for e in episodes})

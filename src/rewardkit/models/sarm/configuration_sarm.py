@@ -14,6 +14,9 @@ from rewardkit.models.sarm.sliding import spread_bands
 ANNOTATION_MODES = ("single_stage", "dense_only", "dual")
 WINDOWS = ("causal", "centred")
 ARCHITECTURES = ("sliding", "lerobot")
+# The fps at which a frame gap in seconds is taken when no dataset is known (lerobot's SARM: 30 frames
+# apart, i.e. 1 s at 30 fps).
+DEFAULT_FPS = 30
 
 
 @RewardModelConfig.register_subclass("rewardkit_sarm")
@@ -41,9 +44,12 @@ class StageAwareConfig(RewardKitConfig):
         temporal_bands: Sliding architecture: how many frame gaps back each layer attends (one per layer,
             adding up to n_obs_steps; default: spread evenly, the remainder on the top layers).
         n_obs_steps: Frames in the window besides the scored one (window = n_obs_steps + 1 frames).
-        frame_gap: Frames between consecutive window frames.
-        frame_gap_seconds: When set, the frame gap in seconds; resolved to `frame_gap` frames with the
-            dataset's fps when training starts (datasets differ in fps).
+        frame_gap: Frames between consecutive window frames. None (default): `frame_gap_seconds` at the
+            dataset's fps, resolved when training starts; an explicit value wins. Checkpoints hold the
+            resolved frame count.
+        frame_gap_seconds: The frame gap in seconds when `frame_gap` is not given (default 1.0 s:
+            lerobot's 30 frames at 30 fps; datasets differ in fps). Without a dataset (a model built
+            directly), it is taken at 30 fps.
         max_rewind_steps: Most frames appended by rewind augmentation (must be < n_obs_steps).
         rewind_probability: Chance, drawn per sample, that a training window is followed by rewound frames.
         language_perturbation_probability: Chance, drawn per sample, that the task text is replaced by an
@@ -84,8 +90,8 @@ class StageAwareConfig(RewardKitConfig):
     architecture: str | None = None
     temporal_bands: list[int] | None = None
     n_obs_steps: int = 8
-    frame_gap: int = 30
-    frame_gap_seconds: float | None = None
+    frame_gap: int | None = None
+    frame_gap_seconds: float | None = 1.0
     max_rewind_steps: int = 4
     rewind_probability: float = 0.8
     language_perturbation_probability: float = 0.2
@@ -123,10 +129,12 @@ class StageAwareConfig(RewardKitConfig):
             )
         if self.window not in WINDOWS:
             raise RewardkitError(f"window must be one of {WINDOWS}, got '{self.window}'")
-        if self.n_obs_steps < 1 or self.frame_gap < 1:
+        if self.n_obs_steps < 1 or (self.frame_gap is not None and self.frame_gap < 1):
             raise RewardkitError(
                 f"need n_obs_steps >= 1 and frame_gap >= 1, got {self.n_obs_steps}, {self.frame_gap}"
             )
+        if self.frame_gap_seconds is not None and self.frame_gap_seconds <= 0:
+            raise RewardkitError(f"frame_gap_seconds must be > 0, got {self.frame_gap_seconds}")
         if self.architecture is not None or self.temporal_bands is not None:
             # early errors for explicit values; resolved for good when a model is built from the config
             _ = self.resolved_architecture
@@ -171,12 +179,23 @@ class StageAwareConfig(RewardKitConfig):
             raise RewardkitError("the sliding architecture is causal: it needs window='causal'")
         return architecture
 
-    def resolved(self) -> StageAwareConfig:
-        """A new config with `architecture` and (sliding) `temporal_bands` pinned from the fields as they
-        are now; this one is left unchanged. A model is built from, and saves, the resolved config."""
+    def frame_gap_for(self, fps: float | None = None) -> int:
+        """The frame gap in frames: `frame_gap` when given, else `frame_gap_seconds` at `fps` (at
+        DEFAULT_FPS when the fps is unknown), at least 1."""
+        if self.frame_gap is not None:
+            return int(self.frame_gap)
+        seconds = self.frame_gap_seconds if self.frame_gap_seconds is not None else 1.0
+        return max(1, round(seconds * (fps or DEFAULT_FPS)))
+
+    def resolved(self, fps: float | None = None) -> StageAwareConfig:
+        """A new config with `architecture`, (sliding) `temporal_bands` and the frame gap in frames (at
+        the dataset's `fps`) pinned from the fields as they are now; this one is left unchanged. A model
+        is built from, and saves, the resolved config."""
         architecture = self.resolved_architecture
         bands = self.layer_bands if architecture == "sliding" else self.temporal_bands
-        return replace(self, architecture=architecture, temporal_bands=bands)
+        return replace(
+            self, architecture=architecture, temporal_bands=bands, frame_gap=self.frame_gap_for(fps)
+        )
 
     @property
     def layer_bands(self) -> list[int]:
@@ -214,10 +233,11 @@ class StageAwareConfig(RewardKitConfig):
     @property
     def window_offsets(self) -> list[int]:
         """Frame offsets of the window relative to the scored frame (clamped to the episode later)."""
+        gap = self.frame_gap_for()
         if self.window == "causal":
-            return [-self.frame_gap * i for i in range(self.n_obs_steps, -1, -1)]
+            return [-gap * i for i in range(self.n_obs_steps, -1, -1)]
         half = self.n_obs_steps // 2
-        return [self.frame_gap * i for i in range(-half, half + 1)]
+        return [gap * i for i in range(-half, half + 1)]
 
     def stages(self, scheme: str) -> int:
         """Number of stages of a head ("sparse" or "dense")."""
