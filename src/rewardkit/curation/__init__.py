@@ -13,6 +13,7 @@ from rewardkit.curation.dataset_curation import (
     write_curation,
     write_filtered_dataset,
     write_keep_list,
+    write_verdict_weights,
 )
 from rewardkit.curation.quality import (
     CurationThresholds,
@@ -39,4 +40,5 @@ __all__ = [
     "write_curation",
     "write_filtered_dataset",
     "write_keep_list",
+    "write_verdict_weights",
 ]

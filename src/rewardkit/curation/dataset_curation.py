@@ -311,3 +311,29 @@ def write_filtered_dataset(
         shutil.rmtree(staging, ignore_errors=True)
     logger.info("wrote %s: %d of %d episodes of %s", output_dir, len(keep), len(all_episodes), source_root)
     return output_dir
+
+
+def write_verdict_weights(
+    report: CurationReport,
+    dataset: Any,
+    path: str | Path,
+    keep_verdicts: list[str] | tuple[str, ...] = ("keep", "look"),
+) -> Path:
+    """A weights parquet from the verdicts: 1 for every frame of an episode whose verdict is in
+    `keep_verdicts`, 0 for the others; the provenance names the curation, its rules and the dataset."""
+    from rewardkit.labelling.parquet import dataset_fingerprint
+    from rewardkit.rabc.frame_weights import verdict_weights, write_weights_parquet
+
+    weights = {v: 1.0 if v in keep_verdicts else 0.0 for v in ("keep", "look", "drop")}
+    index, episode, weight = verdict_weights(
+        {q.episode_index: q.verdict for q in report.episodes}, report.frame_index, weights
+    )
+    provenance = {
+        "source": "curation",
+        "progress_path": report.progress_path,
+        "head": report.head,
+        "verdict_weights": weights,
+        "thresholds": asdict(report.thresholds),
+        "dataset": dataset_fingerprint(dataset),
+    }
+    return write_weights_parquet(path, index, weight, provenance, extra_columns={"episode_index": episode})
