@@ -4,8 +4,9 @@ Reward models need a feature for the task text beside the image features, of the
 CNN has no text tower, and a real text model would need a download, so `HashedTextEncoder` embeds texts as
 a seeded random projection of a bag of hashed features:
 
-- features: the lower-cased words (`[a-z0-9]+` and single punctuation marks, as `split_words`) and the
-  character trigrams of each word padded with `<` and `>` (so "cube" and "cubes" share most features);
+- features: the lower-cased words (`[a-z0-9]+`; punctuation is ignored, so "Lift the cube." is "lift the
+  cube") and the character trigrams of each word padded with `<` and `>` (so "cube" and "cubes" share
+  most features);
 - each feature gets a fixed random direction in R^D: standard normal entries drawn from numpy's PCG64
   seeded with (seed, BLAKE2b hash of the feature) — stable across processes, machines and Python's hash
   randomisation;
@@ -28,6 +29,7 @@ import numpy as np
 import torch
 
 _WORD_PATTERN = re.compile(r"[a-z0-9]+|[^\sa-z0-9]")
+_ALPHANUMERIC = re.compile(r"[a-z0-9]+")
 TEXT_SEED = 0
 
 
@@ -62,7 +64,7 @@ class HashedTextEncoder:
     def features(text: str) -> Counter:
         """The weighted features of one text: words (weight 1) and each word's trigrams (weight 1 in all)."""
         weights: Counter = Counter()
-        for word in split_words(text):
+        for word in _ALPHANUMERIC.findall(text.lower()):
             weights["w:" + word] += 1.0
             padded = f"<{word}>"
             trigrams = [padded[i : i + 3] for i in range(len(padded) - 2)]
