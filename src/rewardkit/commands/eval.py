@@ -24,6 +24,13 @@ class EvalConfig:
         failed_episodes: indices of failed attempts (for failure AUROC / failure MAE), besides those the
             dataset marks itself (`failure_column`, `keyframes`).
         failure_column: a per-episode boolean column of meta/episodes that marks failed episodes.
+        failure_frames: failed episodes with the frame where each failed (counted within the episode, 0
+            included), e.g. `--failure_frames='{3: 40, 7: 0}'`: their progress is known (it falls to 0
+            there), so failure MAE scores them.
+        failure_frame_column: a per-episode integer column of meta/episodes holding each failed episode's
+            failure frame (null or negative: not failed by it).
+        kind_column: a per-episode column of meta/episodes naming each episode's kind ("success" or a
+            failure kind) for the per-kind breakdown (`rewardkit sim` datasets record theirs).
         keyframes: a keyframes JSON file (progress targets from keyframes; its failures count too).
         head: subtask annotations ("sparse" or "dense" LeRobot columns) giving the true stages.
         output_dir: where eval.json, report.html and plots/ go.
@@ -40,6 +47,9 @@ class EvalConfig:
     model_options: dict = field(default_factory=dict)
     failed_episodes: list[int] = field(default_factory=list)
     failure_column: str | None = None
+    failure_frames: dict[int, int] = field(default_factory=dict)
+    failure_frame_column: str | None = None
+    kind_column: str | None = None
     keyframes: str | None = None
     head: str = "sparse"
     output_dir: str = "outputs/eval"
@@ -47,6 +57,10 @@ class EvalConfig:
     episode_plots: int = 3
     device: str | None = None
     overwrite: bool = False
+
+
+def _number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def main(argv: list[str]) -> int:
@@ -70,7 +84,8 @@ def main(argv: list[str]) -> int:
         raise RewardkitError(f"--failed_episodes {unknown} are not episodes of {dataset.root}")
     truths = ground_truth_from_dataset(
         dataset, cfg.failed_episodes, keyframes=cfg.keyframes, failure_column=cfg.failure_column,
-        stage_scheme=cfg.head,
+        stage_scheme=cfg.head, failure_frames=cfg.failure_frames,
+        failure_frame_column=cfg.failure_frame_column, kind_column=cfg.kind_column,
     )  # fmt: skip
     for path in evaluation_output_paths(cfg.output_dir, names, truths, cfg.episode_plots):
         check_overwrite(path, cfg.overwrite)
@@ -85,7 +100,15 @@ def main(argv: list[str]) -> int:
         s = result["summary"]
         auroc = "n/a" if s["final_progress_auroc"] is None else f"{s['final_progress_auroc']:.3f}"
         voc = "n/a" if s["voc_success_mean"] is None else f"{s['voc_success_mean']:.3f}"
-        print(f"{name}: VOC(success) {voc}, failure AUROC {auroc}")
+        print(f"{name}: VOC(success) {voc}, failure AUROC {auroc}, failure MAE {_number(s['mae_failure'])}")
+        for kind, k in s["by_kind"].items():
+            print(
+                f"  {kind} ({k['num_episodes']}): AUROC {_number(k['final_progress_auroc'])}, "
+                f"final {_number(k['final_progress_mean'])}, MAE {_number(k['mae_failure'])}"
+            )
+    notes = {r["summary"]["failure_mae_note"] for r in report.results.values()} - {None}
+    for note in sorted(notes):
+        print(f"note: {note}")
     announce("json", report.json_path)
     announce("report", report.html_path)
     return 0

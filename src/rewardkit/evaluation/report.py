@@ -64,6 +64,35 @@ def _image_tag(path: Path, caption: str) -> str:
     )
 
 
+BY_KIND_COLUMNS = (
+    ("final_progress_auroc", "AUROC vs successes"),
+    ("final_progress_mean", "final progress (mean)"),
+    ("margin", "worst success - best failure"),
+    ("mae_failure", "MAE (current progress)"),
+    ("mae_failure_reached", "MAE (progress reached)"),
+)
+
+
+def _by_kind_html(results: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The failure-kind breakdown table and the failure-MAE notes (nothing when no kind is known)."""
+    e = html.escape
+    parts = [
+        f'<p class="note">{e(n)}</p>'
+        for n in {r["summary"].get("failure_mae_note") for r in results.values()}
+        if n
+    ]
+    if not any(r["summary"].get("by_kind") for r in results.values()):
+        return parts
+    parts.append("<h2>By failure kind</h2><table><tr><th>model</th><th>kind (episodes)</th>")
+    parts.append("".join(f"<th>{e(label)}</th>" for _, label in BY_KIND_COLUMNS) + "</tr>")
+    for name, result in results.items():
+        for kind, row in result["summary"].get("by_kind", {}).items():
+            cells = "".join(f"<td>{_format(row.get(key))}</td>" for key, _ in BY_KIND_COLUMNS)
+            parts.append(f"<tr><td>{e(name)}</td><td>{e(kind)} ({row['num_episodes']})</td>{cells}</tr>")
+    parts.append("</table>")
+    return parts
+
+
 def render_html(
     results: Mapping[str, Mapping[str, Any]],
     images: Sequence[tuple[str, Path]],
@@ -97,6 +126,7 @@ def render_html(
             f"<tr{css}><td>{e(name)}</td><td>{summary['num_episodes']} ({summary['num_failed']})</td>{cells}</tr>"
         )
     parts.append("</table>")
+    parts.extend(_by_kind_html(results))
     parts.append("<h2>Per episode</h2>")
     for name, result in results.items():
         parts.append(f"<h3>{e(name)}</h3><table><tr><th>episode</th><th>length</th><th>outcome</th>")
