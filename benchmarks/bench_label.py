@@ -88,14 +88,14 @@ def main() -> None:
 
     results = {}
     try:
-        from rewardkit.models.sarm import StageAwareConfig, StageAwareRewardModel
+        from rewardkit.models.sarm import SARMConfig, SARMRewardModel
     except ImportError as e:  # the SARM model is written by another issue
         print(f"\nrewardkit SARM not available ({e}); only the reference was measured")
         return
     import rewardkit
 
     torch.manual_seed(0)
-    causal = StageAwareRewardModel(StageAwareConfig(encoder=ENCODER, cameras=[CAMERA], device="cpu")).eval()
+    causal = SARMRewardModel(SARMConfig(encoder=ENCODER, cameras=[CAMERA], device="cpu")).eval()
     lerobot_model = rewardkit.load(checkpoint).eval()
     lerobot_model.config.encoder = ENCODER  # the same random CLIP the reference was given
     runs = [

@@ -79,23 +79,23 @@ def bench_sarm(
     encoder_spec: str, size: str, steps: int, warmup: int, image_size: int, reference: bool
 ) -> dict:
     from rewardkit.encoders import make_encoder
-    from rewardkit.models.sarm import StageAwareConfig, StageAwareRewardModel
+    from rewardkit.models.sarm import SARMConfig, SARMRewardModel
     from rewardkit.online import RewardMonitor
 
     encoder = make_encoder(encoder_spec)
     dim = encoder.feature_dim
     torch.manual_seed(0)
-    config = StageAwareConfig(
+    config = SARMConfig(
         cameras=[CAMERA], encoder=encoder_spec, image_dim=dim, text_dim=dim, device="cpu", **SARM_SIZES[size]
     )
-    model = StageAwareRewardModel(config).eval()
+    model = SARMRewardModel(config).eval()
     monitor = RewardMonitor(model, fps=30, encoder=encoder)
     obs = observations(steps + warmup, image_size)
     ours = time_steps(monitor.step, obs, warmup)
     result = {"ours": ours}
     # the same causal SARM with lerobot's layer layout: both transformers over the whole window each step
     torch.manual_seed(0)
-    windowed = StageAwareRewardModel(replace(config, architecture="lerobot", temporal_bands=None)).eval()
+    windowed = SARMRewardModel(replace(config, architecture="lerobot", temporal_bands=None)).eval()
     result["ours_windowed"] = time_steps(RewardMonitor(windowed, fps=30, encoder=encoder).step, obs, warmup)
     # split of our step: the encoder on one frame vs the transformers over the cached window
     frame = obs[0][CAMERA][None]

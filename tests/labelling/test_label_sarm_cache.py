@@ -18,11 +18,11 @@ def test_sarm_labels_from_the_cache_it_builds_and_stride_matches(tiny_dataset, t
     root, truths = tiny_dataset
     ds = open_dataset(root=root)
     torch.manual_seed(0)
-    config = sarm.StageAwareConfig(
+    config = sarm.SARMConfig(
         encoder="clip-random:tiny", cameras=None, image_dim=64, text_dim=64, hidden_dim=32, num_heads=2,
         num_layers=1, n_obs_steps=4, frame_gap=3, max_rewind_steps=2, device="cpu",
     )  # fmt: skip
-    model = sarm.StageAwareRewardModel(config).eval()
+    model = sarm.SARMRewardModel(config).eval()
     cache_dir = tmp_path / "cache"
     labels = label_dataset(model, ds, show_progress=False, cache_dir=cache_dir)
     assert [len(e.progress) for e in labels] == [t.length for t in truths]

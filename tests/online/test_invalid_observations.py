@@ -17,7 +17,7 @@ CAMERA = "observation.images.top"
 @pytest.fixture(scope="module")
 def sarm_and_episode(tiny_dataset):
     from rewardkit.encoders import make_encoder
-    from rewardkit.models.sarm import StageAwareConfig, StageAwareRewardModel
+    from rewardkit.models.sarm import SARMConfig, SARMRewardModel
 
     root, _ = tiny_dataset
     dataset = open_dataset(root=root)
@@ -25,12 +25,12 @@ def sarm_and_episode(tiny_dataset):
     encoder = make_encoder("clip-random:tiny")
     dim = encoder.feature_dim
     torch.manual_seed(0)
-    config = StageAwareConfig(
+    config = SARMConfig(
         hidden_dim=32, num_layers=2, num_heads=4, n_obs_steps=3, frame_gap=2, max_rewind_steps=2, image_dim=dim,
         text_dim=dim, max_state_dim=8, dropout=0.0, cameras=[CAMERA], encoder="clip-random:tiny", device="cpu",
         state_mean=[0.0] * state.shape[1], state_std=[1.0] * state.shape[1],
     )  # fmt: skip
-    model = StageAwareRewardModel(config).eval()
+    model = SARMRewardModel(config).eval()
     frames = dataset.read_frames(1, CAMERA)
     observations = [
         {CAMERA: frames[t], "observation.state": state[t], "task": dataset.episode(1).task}

@@ -180,17 +180,17 @@ def test_trained_classifier_completes_on_the_success_episode_only(trained_classi
 @pytest.mark.parametrize("architecture", ["sliding", "lerobot"])
 def test_causal_sarm_online_equals_offline_labels(tiny_dataset, architecture):
     from rewardkit.encoders import make_encoder
-    from rewardkit.models.sarm import StageAwareConfig, StageAwareRewardModel
+    from rewardkit.models.sarm import SARMConfig, SARMRewardModel
 
     encoder = make_encoder("clip-random:tiny")
     dim = encoder.feature_dim
     torch.manual_seed(0)
-    config = StageAwareConfig(
+    config = SARMConfig(
         hidden_dim=32, num_layers=2, num_heads=4, n_obs_steps=3, frame_gap=2, max_rewind_steps=2, image_dim=dim,
         text_dim=dim, max_state_dim=8, dropout=0.0, cameras=["observation.images.top"],
         encoder="clip-random:tiny", device="cpu", architecture=architecture,
     )  # fmt: skip
-    model = StageAwareRewardModel(config).eval()
+    model = SARMRewardModel(config).eval()
     root, _ = tiny_dataset
     dataset = open_dataset(root=root)
     frames = dataset.read_frames(1, "observation.images.top")
@@ -215,14 +215,14 @@ def test_causal_sarm_online_equals_offline_labels(tiny_dataset, architecture):
 
 
 def test_centred_sarm_is_refused_online():
-    from rewardkit.models.sarm import StageAwareConfig, StageAwareRewardModel
+    from rewardkit.models.sarm import SARMConfig, SARMRewardModel
 
-    config = StageAwareConfig(
+    config = SARMConfig(
         hidden_dim=32, num_layers=1, num_heads=4, n_obs_steps=4, frame_gap=2, max_rewind_steps=2, image_dim=8,
         text_dim=8, max_state_dim=8, cameras=["observation.images.top"], window="centred", device="cpu",
     )  # fmt: skip
     with pytest.raises(ValueError, match="causal"):
-        RewardMonitor(StageAwareRewardModel(config), encoder=object())
+        RewardMonitor(SARMRewardModel(config), encoder=object())
 
 
 def test_rewact_online_reward_equals_its_episode_labels(tiny_dataset):

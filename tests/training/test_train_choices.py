@@ -19,7 +19,7 @@ from rewardkit.data.dataset import DatasetConfig, DatasetError, open_dataset
 from rewardkit.encoders import make_encoder
 from rewardkit.errors import RewardkitError
 from rewardkit.models.classifier import SuccessClassifierConfig
-from rewardkit.models.sarm import StageAwareConfig, StageAwareRewardModel
+from rewardkit.models.sarm import SARMConfig, SARMRewardModel
 from rewardkit.training import train
 from rewardkit.training.classifier import ClassifierTrainConfig, frozen_episode_features
 from rewardkit.training.flags import find_failed_episodes, validation_split
@@ -43,7 +43,7 @@ def _sarm_cfg(root, tmp_path, **model) -> SARMTrainConfig:
     values.update(model)
     return SARMTrainConfig(
         dataset=DatasetConfig(root=str(root)),
-        model=StageAwareConfig(**values),
+        model=SARMConfig(**values),
         output_dir=str(tmp_path / "out"),
         cache_dir=str(tmp_path / "cache"),
         num_perturbation_texts=2,
@@ -153,8 +153,8 @@ def test_nan_state_is_named_before_training_and_before_labelling(tiny_dataset, t
     with pytest.raises(DatasetError, match=r"column 'observation.state'.*episode 2"):
         prepare(_sarm_cfg(root, tmp_path))
     assert not (tmp_path / "cache").exists()  # refused before the (slow) cache build
-    model = StageAwareRewardModel(
-        StageAwareConfig(encoder=ENCODER, hidden_dim=32, num_layers=1, num_heads=4, cameras=[TOP], image_dim=16,
+    model = SARMRewardModel(
+        SARMConfig(encoder=ENCODER, hidden_dim=32, num_layers=1, num_heads=4, cameras=[TOP], image_dim=16,
                          text_dim=16, max_state_dim=8, device="cpu")
     )  # fmt: skip
     assert model.required_inputs().state
@@ -258,8 +258,8 @@ def test_default_frame_gap_is_one_second_at_the_datasets_fps(
 def test_checkpoints_saved_before_the_seconds_default_load_unchanged(tmp_path):
     import rewardkit
 
-    model = StageAwareRewardModel(
-        StageAwareConfig(encoder=ENCODER, hidden_dim=32, num_layers=1, num_heads=4, n_obs_steps=4, frame_gap=7,
+    model = SARMRewardModel(
+        SARMConfig(encoder=ENCODER, hidden_dim=32, num_layers=1, num_heads=4, n_obs_steps=4, frame_gap=7,
                          max_rewind_steps=2, cameras=[TOP], image_dim=16, text_dim=16, device="cpu")
     )  # fmt: skip
     model.save_pretrained(tmp_path / "old")
@@ -269,5 +269,5 @@ def test_checkpoints_saved_before_the_seconds_default_load_unchanged(tmp_path):
     config_path.write_text(json.dumps(saved))
     assert rewardkit.load(tmp_path / "old").config.frame_gap == 7
     # built without a dataset, the 1 s default is taken at lerobot's 30 fps
-    assert StageAwareConfig().resolved().frame_gap == 30
-    assert StageAwareConfig(frame_gap_seconds=0.5).resolved(fps=20).frame_gap == 10
+    assert SARMConfig().resolved().frame_gap == 30
+    assert SARMConfig(frame_gap_seconds=0.5).resolved(fps=20).frame_gap == 10

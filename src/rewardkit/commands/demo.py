@@ -118,12 +118,12 @@ def held_out_split(kinds: dict[int, tuple[str, str]], every: int = 4) -> DemoSpl
 
 def _sarm_config(cfg: DemoConfig, dataset_root: Path, split: DemoSplit, cache_dir: str | None):
     from rewardkit.data.dataset import DatasetConfig
-    from rewardkit.models.sarm.configuration_sarm import StageAwareConfig
+    from rewardkit.models.sarm.configuration_sarm import SARMConfig
     from rewardkit.training.sarm import SARMTrainConfig
 
     # Small, for a CPU: the episodes are ~30 frames at 40 fps; a causal window of 5 frames 4 apart sees
     # 0.4 s of history (lerobot's default, 9 frames 30 apart, is made for long real-robot episodes).
-    model = StageAwareConfig(
+    model = SARMConfig(
         annotation_mode="dual",
         encoder=cfg.encoder,
         hidden_dim=cfg.hidden_dim,

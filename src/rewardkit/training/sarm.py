@@ -12,9 +12,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from rewardkit.data.dataset import STATE_KEY, DatasetError, RewardDataset, open_from_config
-from rewardkit.models.sarm.configuration_sarm import StageAwareConfig
+from rewardkit.models.sarm.configuration_sarm import SARMConfig
 from rewardkit.models.sarm.data import EpisodeSlice, SARMTrainingData, perturbation_texts
-from rewardkit.models.sarm.modeling_sarm import StageAwareRewardModel
+from rewardkit.models.sarm.modeling_sarm import SARMRewardModel
 from rewardkit.training.flags import (
     RewardTrainingConfig,
     check_numeric_inputs,
@@ -36,7 +36,7 @@ class SARMTrainConfig(RewardTrainingConfig):
         num_perturbation_texts: Unrelated instructions encoded once for language perturbation.
     """
 
-    model: StageAwareConfig = field(default_factory=StageAwareConfig)
+    model: SARMConfig = field(default_factory=SARMConfig)
     output_dir: str = "outputs/train/sarm"
     num_perturbation_texts: int = 64
 
@@ -64,7 +64,7 @@ def _scheme_annotations(dataset: RewardDataset, scheme: str) -> tuple[dict, list
 
 
 def check_annotations(
-    dataset: RewardDataset, model: StageAwareConfig
+    dataset: RewardDataset, model: SARMConfig
 ) -> dict[str, tuple[dict, list[str], list[float]]]:
     """Annotations of the schemes the mode needs: scheme -> (episode -> (names, starts, ends), stage names,
     temporal proportions); an error naming what is missing before training starts. `model` is only read."""
@@ -124,7 +124,7 @@ def episode_targets(
     return stage.astype(np.int64), tau.astype(np.float32)
 
 
-def prepare(cfg: SARMTrainConfig) -> tuple[StageAwareRewardModel, SARMTrainingData, SARMTrainingData | None]:
+def prepare(cfg: SARMTrainConfig) -> tuple[SARMRewardModel, SARMTrainingData, SARMTrainingData | None]:
     """Model and its training / validation data.
 
     `cfg.model` is not changed: what the dataset decides (cameras, stage names and proportions, frame gap,
@@ -178,7 +178,7 @@ def prepare(cfg: SARMTrainConfig) -> tuple[StageAwareRewardModel, SARMTrainingDa
         resolved["state_mean"] = state[rows].mean(0).tolist()
         resolved["state_std"] = np.maximum(state[rows].std(0), 1e-3).tolist()
     # the model pins what is left (architecture, temporal bands); data and model share its config
-    model = StageAwareRewardModel(replace(given, **resolved))
+    model = SARMRewardModel(replace(given, **resolved))
     model_config = model.config
 
     targets = {}

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from rewardkit.data.targets import single_stage_targets, stage_tau_targets
-from rewardkit.models.sarm import StageAwareConfig
+from rewardkit.models.sarm import SARMConfig
 from rewardkit.models.sarm.data import EpisodeSlice, SARMTrainingData
 
 FEATURE_DIM = 16
 
 
-def tiny_config(**overrides) -> StageAwareConfig:
+def tiny_config(**overrides) -> SARMConfig:
     """hidden 32, 1 layer, 4 heads, 4 observation steps 2 frames apart, one camera."""
     values = dict(
         hidden_dim=32,
@@ -28,10 +28,10 @@ def tiny_config(**overrides) -> StageAwareConfig:
         device="cpu",
     )
     values.update(overrides)
-    return StageAwareConfig(**values)
+    return SARMConfig(**values)
 
 
-def synthetic_data(config: StageAwareConfig, lengths=(20, 24, 16), augment=True, seed=0, num_tasks=1):
+def synthetic_data(config: SARMConfig, lengths=(20, 24, 16), augment=True, seed=0, num_tasks=1):
     """Features that carry progress (a learnable signal), targets per head, a perturbation bank."""
     rng = np.random.default_rng(seed)
     total = sum(lengths)

@@ -15,7 +15,7 @@ from sarm_helpers import tiny_config
 import rewardkit
 from rewardkit.data import annotations as io
 from rewardkit.data.dataset import DatasetConfig
-from rewardkit.models.sarm import StageAwareConfig, StageAwareRewardModel
+from rewardkit.models.sarm import SARMConfig, SARMRewardModel
 from rewardkit.training.sarm import SARMTrainConfig, prepare, train_sarm
 
 
@@ -23,7 +23,7 @@ from rewardkit.training.sarm import SARMTrainConfig, prepare, train_sarm
 def test_building_a_model_leaves_the_callers_config_unchanged(tmp_path, window):
     config = tiny_config(window=window, num_layers=2)
     before = copy.deepcopy(config)
-    model = StageAwareRewardModel(config)
+    model = SARMRewardModel(config)
     assert config == before and config.architecture is None and config.temporal_bands is None
     expected = ("sliding", [2, 2]) if window == "causal" else ("lerobot", None)
     assert (model.config.architecture, model.config.temporal_bands) == expected
@@ -39,7 +39,7 @@ def test_building_a_model_leaves_the_callers_config_unchanged(tmp_path, window):
 
 
 def _train_config(root, tmp_path, **model_fields) -> SARMTrainConfig:
-    model = StageAwareConfig(
+    model = SARMConfig(
         encoder="clip-random:tiny", hidden_dim=32, num_layers=1, num_heads=4, n_obs_steps=4,
         max_rewind_steps=2, device="cpu", **model_fields,
     )  # fmt: skip

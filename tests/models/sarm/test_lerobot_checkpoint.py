@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from lerobot.rewards.sarm.configuration_sarm import SARMConfig
-from lerobot.rewards.sarm.modeling_sarm import SARMRewardModel
+from lerobot.rewards.sarm.configuration_sarm import SARMConfig as LerobotSARMConfig
+from lerobot.rewards.sarm.modeling_sarm import SARMRewardModel as LerobotSARMRewardModel
 from lerobot.rewards.sarm.sarm_utils import compute_absolute_indices
 
 import rewardkit
 from rewardkit.models.base import EpisodeInputs
-from rewardkit.models.sarm import StageAwareRewardModel
+from rewardkit.models.sarm import SARMRewardModel
 
 DIM = 16
 
@@ -28,7 +28,7 @@ def lerobot_checkpoint(request, tmp_path):
             dense_subtask_names=["a", "b", "c"],
             dense_temporal_proportions=[0.2, 0.5, 0.3],
         )
-    config = SARMConfig(
+    config = LerobotSARMConfig(
         annotation_mode=request.param,
         hidden_dim=32,
         num_heads=4,
@@ -43,7 +43,7 @@ def lerobot_checkpoint(request, tmp_path):
         **extra,
     )
     torch.manual_seed(0)
-    reference = SARMRewardModel(config)
+    reference = LerobotSARMRewardModel(config)
     with torch.no_grad():  # lerobot initialises first_pos to zero: make it matter
         reference.stage_model.first_pos.normal_()
         reference.subtask_model.first_pos.normal_()
@@ -54,7 +54,7 @@ def lerobot_checkpoint(request, tmp_path):
 def test_lerobot_checkpoint_gives_lerobot_outputs(lerobot_checkpoint):
     reference, folder = lerobot_checkpoint
     ours = rewardkit.load(folder)
-    assert isinstance(ours, StageAwareRewardModel) and ours.config.window == "centred"
+    assert isinstance(ours, SARMRewardModel) and ours.config.window == "centred"
     rng = np.random.default_rng(0)
     length, batch = 14, 6
     features = rng.normal(size=(length, DIM)).astype(np.float32)

@@ -8,13 +8,13 @@ import torch
 from sarm_helpers import FEATURE_DIM, synthetic_data, tiny_config
 
 from rewardkit.models.base import EpisodeInputs
-from rewardkit.models.sarm import StageAwareRewardModel
+from rewardkit.models.sarm import SARMRewardModel
 from rewardkit.training import Trainer, TrainingConfig
 
 
-def _model(**overrides) -> StageAwareRewardModel:
+def _model(**overrides) -> SARMRewardModel:
     torch.manual_seed(0)
-    return StageAwareRewardModel(tiny_config(**overrides))
+    return SARMRewardModel(tiny_config(**overrides))
 
 
 def test_padded_positions_do_not_affect_loss():

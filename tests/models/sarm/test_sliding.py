@@ -9,14 +9,14 @@ import torch
 from sarm_helpers import FEATURE_DIM, tiny_config
 
 from rewardkit.models.base import EpisodeInputs
-from rewardkit.models.sarm import StageAwareConfig, StageAwareRewardModel
+from rewardkit.models.sarm import SARMConfig, SARMRewardModel
 from rewardkit.models.sarm.modeling_sarm import window_indices
 from rewardkit.models.sarm.sliding import spread_bands
 
 CAMERAS = ["observation.images.top", "observation.images.wrist"]
 
 
-def _model(**overrides) -> StageAwareRewardModel:
+def _model(**overrides) -> SARMRewardModel:
     torch.manual_seed(0)
     values = dict(
         cameras=CAMERAS, num_layers=4, n_obs_steps=5, frame_gap=3, temporal_bands=[0, 2, 1, 2],
@@ -24,7 +24,7 @@ def _model(**overrides) -> StageAwareRewardModel:
         dense_subtask_names=["a", "b", "c"], dense_temporal_proportions=[0.2, 0.5, 0.3],
     )  # fmt: skip
     values.update(overrides)
-    model = StageAwareRewardModel(tiny_config(**values)).eval()
+    model = SARMRewardModel(tiny_config(**values)).eval()
     with torch.no_grad():  # larger weights than the init (not the norms and heads), so frames clearly differ
         for name, parameter in model.named_parameters():
             if not any(part in name for part in ("norm", "fusion_backbone.0", "heads")):
@@ -156,19 +156,19 @@ def test_bands_default_and_validation():
     assert spread_bands(8, 4) == [2] * 4
     assert spread_bands(2, 4) == [0, 0, 1, 1]
     assert spread_bands(5, 3) == [1, 2, 2]
-    config = StageAwareConfig()
+    config = SARMConfig()
     assert config.resolved_architecture == "sliding" and config.layer_bands == [1] * 8
-    assert StageAwareConfig(window="centred").resolved_architecture == "lerobot"
+    assert SARMConfig(window="centred").resolved_architecture == "lerobot"
     # resolved from the fields as they are when the model is built, then pinned in the model's own config
     # (the caller's config is left as it was)
     config.num_layers, config.hidden_dim, config.num_heads, config.image_dim, config.text_dim = 2, 16, 2, 8, 8
-    model = StageAwareRewardModel(config)
+    model = SARMRewardModel(config)
     assert len(model.stage_model.layers) == 2 and model.config.temporal_bands == [4, 4]
     assert model.config.architecture == "sliding"
     assert config.temporal_bands is None and config.architecture is None
     with pytest.raises(ValueError, match="adding up to n_obs_steps"):
-        StageAwareConfig(num_layers=2, n_obs_steps=4, temporal_bands=[1, 2], max_rewind_steps=2)
+        SARMConfig(num_layers=2, n_obs_steps=4, temporal_bands=[1, 2], max_rewind_steps=2)
     with pytest.raises(ValueError, match="causal"):
-        StageAwareConfig(window="centred", architecture="sliding")
+        SARMConfig(window="centred", architecture="sliding")
     with pytest.raises(ValueError, match="architecture must be one of"):
-        StageAwareConfig(architecture="other")
+        SARMConfig(architecture="other")

@@ -21,7 +21,7 @@ DEFAULT_FPS = 30
 
 @RewardModelConfig.register_subclass("rewardkit_sarm")
 @dataclass
-class StageAwareConfig(RewardKitConfig):
+class SARMConfig(RewardKitConfig):
     """SARM: a stage classifier and a within-stage progress (tau) regressor over frozen features.
 
     Defaults follow lerobot's SARM (hidden 768, 8 layers, 12 heads, 8 observation steps 30 frames apart,
@@ -187,7 +187,7 @@ class StageAwareConfig(RewardKitConfig):
         seconds = self.frame_gap_seconds if self.frame_gap_seconds is not None else 1.0
         return max(1, round(seconds * (fps or DEFAULT_FPS)))
 
-    def resolved(self, fps: float | None = None) -> StageAwareConfig:
+    def resolved(self, fps: float | None = None) -> SARMConfig:
         """A new config with `architecture`, (sliding) `temporal_bands` and the frame gap in frames (at
         the dataset's `fps`) pinned from the fields as they are now; this one is left unchanged. A model
         is built from, and saves, the resolved config."""

@@ -1,6 +1,6 @@
 """SARM training samples from the feature cache: windows gathered by fancy indexing, targets per episode.
 
-A sample is one (episode, frame). Its sequence is the frame's window (`StageAwareConfig.window_offsets`,
+A sample is one (episode, frame). Its sequence is the frame's window (`SARMConfig.window_offsets`,
 clamped to the episode), optionally followed by rewound frames (walking back from the window's last frame,
 `frame_gap` apart, each labelled with its own frame's target) and zero padding up to
 `sequence_length`. Everything is read from arrays indexed by the dataset's global frame index: the
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from rewardkit.errors import RewardkitError
-from rewardkit.models.sarm.configuration_sarm import StageAwareConfig
+from rewardkit.models.sarm.configuration_sarm import SARMConfig
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class SARMTrainingData(torch.utils.data.Dataset):
 
     def __init__(
         self,
-        config: StageAwareConfig,
+        config: SARMConfig,
         image_features: Mapping[str, np.ndarray],
         episodes: Sequence[EpisodeSlice],
         text_features: np.ndarray,

@@ -21,7 +21,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
-    from rewardkit.models.sarm.configuration_sarm import StageAwareConfig
+    from rewardkit.models.sarm.configuration_sarm import SARMConfig
 
 
 class LerobotTransformer(nn.Module):
@@ -64,7 +64,7 @@ class LerobotTransformer(nn.Module):
 
     @classmethod
     def from_config(
-        cls, config: StageAwareConfig, head_sizes: dict[str, int], prior_classes: dict[str, int] | None = None
+        cls, config: SARMConfig, head_sizes: dict[str, int], prior_classes: dict[str, int] | None = None
     ) -> LerobotTransformer:
         """The stage model (`prior_classes` None) or the subtask model of `config`."""
         return cls(

@@ -52,7 +52,7 @@ from rewardkit.models.base import (
     RewardKitModel,
     load_weights,
 )
-from rewardkit.models.sarm.configuration_sarm import StageAwareConfig
+from rewardkit.models.sarm.configuration_sarm import SARMConfig
 from rewardkit.models.sarm.lerobot_layout import LerobotTransformer
 from rewardkit.models.sarm.sliding import SlidingHistory, SlidingTransformer
 
@@ -69,21 +69,21 @@ def window_indices(length: int, frames: np.ndarray, offsets: list[int] | np.ndar
     return np.clip(frames[:, None] + np.asarray(offsets, dtype=np.int64)[None, :], 0, length - 1)
 
 
-class StageAwareRewardModel(RewardKitModel):
+class SARMRewardModel(RewardKitModel):
     """SARM reward model reading cached frozen features (see the module docstring for batch keys).
 
     The config given is not changed: the model keeps a copy with the architecture and the temporal bands
     resolved (`self.config`), which is what it saves.
     """
 
-    config_class = StageAwareConfig
+    config_class = SARMConfig
     name = "rewardkit_sarm"
 
-    def __init__(self, config: StageAwareConfig, **kwargs: Any) -> None:
+    def __init__(self, config: SARMConfig, **kwargs: Any) -> None:
         # pinned now (fields may have been set after the config was made), and saved with the model
         config = config.resolved()
         super().__init__(config)
-        self.config: StageAwareConfig = config
+        self.config: SARMConfig = config
         transformer = SlidingTransformer if config.architecture == "sliding" else LerobotTransformer
         stage_sizes = {"sparse": config.stages("sparse"), "dense": config.stages("dense")}
         self.stage_model = transformer.from_config(config, head_sizes=stage_sizes)
@@ -384,7 +384,7 @@ class SlidingStream:
     the first frame since `reset`). Each step runs one frame's tokens through every layer of both models,
     attending to each layer's cached keys and values of the frames 1..band gaps before it."""
 
-    def __init__(self, model: StageAwareRewardModel) -> None:
+    def __init__(self, model: SARMRewardModel) -> None:
         assert isinstance(model.stage_model, SlidingTransformer)
         assert isinstance(model.subtask_model, SlidingTransformer)
         self.model = model
@@ -442,7 +442,7 @@ _LEROBOT_FIELDS = (
 )
 
 
-def load_lerobot_sarm(folder: Path) -> StageAwareRewardModel:
+def load_lerobot_sarm(folder: Path) -> SARMRewardModel:
     """Open a lerobot SARM checkpoint (config.json of type "sarm" + model.safetensors) as our model.
 
     The weights load unchanged; the window is centred, as lerobot's model was trained. lerobot normalises
@@ -457,7 +457,7 @@ def load_lerobot_sarm(folder: Path) -> StageAwareRewardModel:
         raise CheckpointError(f"cannot read lerobot SARM config {config_path}: {e}") from e
     fields = {key: data[key] for key in _LEROBOT_FIELDS if key in data and data[key] is not None}
     image_key = data.get("image_key") or "observation.images.top"
-    config = StageAwareConfig(
+    config = SARMConfig(
         **fields,
         window="centred",
         cameras=[image_key],
@@ -466,6 +466,6 @@ def load_lerobot_sarm(folder: Path) -> StageAwareRewardModel:
         device="cpu",
         state_stats_from_dataset=True,
     )
-    model = StageAwareRewardModel(config)
+    model = SARMRewardModel(config)
     load_weights(model, folder / "model.safetensors", strict=True)
     return model.eval()

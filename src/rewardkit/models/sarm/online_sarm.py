@@ -1,8 +1,8 @@
-"""The causal SARM, one observation at a time (`StageAwareRewardModel.online()`).
+"""The causal SARM, one observation at a time (`SARMRewardModel.online()`).
 
 Each step encodes ONE new frame per camera with the frozen encoder. With the sliding architecture
 (the causal default) the new frame alone then goes through each layer of both transformers, attending to
-the cached keys and values of the frames 1..band gaps before it (`StageAwareRewardModel.online_stream`); with
+the cached keys and values of the frames 1..band gaps before it (`SARMRewardModel.online_stream`); with
 lerobot's layout its features go into a ring buffer of the last `n_obs_steps * frame_gap + 1` frames and
 both transformers run over the window gathered from it. Either way the windows are clamped to the first
 frame since reset, exactly as `window_indices` does when labelling a recorded episode, so the online
@@ -25,7 +25,7 @@ class SarmOnline:
     """Causal SARM one observation at a time (see the module docstring).
 
     Args:
-        model: a `StageAwareRewardModel` with a causal window.
+        model: a `SARMRewardModel` with a causal window.
         task: the task text (default: `observation["task"]` at each step).
         encoder: the frozen encoder (default: built from `model.config.encoder`); pass one to share it.
     """

@@ -39,7 +39,7 @@ import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
-    from rewardkit.models.sarm.configuration_sarm import StageAwareConfig
+    from rewardkit.models.sarm.configuration_sarm import SARMConfig
 
 
 def spread_bands(n_obs_steps: int, num_layers: int) -> list[int]:
@@ -186,7 +186,7 @@ class SlidingTransformer(nn.Module):
 
     @classmethod
     def from_config(
-        cls, config: StageAwareConfig, head_sizes: dict[str, int], prior_classes: dict[str, int] | None = None
+        cls, config: SARMConfig, head_sizes: dict[str, int], prior_classes: dict[str, int] | None = None
     ) -> SlidingTransformer:
         """The stage model (`prior_classes` None) or the subtask model of `config` (bands resolved)."""
         return cls(
