@@ -17,7 +17,7 @@ import torch
 
 # The per-model test helpers live beside their tests, and pytest puts only the running test file's folder on
 # sys.path: reuse them rather than copy their tiny configurations.
-for _folder in ("sarm", "rewact", "robometer"):
+for _folder in ("sarm", "rewact", "robometer", "topreward"):
     _path = str(Path(__file__).parent / _folder)
     if _path not in sys.path:
         sys.path.insert(0, _path)
@@ -25,6 +25,7 @@ for _folder in ("sarm", "rewact", "robometer"):
 from rewact_helpers import make_policy_and_processors  # noqa: E402
 from robometer_helpers import build_robometer  # noqa: E402
 from sarm_helpers import tiny_config as sarm_tiny_config  # noqa: E402
+from topreward_helpers import build_topreward_contract  # noqa: E402
 
 from rewardkit.data.dataset import STATE_KEY, RewardDataset  # noqa: E402
 
@@ -170,6 +171,13 @@ CASES = [
         "tiny_dataset",
         lambda ds, enc: build_robometer(camera=ds.camera_keys[0]),
         {"progress": (), "success_prob": ()},
+    ),
+    # TOPReward (prefix cache) on a tiny random Qwen3-VL; causal "running" normalisation so it runs online.
+    ModelCase(
+        "topreward_running",
+        "tiny_dataset",
+        lambda ds, enc: build_topreward_contract(camera=ds.camera_keys[0]),
+        {"progress": (), "log_prob": ()},
     ),
 ]
 

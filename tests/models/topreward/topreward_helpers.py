@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import torch
+
 _models = str(Path(__file__).resolve().parent.parent)
 if _models not in sys.path:
     sys.path.insert(0, _models)
@@ -15,11 +17,37 @@ from vlm_helpers import make_tiny_qwen3_vl  # noqa: E402
 
 def make_tiny_topreward_vlm(folder: Path, seed: int = 0, **widths) -> Path:
     """A tiny Qwen3-VL (`vlm_helpers.make_tiny_qwen3_vl`) whose video processor keeps any frame count of
-    32x32 frames at 32x32 (shortest_edge 1024 <= 2*32*32, longest_edge far above any test video)."""
-    from transformers import AutoProcessor
+    32x32 frames at 32x32 (shortest_edge 1024 <= 2*32*32, longest_edge far above any test video).
+
+    Its output layer is scaled up 20x: a random init's logits are nearly flat, so the log-probabilities of
+    different prefixes would differ by ~1e-3 and min-max progress would amplify float32 rounding."""
+    from transformers import AutoProcessor, Qwen3VLForConditionalGeneration
 
     make_tiny_qwen3_vl(folder, seed=seed, **widths)
+    model = Qwen3VLForConditionalGeneration.from_pretrained(folder)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(20.0)
+    model.save_pretrained(folder)
     processor = AutoProcessor.from_pretrained(folder)
     processor.video_processor.size = {"shortest_edge": 1024, "longest_edge": 32 * 32 * 4096}
     processor.save_pretrained(folder)
     return folder
+
+
+_CONTRACT_VLM: dict[str, Path] = {}
+
+
+def build_topreward_contract(camera: str, **options):
+    """The contract suite's TOPReward: the tiny VLM (written once per process to a temporary folder),
+    float32 on CPU, `normalize="running"` (causal, so an online step equals labelling), every frame scored."""
+    import tempfile
+
+    import rewardkit
+
+    if "vlm" not in _CONTRACT_VLM:
+        _CONTRACT_VLM["vlm"] = make_tiny_topreward_vlm(
+            Path(tempfile.mkdtemp(prefix="topreward-vlm-")) / "vlm"
+        )
+    values = dict(torch_dtype="float32", device="cpu", normalize="running", camera=camera)
+    values.update(options)
+    return rewardkit.load(f"topreward:{_CONTRACT_VLM['vlm']}", **values)
