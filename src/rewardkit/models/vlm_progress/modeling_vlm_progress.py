@@ -39,7 +39,7 @@ from torch import Tensor
 from rewardkit.errors import RewardkitError
 from rewardkit.io_utils import atomic_write_text
 from rewardkit.models.base import EpisodeInputs, FrameOutputs, ModelInputs, RewardKitModel
-from rewardkit.openai_client import BackendError, OpenAIClient, chat_request_body
+from rewardkit.openai_client import BackendError, OpenAIClient, chat_request_body, check_key_transport
 
 from .configuration_vlm_progress import VLMProgressConfig
 
@@ -188,6 +188,10 @@ class VLMProgressRewardModel(RewardKitModel):
         self._client_lock = threading.Lock()
         self._camera: str | None = config.camera
         self.cache_hits = 0
+        # Refused now, before any frame is decoded, rather than at the first request.
+        check_key_transport(
+            config.base_url, os.environ.get(config.api_key_env) or None, config.allow_insecure_http
+        )
 
     # ---- plumbing ---------------------------------------------------------------------------------
     @property
