@@ -6,12 +6,10 @@ state-dict keys, same `compute_reward`, same forward `_compute_rbm_logits`), wit
 `label_episode` (every frame of an episode), `online`, strict atomic save/load. Nothing of lerobot's
 network or processor is copied; what we own is the feeding:
 
-- frames come as decoded uint8 (T, H, W, 3) from `EpisodeInputs.frames` (each frame decoded once per
-  episode) and go straight into lerobot's `RobometerEncoderProcessorStep.encode_samples`. lerobot's
-  labeller (`compute_rabc_weights.compute_robometer_progress`) instead reads `dataset[i]` frame by frame
-  (a video seek per frame) and turns its float [0, 1] frames back into uint8 by truncation
-  (`(x * 255).astype(uint8)`), which lowers by one level every pixel whose float is a hair under its
-  integer: the model sees other pixels than the video's;
+- frames come as decoded uint8 (T, H, W, 3) from `EpisodeInputs.frames` (each frame of an episode decoded
+  once, in order) and go straight into lerobot's `RobometerEncoderProcessorStep.encode_samples`. lerobot's
+  labeller (`compute_rabc_weights.compute_robometer_progress`) reads `dataset[i]` item by item (a video
+  seek per frame, float frames turned back into uint8);
 - the model's own config.json is used (lerobot's labeller rebuilds a default `RobometerConfig`, which
   fetches the base model's config from the hub and ignores the checkpoint's `vlm_config`);
 - the processor folder is checked before lerobot loads it with `trust_remote_code=True` (a folder whose
