@@ -7,6 +7,7 @@ reason), write the table, the keep list and a filtered copy of the dataset.
 
 from rewardkit.curation.dataset_curation import (
     CurationReport,
+    calibrate_from_progress,
     curate_dataset,
     curation_output_paths,
     render_curation_html,
@@ -30,6 +31,7 @@ __all__ = [
     "CurationThresholds",
     "EpisodeMetrics",
     "EpisodeQuality",
+    "calibrate_from_progress",
     "curate",
     "curate_dataset",
     "curation_output_paths",

@@ -337,3 +337,43 @@ def write_verdict_weights(
         "dataset": dataset_fingerprint(dataset),
     }
     return write_weights_parquet(path, index, weight, provenance, extra_columns={"episode_index": episode})
+
+
+def calibrate_from_progress(
+    progress_path: str | Path,
+    dataset: Any,
+    failed_episodes: list[int] | tuple[int, ...] = (),
+    failure_column: str | None = None,
+    head: str = "sparse",
+    max_false_rate: float = 0.01,
+    hold_frames: list[int] | tuple[int, ...] = (1, 2, 3, 5, 8, 10, 15, 20, 30),
+):
+    """A `Calibration` from a progress parquet and the outcomes the dataset (and `failed_episodes`) give.
+
+    Only the episodes both in the file and in `dataset`'s selection are used. Returns a
+    `rewardkit.online.calibration.Calibration` (save it with `save_calibration`).
+    """
+    import dataclasses
+
+    from rewardkit.evaluation import ground_truth_from_dataset
+    from rewardkit.online.calibration import calibrate
+
+    report = curate_dataset(progress_path, dataset, head=head)
+    selected = set(dataset.episode_indices) & set(report.curves)
+    if not selected:
+        raise RewardkitError(
+            f"no episode of {progress_path} is among the selected episodes of {dataset.root}"
+        )
+    subset = dataclasses.replace(dataset, selected_episodes=sorted(selected))
+    truths = ground_truth_from_dataset(
+        subset, failed_episodes, failure_column=failure_column, stage_scheme=None
+    )
+    return calibrate(
+        {e: report.curves[e] for e in selected},
+        {e: bool(truths[e].success) for e in selected},
+        fps=report.fps,
+        max_false_rate=max_false_rate,
+        hold_frames=hold_frames,
+        signal="progress",
+        source={"progress_path": report.progress_path, "head": head, "dataset": report.dataset_root},
+    )

@@ -11,6 +11,10 @@ into two decisions:
 - **stalled** (a level): progress has not risen by more than `stall_epsilon` above its best value for
   `stall_seconds`.
 
+The threshold and hold come, in this order, from the arguments, from a calibration (`calibration=` a
+`calibration.json` written by `rewardkit calibrate`; `RewardMonitor.from_pretrained(folder)` reads the one
+beside the model by default), else the defaults 0.9 and 0.5 s.
+
 Time is the step count over `fps` when `fps` is given (deterministic, what a fixed-rate loop means),
 the `timestamp` passed to `step` when given, else the wall clock.
 
@@ -27,11 +31,13 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rewardkit.errors import RewardkitError
 from rewardkit.models.base import RewardModel
 from rewardkit.online.adapters import InvalidObservation, OnlineModel, make_online_model
+from rewardkit.online.calibration import Calibration, calibration_beside, load_calibration
 
 logger = logging.getLogger(__name__)
 
@@ -80,10 +86,14 @@ class RewardMonitor:
         model: a rewardkit model (causal SARM, RewACT, success classifier), an `OnlineModel` adapter, or
             a function observation -> progress.
         fps: the control rate; with it, time is step / fps. None: `step(timestamp=...)` or wall clock.
-        complete_threshold: the signal level that arms task completion.
+        complete_threshold: the signal level that arms task completion (default: the calibration's, else 0.9).
         release_threshold: the level below which an armed completion is cancelled (hysteresis);
-            default complete_threshold - 0.1.
-        hold_seconds: how long the signal must stay armed before completion fires (0: at once).
+            default: the calibration's (= its threshold), else complete_threshold - 0.1.
+        hold_seconds: how long the signal must stay armed before completion fires (0: at once; default:
+            the calibration's, else 0.5).
+        calibration: a `Calibration`, or the path of a calibration file (or of the folder holding
+            `calibration.json`); its threshold, hold and signal are the defaults of the three arguments
+            above and of `signal`.
         stall_seconds: how long without progress before `stalled` (None: never).
         stall_epsilon: the progress increase that counts as progress.
         signal: which output the completion rule reads: "progress", "success_prob", or "auto"
@@ -98,15 +108,28 @@ class RewardMonitor:
         model: RewardModel | OnlineModel | Callable[[Mapping[str, Any]], Any],
         *,
         fps: float | None = None,
-        complete_threshold: float = 0.9,
+        complete_threshold: float | None = None,
         release_threshold: float | None = None,
-        hold_seconds: float = 0.5,
+        hold_seconds: float | None = None,
         stall_seconds: float | None = 5.0,
         stall_epsilon: float = 0.01,
         signal: str = "auto",
         on_invalid: str = "raise",
+        calibration: Calibration | str | Path | None = None,
         **adapter_kwargs: Any,
     ):
+        if calibration is not None and not isinstance(calibration, Calibration):
+            calibration = load_calibration(calibration)
+        self.calibration = calibration
+        calibrated = calibration.monitor_kwargs() if calibration is not None else {}
+        if complete_threshold is None:
+            complete_threshold = calibrated.get("complete_threshold", 0.9)
+            if release_threshold is None:
+                release_threshold = calibrated.get("release_threshold")
+        if hold_seconds is None:
+            hold_seconds = calibrated.get("hold_seconds", 0.5)
+        if signal == "auto" and calibration is not None:
+            signal = calibration.signal  # the signal the threshold was measured on
         if release_threshold is None:
             release_threshold = complete_threshold - 0.1
         if not 0.0 <= release_threshold <= complete_threshold <= 1.0:
@@ -134,6 +157,28 @@ class RewardMonitor:
         self.stall_epsilon = stall_epsilon
         self.signal = signal
         self.reset()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_path: str | Path,
+        *,
+        calibration: Calibration | str | Path | None = "auto",
+        device: str | None = None,
+        **kwargs: Any,
+    ) -> RewardMonitor:
+        """A monitor around the model at `model_path` (loaded with `rewardkit.load`).
+
+        `calibration="auto"` (default) uses `<model_path>/calibration.json` when there is one (logged),
+        None ignores it, a path or `Calibration` uses that one. `kwargs` go to `RewardMonitor`.
+        """
+        import rewardkit
+
+        if isinstance(calibration, str) and calibration == "auto":
+            calibration = calibration_beside(model_path)
+            if calibration is not None:
+                logger.info("completion rule from %s", calibration)
+        return cls(rewardkit.load(model_path, device=device), calibration=calibration, **kwargs)
 
     def reset(self) -> None:
         """Start a new episode: clear the model's history and both rules."""
