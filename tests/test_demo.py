@@ -10,9 +10,11 @@ import math
 
 import pytest
 
-from rewardkit.commands import demo
+from rewardkit import demo
+from rewardkit.commands import demo as demo_command
 from rewardkit.sim import bundled_dataset_path
 from rewardkit.sim.metaworld_sim import read_ground_truth
+from rewardkit.training.rewact import lerobot_info_logs_hidden
 
 
 def test_held_out_split_keeps_every_task_and_failure_kind_out_of_training():
@@ -45,7 +47,7 @@ def demo_run(tmp_path_factory):
     ]
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
-        assert demo.main(argv) == 0
+        assert demo_command.main(argv) == 0
     (out / "demo" / "printed.txt").write_text(printed.getvalue())
     return out / "demo"
 
@@ -68,7 +70,7 @@ def test_lerobot_logging_is_restored_after_the_rewact_run():
     root.setLevel(logging.WARNING)
     try:
         original = lerobot_train.init_logging
-        with demo._lerobot_info_logs_hidden():
+        with lerobot_info_logs_hidden():
             lerobot_train.init_logging()  # what lerobot's train() does first
             consoles = [h for h in root.handlers if isinstance(h, logging.StreamHandler)]
             assert consoles and all(h.level == logging.WARNING for h in consoles)
@@ -114,5 +116,7 @@ def test_demo_never_deletes_training_folders_it_did_not_make(tmp_path):
     mine.mkdir(parents=True)
     (mine / "keep.txt").write_text("not the demo's")
     with pytest.raises(SystemExit, match="not from an earlier demo run"):
-        demo.main([f"--output_dir={tmp_path / 'out'}", f"--cache_dir={tmp_path / 'cache'}", "--steps=1"])
+        demo_command.main(
+            [f"--output_dir={tmp_path / 'out'}", f"--cache_dir={tmp_path / 'cache'}", "--steps=1"]
+        )
     assert (mine / "keep.txt").read_text() == "not the demo's"

@@ -15,9 +15,13 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rewardkit.training.trainer import TrainResult
 
@@ -78,3 +82,26 @@ def train_rewact(cfg: RewACTTrainConfig) -> TrainResult:
     # Without --output_dir lerobot names the folder itself (by date) and does not return it.
     checkpoint = Path(output_dirs[-1]) / "checkpoints" / "last" / "pretrained_model" if output_dirs else None
     return TrainResult(checkpoint=checkpoint, step=steps[-1] if steps else 0)
+
+
+@contextmanager
+def lerobot_info_logs_hidden() -> Iterator[None]:
+    """While lerobot's training loop runs, its console shows warnings and errors only, not its INFO lines
+    (config dump, per-step metrics). lerobot's `init_logging` replaces the root logger's handlers; they and
+    the root level are restored afterwards, so rewardkit's (and lerobot's) logging elsewhere is unchanged."""
+    from lerobot.scripts import lerobot_train
+
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    init_logging = lerobot_train.init_logging
+
+    def init_logging_warnings_only(*args: Any, **kwargs: Any) -> None:
+        init_logging(*args, **{**kwargs, "console_level": "WARNING"})
+
+    lerobot_train.init_logging = init_logging_warnings_only
+    try:
+        yield
+    finally:
+        lerobot_train.init_logging = init_logging
+        root.handlers[:] = handlers
+        root.setLevel(level)
