@@ -17,7 +17,7 @@ import torch
 
 # The per-model test helpers live beside their tests, and pytest puts only the running test file's folder on
 # sys.path: reuse them rather than copy their tiny configurations.
-for _folder in ("sarm", "rewact", "robometer", "topreward"):
+for _folder in ("sarm", "rewact", "robometer", "topreward", "vlm_progress"):
     _path = str(Path(__file__).parent / _folder)
     if _path not in sys.path:
         sys.path.insert(0, _path)
@@ -26,6 +26,7 @@ from rewact_helpers import make_policy_and_processors  # noqa: E402
 from robometer_helpers import build_robometer  # noqa: E402
 from sarm_helpers import tiny_config as sarm_tiny_config  # noqa: E402
 from topreward_helpers import build_topreward_contract  # noqa: E402
+from vlm_progress_helpers import build_for_contract as build_vlm_progress  # noqa: E402
 
 from rewardkit.data.dataset import STATE_KEY, RewardDataset  # noqa: E402
 
@@ -179,6 +180,9 @@ CASES = [
         lambda ds, enc: build_topreward_contract(camera=ds.camera_keys[0]),
         {"progress": (), "log_prob": ()},
     ),
+    # Zero-shot GVL progress over a fake OpenAI-compatible server on 127.0.0.1 that scores each frame by its
+    # content; every frame shown (num_frames >= the episode), so an online step equals labelling.
+    ModelCase("vlm_progress", "tiny_dataset", build_vlm_progress, {"progress": ()}),
 ]
 
 
