@@ -155,3 +155,40 @@ def test_wrapper_with_a_classifier_on_a_metaworld_env():
     finally:
         renderer.close()
         env.close()
+
+
+@pytest.mark.parametrize("gamma", [0.9, 1.0])
+def test_shaped_reward_is_env_reward_plus_gamma_phi_next_minus_phi(gamma):
+    env = RewardWrapper(
+        SlideEnv(speed=0.15), RewardMonitor(progress_model, fps=10), obs_to_model=to_model,
+        reward_mode="shaped", gamma=gamma,
+    )  # fmt: skip
+    _, info = env.reset(seed=0)
+    phi = info["reward_model"]["progress"]
+    for _ in range(9):  # past progress 1: Phi saturates, the term becomes (gamma - 1) * 1
+        _, reward, _, _, info = env.step(np.zeros(1))
+        phi_next = info["reward_model"]["progress"]
+        assert reward == pytest.approx(info["env_reward"] + gamma * phi_next - phi)
+        assert info["reward_model"]["reward"] == pytest.approx(gamma * phi_next - phi)
+        phi = phi_next
+
+
+def test_combine_add_and_replace_and_bad_options():
+    add = RewardWrapper(
+        SlideEnv(), RewardMonitor(progress_model, fps=10), obs_to_model=to_model, combine="add"
+    )
+    add.reset(seed=0)
+    _, reward, _, _, info = add.step(np.zeros(1))
+    assert reward == pytest.approx(-1.0 + 0.1) and info["env_reward"] == -1.0
+    shaped_only = RewardWrapper(
+        SlideEnv(), RewardMonitor(progress_model, fps=10), obs_to_model=to_model, reward_mode="shaped",
+        gamma=0.5, combine="replace",
+    )  # fmt: skip
+    shaped_only.reset(seed=0)
+    assert shaped_only.step(np.zeros(1))[1] == pytest.approx(0.5 * 0.1 - 0.0)
+    from rewardkit.errors import RewardkitError
+
+    with pytest.raises(RewardkitError, match="gamma"):
+        RewardWrapper(SlideEnv(), RewardMonitor(progress_model), reward_mode="shaped", gamma=1.5)
+    with pytest.raises(RewardkitError, match="combine"):
+        RewardWrapper(SlideEnv(), RewardMonitor(progress_model), combine="multiply")

@@ -2,7 +2,8 @@
 
 The model's output goes into `info["reward_model"]` (a dict of the `MonitorOutput` fields) at reset and
 at every step; by option it replaces the env's reward (the env's own reward stays in
-`info["env_reward"]`) and ends the episode (`terminated=True`) when the monitor detects task completion.
+`info["env_reward"]`), is added to it, or shapes it (potential-based shaping, Ng et al. 1999: r + γΦ(s') - Φ(s)
+with Φ = progress, which keeps the env's optimal policies), and ends the episode (`terminated=True`) when the monitor detects task completion.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import gymnasium as gym
 from rewardkit.errors import RewardkitError
 from rewardkit.online.monitor import MonitorOutput, RewardMonitor
 
-REWARD_MODES = ("progress", "delta", "success")
+REWARD_MODES = ("progress", "delta", "success", "shaped")
+COMBINES = ("env", "replace", "add")
 INFO_KEY = "reward_model"
 
 
@@ -31,11 +33,16 @@ class RewardWrapper(gym.Wrapper):
             "observation.images.<cam>", "observation.state", ...); None: the env's observation already is
             one. Close over the env to add rendered frames (`lambda obs: {"observation.images.top":
             env.render(), ...}`).
-        replace_reward: return the model's reward instead of the env's.
+        replace_reward: return the model's reward instead of the env's (same as combine="replace").
         terminate_on_complete: set `terminated=True` once task completion has fired.
         reward_mode: the model reward: "progress" (the monitor's signal: progress, or success probability
             for a classifier), "delta" (progress increase since the previous step: a potential-based
-            shaping term) or "success" (1.0 once task completion has fired, else 0.0).
+            shaping term with γ = 1), "success" (1.0 once task completion has fired, else 0.0) or "shaped"
+            (the shaping term γ·Φ(s') - Φ(s), Φ = progress; returned added to the env's reward by default).
+        gamma: γ of the shaped reward (use the RL algorithm's discount).
+        combine: what `step` returns: "env" (the env's reward; the model's in info), "replace" (the
+            model's) or "add" (env + model). Default: "replace" with `replace_reward`, "add" for
+            reward_mode="shaped", else "env".
     """
 
     def __init__(
@@ -46,10 +53,22 @@ class RewardWrapper(gym.Wrapper):
         replace_reward: bool = False,
         terminate_on_complete: bool = False,
         reward_mode: str = "progress",
+        gamma: float = 0.99,
+        combine: str | None = None,
     ):
         super().__init__(env)
         if reward_mode not in REWARD_MODES:
             raise RewardkitError(f"reward_mode must be one of {REWARD_MODES}, got {reward_mode!r}")
+        if combine is None:
+            combine = "replace" if replace_reward else "add" if reward_mode == "shaped" else "env"
+        if combine not in COMBINES or (replace_reward and combine != "replace"):
+            raise RewardkitError(
+                f"combine must be one of {COMBINES} (replace_reward=True means 'replace'), got {combine!r}"
+            )
+        if not 0.0 <= gamma <= 1.0:
+            raise RewardkitError(f"gamma must lie in [0, 1], got {gamma}")
+        self.gamma = float(gamma)
+        self.combine = combine
         self.monitor = monitor
         self.obs_to_model = obs_to_model
         self.replace_reward = replace_reward
@@ -70,6 +89,8 @@ class RewardWrapper(gym.Wrapper):
         """The reward this wrapper derives from one monitor output (see `reward_mode`)."""
         if self.reward_mode == "delta":
             return output.progress - self._previous_progress
+        if self.reward_mode == "shaped":
+            return self.gamma * output.progress - self._previous_progress
         if self.reward_mode == "success":
             return float(output.done)
         return output.signal
@@ -94,4 +115,5 @@ class RewardWrapper(gym.Wrapper):
         # `done`, not the one-step `completed` event: completion detected at reset also ends the episode.
         if self.terminate_on_complete and output.done:
             terminated = True
-        return observation, (reward if self.replace_reward else env_reward), terminated, truncated, info
+        returned = {"env": env_reward, "replace": reward, "add": float(env_reward) + reward}[self.combine]
+        return observation, returned, terminated, truncated, info
