@@ -37,6 +37,8 @@ class EvalConfig:
         stride: labelling stride (1: every frame).
         episode_plots: per-episode plots per model in the report (failed episodes first).
         device: where to run the models (default: each checkpoint's device).
+        calibration: a calibration file (`rewardkit calibrate`) whose completion ROC and chosen point the
+            report shows.
         overwrite: replace an earlier report (eval.json, report.html, plots) in `output_dir` (off: the run
             stops before any work).
     """
@@ -56,6 +58,7 @@ class EvalConfig:
     stride: int = 1
     episode_plots: int = 3
     device: str | None = None
+    calibration: str | None = None
     overwrite: bool = False
 
 
@@ -95,7 +98,14 @@ def main(argv: list[str]) -> int:
         )
         for name, spec in zip(names, cfg.models, strict=True)
     }
-    report = evaluate_dataset(models, dataset, truths, cfg.output_dir, cfg.stride, cfg.episode_plots)
+    calibration = None
+    if cfg.calibration:
+        from rewardkit.online.calibration import load_calibration
+
+        calibration = load_calibration(cfg.calibration)
+    report = evaluate_dataset(
+        models, dataset, truths, cfg.output_dir, cfg.stride, cfg.episode_plots, calibration=calibration
+    )
     for name, result in report.results.items():
         s = result["summary"]
         auroc = "n/a" if s["final_progress_auroc"] is None else f"{s['final_progress_auroc']:.3f}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -93,13 +94,53 @@ def _by_kind_html(results: Mapping[str, Mapping[str, Any]]) -> list[str]:
     return parts
 
 
+def calibration_section(calibration: Any) -> str:
+    """HTML: the ROC of a calibration (`rewardkit.online.calibration.Calibration`) with the chosen point
+    marked, and the chosen rule with its rates per hold tried."""
+    from rewardkit.viz.plots import _pyplot
+
+    e = html.escape
+    roc = calibration.roc
+    plt = _pyplot()
+    figure, ax = plt.subplots(figsize=(4.5, 4))
+    try:
+        ax.step(roc["false_rate"], roc["detection_rate"], where="post", color="#2E86AB")
+        ax.plot([calibration.false_rate], [calibration.detection_rate], "o", color="#D1495B",
+                label=f"chosen: threshold {calibration.complete_threshold:.3f}")  # fmt: skip
+        ax.axvline(calibration.max_false_rate, color="#999999", linestyle=":", label="accepted false rate")
+        ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), xlabel="false-completion rate (failed episodes)",
+               ylabel="detection rate (successful episodes)",
+               title=f"completion ROC, hold {calibration.hold_frames} frames")  # fmt: skip
+        ax.legend(loc="lower right", fontsize=8)
+        buffer = io.BytesIO()
+        figure.savefig(buffer, dpi=80, bbox_inches="tight", format="png")
+    finally:
+        plt.close(figure)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    rows = "".join(
+        f"<tr><td>{h['hold_frames']}</td><td>{h['threshold']:.3f}</td><td>{h['detection_rate']:.3f}</td>"
+        f"<td>{h['false_rate']:.3f}</td></tr>"
+        for h in calibration.holds
+    )
+    return (
+        "<h2>Success detection (calibration)</h2>"
+        f"<p>{e(calibration.describe())}</p>"
+        f'<figure><img src="data:image/png;base64,{data}" alt="completion ROC">'
+        "<figcaption>completion ROC over episodes; the dot is the chosen point</figcaption></figure>"
+        "<table><tr><th>hold (frames)</th><th>threshold</th><th>detection rate</th><th>false rate</th></tr>"
+        f"{rows}</table>"
+    )
+
+
 def render_html(
     results: Mapping[str, Mapping[str, Any]],
     images: Sequence[tuple[str, Path]],
     title: str,
     context: Mapping[str, Any],
+    calibration: Any = None,
 ) -> str:
-    """The report page: context, the time-baseline note, the summary table, per-episode tables, images."""
+    """The report page: context, the time-baseline note, the summary table, per-episode tables, the
+    calibration's ROC and chosen point (when given), images."""
     e = html.escape
     parts = [
         "<!DOCTYPE html>",
@@ -139,6 +180,8 @@ def render_html(
                 f"<td>{_format(row['stage_accuracy'])}</td></tr>"
             )
         parts.append("</table>")
+    if calibration is not None:
+        parts.append(calibration_section(calibration))
     if images:
         parts.append("<h2>Plots</h2>")
         parts.extend(_image_tag(path, caption) for caption, path in images)
@@ -152,10 +195,12 @@ def write_report(
     images: Sequence[tuple[str, Path]] = (),
     title: str = "rewardkit evaluation",
     context: Mapping[str, Any] | None = None,
+    calibration: Any = None,
 ) -> tuple[Path, Path]:
     """Write `eval.json` (every number) and `report.html` (self-contained) into `output_dir`.
 
-    `results`: {model name: evaluate_predictions(...)}; `images`: (caption, PNG path) pairs to embed.
+    `results`: {model name: evaluate_predictions(...)}; `images`: (caption, PNG path) pairs to embed;
+    `calibration`: a `Calibration` whose ROC and chosen point the report shows (and eval.json holds).
     Returns (json path, html path).
     """
     output_dir = Path(output_dir)
@@ -167,6 +212,12 @@ def write_report(
         "models": results,
         "images": [{"caption": c, "file": str(p)} for c, p in images],
     }
+    if calibration is not None:
+        from dataclasses import asdict
+
+        payload["calibration"] = asdict(calibration)
     json_path = atomic_write_text(output_dir / "eval.json", json.dumps(_clean(payload), indent=2))
-    html_path = atomic_write_text(output_dir / "report.html", render_html(results, images, title, context))
+    html_path = atomic_write_text(
+        output_dir / "report.html", render_html(results, images, title, context, calibration)
+    )
     return json_path, html_path

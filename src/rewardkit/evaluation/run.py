@@ -60,6 +60,7 @@ def evaluate_dataset(
     episode_plots: int = 3,
     context: Mapping[str, Any] | None = None,
     show_progress: bool = True,
+    calibration: Any = None,
 ) -> EvaluationReport:
     """Label `truths`' episodes with every model, evaluate beside the two baselines, write the report.
 
@@ -109,5 +110,5 @@ def evaluate_dataset(
         "stride": stride,
         **(context or {}),
     }
-    json_path, html_path = write_report(output_dir, results, images, context=info)
+    json_path, html_path = write_report(output_dir, results, images, context=info, calibration=calibration)
     return EvaluationReport(json_path, html_path, results, predictions)
