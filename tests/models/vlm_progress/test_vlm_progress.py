@@ -282,11 +282,12 @@ def test_logprob_mode_scores_each_prefix_and_normalises_per_episode(dataset, tmp
         (labels,) = [e for e in label_dataset(model, dataset, show_progress=False) if e.episode_index == 1]
     frames = dataset.read_frames(1, dataset.camera_keys[0])
     positions = sample_positions(len(frames), 5)
-    requests = [r for r in server.requests if len(shown_frames(r["body"])) <= 5]
     body = server.requests[0]["body"]
     assert body["prompt_logprobs"] == 0 and body["continue_final_message"] is True and body["max_tokens"] == 1
     assert body["messages"][0]["content"][-1]["text"].endswith("The answer is: True")
-    assert len(server.requests) == 5 * len(dataset.episode_indices) and requests
+    # at most one question per sampled prefix (fewer when episodes start with the same frames: cached)
+    assert 5 <= len(server.requests) <= 5 * len(dataset.episode_indices)
+    assert all(len(shown_frames(r["body"])) <= 5 for r in server.requests)
     scores = np.array([-5.0 + brightness_percent(frames[p]) / 20.0 for p in positions])
     normalised = (scores - scores.min()) / (scores.max() - scores.min())
     np.testing.assert_allclose(labels.outputs["log_prob"][positions], scores, atol=1e-5)
