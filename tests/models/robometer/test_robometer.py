@@ -251,3 +251,25 @@ def test_label_command_with_the_named_model(checkpoint, tiny_dataset, tmp_path):
         episode_inputs(open_dataset(root=tiny_dataset[0]), frame_indices=np.arange(0, 24, 4))
     )["progress"]
     np.testing.assert_allclose(episode.progress_sparse.to_numpy()[::4], expected, atol=1e-4)
+
+
+def test_loading_skips_the_random_initialisation_that_the_weights_overwrite(checkpoint, dataset, monkeypatch):
+    """lerobot's constructor randomly initialises the whole Qwen3-VL before its weights are read (minutes for
+    the 4B); ours does not, and gives the same outputs as lerobot's model (the parity tests)."""
+    from lerobot.rewards.robometer import RobometerRewardModel
+
+    calls = []
+    normal = torch.nn.init.normal_
+    monkeypatch.setattr(torch.nn.init, "normal_", lambda *a, **k: calls.append(1) or normal(*a, **k))
+    reference = RobometerRewardModel.from_pretrained(checkpoint)
+    assert calls, "lerobot's load initialises the weights (the spy must see it)"
+    calls.clear()
+    model = rewardkit.load(checkpoint)
+    assert not calls
+    # every weight and buffer is the checkpoint's, as in lerobot's normally initialised build
+    ours, theirs = model.state_dict(), reference.state_dict()
+    assert set(ours) == set(theirs)
+    for name, tensor in theirs.items():
+        assert torch.equal(tensor, ours[name]), name
+    for (name, buffer), (_, other) in zip(model.named_buffers(), reference.named_buffers(), strict=True):
+        assert torch.equal(buffer, other), name
