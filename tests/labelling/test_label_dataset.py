@@ -55,8 +55,9 @@ def test_label_cli_writes_lerobot_schema_next_to_the_dataset(own_copy, tmp_path,
     out = root / "sarm_progress.parquet"
     assert f"progress: {out.resolve()}" in capsys.readouterr().out
     table = pq.read_table(out)
-    assert table.column_names == ["index", "episode_index", "frame_index", "progress_sparse"]
-    assert [str(t) for t in table.schema.types] == ["int64", "int64", "int64", "float"]
+    # lerobot's RA-BC columns first, exactly; the toy's success probability rides along after them
+    assert table.column_names == ["index", "episode_index", "frame_index", "progress_sparse", "success_prob"]
+    assert [str(t) for t in table.schema.types] == ["int64", "int64", "int64", "float", "float"]
     assert table.schema.metadata[b"reward_model_path"] == model_path.encode()
     # one row per frame, global index matches the dataset's own index column, sorted
     ds = open_dataset(root=root)
@@ -263,3 +264,27 @@ def test_labeller_records_the_dataset_fingerprint(tiny_dataset, tmp_path):
     # The whole dataset's layout, not the selection: a subset's file still fits the dataset.
     assert recorded == dataset_fingerprint(open_dataset(root=root))
     assert recorded["num_episodes"] == 3 and recorded["num_frames"] == 60
+
+
+def test_extra_per_frame_outputs_become_columns_beside_the_progress(tiny_dataset, tmp_path):
+    """A success probability and a raw VLM score (TOPReward's log P("True")) go to their own columns;
+    the RA-BC columns are unchanged; under a stride the raw score is interpolated like the progress."""
+    import pyarrow.parquet as pq
+
+    root, _ = tiny_dataset
+    dataset = open_dataset(root=root)
+    out = label_to_parquet(_toy(log_prob=True), "toy", dataset, tmp_path / "p.parquet", show_progress=False)
+    table = pq.read_table(out).to_pandas()
+    assert {"progress_sparse", "success_prob", "log_prob"} <= set(table.columns)
+    np.testing.assert_allclose(table["success_prob"], table["progress_sparse"], atol=1e-6)
+    np.testing.assert_allclose(table["log_prob"], np.log(table["progress_sparse"] + 1e-3) - 1.0, atol=1e-5)
+    assert (table["log_prob"] < 0).all()
+    strided = label_to_parquet(
+        _toy(log_prob=True), "toy", dataset, tmp_path / "s.parquet", stride=3, show_progress=False
+    )
+    at = pq.read_table(strided).to_pandas()
+    labelled = (at["frame_index"] % 3 == 0).to_numpy()
+    np.testing.assert_allclose(at["log_prob"][labelled], table["log_prob"][labelled], atol=1e-5)
+    # a model without the extra output writes no such column
+    plain = label_to_parquet(_toy(), "toy", dataset, tmp_path / "q.parquet", show_progress=False)
+    assert "log_prob" not in pq.read_table(plain).column_names

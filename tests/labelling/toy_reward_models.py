@@ -29,6 +29,7 @@ class ToyProgressConfig(RewardKitConfig):
         num_stages: number of stages K.
         dense: also return "progress_dense" (= progress squared) and dense stages.
         honours_stride: compute only `EpisodeInputs.frame_indices` when given.
+        log_prob: also return a raw "log_prob" score (a zero-shot VLM's extra output).
     """
 
     source: str = "state"
@@ -37,6 +38,7 @@ class ToyProgressConfig(RewardKitConfig):
     num_stages: int = 3
     dense: bool = False
     honours_stride: bool = True
+    log_prob: bool = False
 
 
 class ToyProgressRewardModel(RewardKitModel):
@@ -80,6 +82,8 @@ class ToyProgressRewardModel(RewardKitModel):
         logits = -((progress[:, None] - centres[None]) ** 2) * 50
         stage_probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
         out = {"progress": torch.from_numpy(progress), "stage_probs": stage_probs, "success_prob": progress}
+        if self.config.log_prob:
+            out["log_prob"] = np.log(progress + 1e-3) - 1.0  # a raw, unnormalised score (negative)
         if self.config.dense:
             out["progress_dense"] = progress**2
             out["stage_probs_dense"] = stage_probs

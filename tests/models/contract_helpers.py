@@ -28,7 +28,8 @@ from sarm_helpers import tiny_config as sarm_tiny_config  # noqa: E402
 from topreward_helpers import build_topreward_contract  # noqa: E402
 from vlm_progress_helpers import build_for_contract as build_vlm_progress  # noqa: E402
 
-from rewardkit.data.dataset import STATE_KEY, RewardDataset  # noqa: E402
+from lerobot.utils.constants import OBS_STATE as STATE_KEY  # noqa: E402
+from rewardkit.data.dataset import RewardDataset  # noqa: E402
 
 ENCODER = "clip-random:tiny"
 # The episode every check labels (24 frames in the tiny dataset, 22 in the two-camera one).

@@ -18,12 +18,12 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+from lerobot.utils.constants import OBS_STATE
 
 from rewardkit.errors import RewardkitError
 
 logger = logging.getLogger(__name__)
 
-STATE_KEY = "observation.state"
 ACTION_KEY = "action"
 
 
@@ -111,7 +111,7 @@ class RewardDataset:
 
     @property
     def state_names(self) -> list[str]:
-        return self.names(STATE_KEY) if STATE_KEY in self.features else []
+        return self.names(OBS_STATE) if OBS_STATE in self.features else []
 
     @property
     def action_names(self) -> list[str]:

@@ -67,8 +67,10 @@ def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
 
     Ties count half (Mann-Whitney). NaN when either class is empty.
     """
-    scores = np.asarray(scores, dtype=np.float64)
-    positive = np.asarray(positive, dtype=bool)
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    positive = np.asarray(positive).ravel().astype(bool)
+    if scores.shape != positive.shape:
+        raise RewardkitError(f"scores {scores.shape} and labels {positive.shape} differ in shape")
     n_pos, n_neg = int(positive.sum()), int((~positive).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")

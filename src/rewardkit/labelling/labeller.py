@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from lerobot.utils.constants import OBS_STATE
 
-from rewardkit.data.dataset import STATE_KEY, EpisodeInfo, RewardDataset
+from rewardkit.data.dataset import EpisodeInfo, RewardDataset
 from rewardkit.errors import RewardkitError
 from rewardkit.labelling.parquet import (
     PROGRESS_FILENAME,
@@ -147,7 +148,7 @@ def episode_inputs(
         dataset.check_camera(camera)
     state = None
     if needs.state:
-        state = dataset.read_columns(episode.episode_index, [STATE_KEY])[STATE_KEY].astype(np.float32)
+        state = dataset.read_columns(episode.episode_index, [OBS_STATE])[OBS_STATE].astype(np.float32)
     image_features = text_features = None
     frames: Callable[[str], np.ndarray] | None = None
     if needs.encoder:
@@ -327,7 +328,7 @@ def label_dataset(
     device = _model_device(model)
     if needs.state and episodes:
         # a NaN state would surface as "the model returned non-finite progress"; name the data instead
-        dataset.check_finite([STATE_KEY], [e.episode_index for e in episodes])
+        dataset.check_finite([OBS_STATE], [e.episode_index for e in episodes])
     if needs.encoder and features is None and episodes:
         cameras = resolve_cameras(needs, dataset)
         features = open_feature_cache(dataset, needs.encoder, cameras, str(device), dtype, cache_dir, encoder)

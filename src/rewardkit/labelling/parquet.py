@@ -1,7 +1,8 @@
 """The progress parquet: per-frame progress in the schema lerobot's RA-BC weighter reads.
 
 Columns: `index` (global frame index, int64), `episode_index` (int64), `frame_index` (int64),
-`progress_sparse` (float32) and, when the model has a dense head, `progress_dense` (float32); rows sorted
+`progress_sparse` (float32), when the model has a dense head `progress_dense` (float32), and when it gives them
+`success_prob` and `log_prob` (float32, see `EXTRA_COLUMNS`); rows sorted
 by `index`. The schema metadata holds `reward_model_path` (lerobot reads it back with
 `get_reward_model_path_from_parquet`) and `rewardkit` (a JSON blob: stride, model type, episodes, and
 `dataset`, the fingerprint of the dataset labelled, see `dataset_fingerprint`).
@@ -52,6 +53,11 @@ class EpisodeLabels:
         return self.outputs["progress"]
 
 
+# Optional per-frame columns written beside the progress columns (readers that do not know them ignore
+# them: lerobot's RA-BC reads `progress_sparse` / `progress_dense` only).
+EXTRA_COLUMNS = ("success_prob", "log_prob")
+
+
 def progress_table(labels: Sequence[EpisodeLabels], metadata: dict[str, str] | None = None):
     """Build the RA-BC progress table (a pyarrow Table, sorted by `index`) from labelled episodes."""
     import pyarrow as pa
@@ -59,6 +65,9 @@ def progress_table(labels: Sequence[EpisodeLabels], metadata: dict[str, str] | N
     if not labels:
         raise RewardkitError("no labelled episodes to write")
     has_dense = all("progress_dense" in ep.outputs for ep in labels)
+    # Per-frame outputs besides progress, each its own column when every episode has it (a success
+    # head's probability; TOPReward's raw log-probability beside its normalised progress).
+    extras = [name for name in EXTRA_COLUMNS if all(name in ep.outputs for ep in labels)]
     index, episode, frame, sparse, dense = [], [], [], [], []
     for ep in labels:
         length = ep.length
@@ -76,6 +85,8 @@ def progress_table(labels: Sequence[EpisodeLabels], metadata: dict[str, str] | N
     }
     if has_dense:
         columns["progress_dense"] = np.concatenate(dense)
+    for name in extras:
+        columns[name] = np.concatenate([np.asarray(ep.outputs[name], dtype=np.float32) for ep in labels])
     order = np.argsort(columns["index"], kind="stable")
     table = pa.table({k: v[order] for k, v in columns.items()})
     meta = {k.encode(): v.encode() for k, v in (metadata or {}).items()}

@@ -98,12 +98,14 @@ class FrameOutputs(TypedDict, total=False):
         progress_dense: (N,) progress of a second, dense head (SARM dual / dense_only).
         stage_probs: (N, K) probabilities of the K stages of the main head (rows sum to 1).
         success_prob: (N,) P(task has succeeded), from a success head or classifier.
+        log_prob: (N,) a zero-shot VLM's raw score (TOPReward: log P("True")) before normalisation.
     """
 
     progress: Required[np.ndarray]
     progress_dense: np.ndarray
     stage_probs: np.ndarray
     success_prob: np.ndarray
+    log_prob: np.ndarray
 
 
 @runtime_checkable

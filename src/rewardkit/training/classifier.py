@@ -29,19 +29,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from lerobot.utils.constants import OBS_STATE
 
 from rewardkit.data.dataset import DatasetError, RewardDataset, open_from_config
 from rewardkit.errors import RewardkitError
+from rewardkit.evaluation.metrics import roc_auc
 from rewardkit.io_utils import atomic_write_text
 from rewardkit.models.classifier.configuration_classifier import SuccessClassifierConfig
 from rewardkit.models.classifier.labels import balanced_weights, labels_from_reward, labels_last_k
 from rewardkit.models.classifier.modeling_classifier import (
     FEATURES_KEY,
     LABEL_KEY,
-    STATE_KEY,
     WEIGHT_KEY,
     SuccessClassifierRewardModel,
-    success_auroc,
 )
 from rewardkit.training.flags import (
     RewardTrainingConfig,
@@ -192,8 +192,8 @@ def build_training_arrays(
             )
         )
     if model_cfg.use_state:
-        arrays[STATE_KEY] = np.concatenate(
-            [dataset.read_columns(ep, [STATE_KEY])[STATE_KEY] for ep in episodes]
+        arrays[OBS_STATE] = np.concatenate(
+            [dataset.read_columns(ep, [OBS_STATE])[OBS_STATE] for ep in episodes]
         ).astype(np.float32)
     arrays[LABEL_KEY] = np.concatenate([episode_labels(dataset, ep, cfg.labels, failed) for ep in episodes])
     lengths = {len(v) for v in arrays.values()}
@@ -264,7 +264,7 @@ def prepare(
     )
     check_numeric_inputs(dataset, model_cfg.use_state, [cfg.labels.reward_column] if reads_reward else [])
     if model_cfg.use_state:
-        model_cfg.state_dim = int(dataset.features[STATE_KEY]["shape"][0])
+        model_cfg.state_dim = int(dataset.features[OBS_STATE]["shape"][0])
     if cfg.labels.failed_episodes:
         logger.warning("labels.failed_episodes is deprecated; use --failed_episodes")
         cfg = replace(cfg, failed_episodes=[*(cfg.failed_episodes or []), *cfg.labels.failed_episodes])
@@ -315,7 +315,7 @@ def train_classifier(cfg: ClassifierTrainConfig) -> tuple[SuccessClassifierRewar
     probs = predict_arrays(model, eval_arrays)
     labels = eval_arrays[LABEL_KEY]
     metrics = {
-        "auroc": success_auroc(probs, labels),
+        "auroc": roc_auc(probs, labels),
         "accuracy": float(((probs >= model.config.threshold) == labels.astype(bool)).mean()),
         "frames": float(len(labels)),
         "on": "validation" if val_data is not None else "training",

@@ -103,15 +103,15 @@ def check_numeric_inputs(dataset: RewardDataset, use_state: bool, columns: list[
     """Before anything slow: the state column exists when the model reads it (no silent switch to
     `use_state=false`), and the numeric columns the model reads hold no NaN/inf (`check_finite` names the
     column and episodes; otherwise training would only say "loss is nan")."""
-    from rewardkit.data.dataset import STATE_KEY
+    from lerobot.utils.constants import OBS_STATE
 
     keys = list(columns)
     if use_state:
-        if STATE_KEY not in dataset.features:
+        if OBS_STATE not in dataset.features:
             raise DatasetError(
-                f"dataset {dataset.root} has no '{STATE_KEY}' column, but the model reads it; train "
+                f"dataset {dataset.root} has no '{OBS_STATE}' column, but the model reads it; train "
                 "without the robot state with --model.use_state=false"
             )
-        keys.insert(0, STATE_KEY)
+        keys.insert(0, OBS_STATE)
     if keys:
         dataset.check_finite(keys)

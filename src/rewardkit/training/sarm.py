@@ -10,8 +10,9 @@ import logging
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+from lerobot.utils.constants import OBS_STATE
 
-from rewardkit.data.dataset import STATE_KEY, DatasetError, RewardDataset, open_from_config
+from rewardkit.data.dataset import DatasetError, RewardDataset, open_from_config
 from rewardkit.models.sarm.configuration_sarm import SARMConfig
 from rewardkit.models.sarm.data import EpisodeSlice, SARMTrainingData, perturbation_texts
 from rewardkit.models.sarm.modeling_sarm import SARMRewardModel
@@ -171,7 +172,7 @@ def prepare(cfg: SARMTrainConfig) -> tuple[SARMRewardModel, SARMTrainingData, SA
     if given.use_state:
         state = np.zeros((total, len(dataset.state_names)), dtype=np.float32)
         for e in usable:
-            state[e.from_index : e.to_index] = dataset.read_columns(e.episode_index, [STATE_KEY])[STATE_KEY]
+            state[e.from_index : e.to_index] = dataset.read_columns(e.episode_index, [OBS_STATE])[OBS_STATE]
         rows = np.concatenate(
             [np.arange(e.from_index, e.to_index) for e in usable if e.episode_index in train_ids]
         )

@@ -1,6 +1,6 @@
 """Success classifier reward model (registered as `rewardkit_classifier`)."""
 
 from .configuration_classifier import SuccessClassifierConfig
-from .modeling_classifier import SuccessClassifierRewardModel, success_auroc
+from .modeling_classifier import SuccessClassifierRewardModel
 
-__all__ = ["SuccessClassifierConfig", "SuccessClassifierRewardModel", "success_auroc"]
+__all__ = ["SuccessClassifierConfig", "SuccessClassifierRewardModel"]

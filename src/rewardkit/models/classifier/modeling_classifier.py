@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
+from lerobot.utils.constants import OBS_STATE
 from torch import Tensor, nn
 
 from rewardkit.errors import RewardkitError
@@ -40,7 +41,6 @@ from .configuration_classifier import SuccessClassifierConfig
 if TYPE_CHECKING:
     from rewardkit.models.classifier.online_classifier import ClassifierOnline
 
-STATE_KEY = "observation.state"
 FEATURES_KEY = "image_features"
 LABEL_KEY = "success"
 WEIGHT_KEY = "weight"
@@ -238,12 +238,12 @@ class SuccessClassifierRewardModel(RewardKitModel):
         if self.state_projection is not None:
             if state is None:
                 raise RewardkitError(
-                    f"this classifier reads '{STATE_KEY}' (use_state=True) but the batch has none"
+                    f"this classifier reads '{OBS_STATE}' (use_state=True) but the batch has none"
                 )
             state = torch.as_tensor(state).to(tokens.device, torch.float32)
             if state.ndim != 2 or state.shape[1] != self.config.state_dim:
                 raise RewardkitError(
-                    f"'{STATE_KEY}' must be (B, {self.config.state_dim}), got {tuple(state.shape)}"
+                    f"'{OBS_STATE}' must be (B, {self.config.state_dim}), got {tuple(state.shape)}"
                 )
             tokens = torch.cat([tokens, self.state_projection(state).unsqueeze(1)], dim=1)
         if self.fusion is not None:
@@ -254,7 +254,7 @@ class SuccessClassifierRewardModel(RewardKitModel):
 
     def logits(self, batch: dict[str, Tensor]) -> Tensor:
         """Success logits, (B,)."""
-        return self.logits_from_tokens(self._camera_tokens(batch), batch.get(STATE_KEY))
+        return self.logits_from_tokens(self._camera_tokens(batch), batch.get(OBS_STATE))
 
     # ---- inference -----------------------------------------------------------------------------
     @torch.no_grad()
@@ -319,7 +319,7 @@ class SuccessClassifierRewardModel(RewardKitModel):
                 raise RewardkitError(
                     f"episode {inputs.episode_index}: this classifier needs observation.state"
                 )
-            sources[STATE_KEY] = torch.as_tensor(np.asarray(inputs.state)).float()
+            sources[OBS_STATE] = torch.as_tensor(np.asarray(inputs.state)).float()
         was_training = self.training
         self.eval()
         probs = []
@@ -353,21 +353,3 @@ class SuccessClassifierRewardModel(RewardKitModel):
             predicted = (torch.sigmoid(logits) >= self.config.threshold).float()
             accuracy = (predicted == labels).float().mean().item()
         return loss, {"loss": loss.item(), "accuracy": accuracy}
-
-
-def success_auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve of `scores` (N,) for binary `labels` (N,): P(score_pos > score_neg).
-
-    Ties count one half (the Mann-Whitney U statistic). NaN when one class is absent.
-    """
-    from scipy.stats import rankdata
-
-    scores = np.asarray(scores, dtype=np.float64).ravel()
-    labels = np.asarray(labels).ravel().astype(bool)
-    if scores.shape != labels.shape:
-        raise RewardkitError(f"scores {scores.shape} and labels {labels.shape} differ in shape")
-    positives, negatives = int(labels.sum()), int((~labels).sum())
-    if positives == 0 or negatives == 0:
-        return float("nan")
-    ranks = rankdata(scores)
-    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
