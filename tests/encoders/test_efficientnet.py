@@ -63,6 +63,17 @@ def test_every_weight_is_loaded_and_the_network_knows_imagenet(encoder, hopper):
     assert logits.softmax(-1).max().item() > 0.3
 
 
+def test_folded_batch_norms_give_the_same_features(encoder):
+    # The encoder runs a folded, channels-last copy of the network: same numbers as the plain one.
+    backbone = load_lite0_backbone()
+    pixels = encoder.preprocess(_frames(2, seed=4))
+    with torch.inference_mode():
+        plain = backbone.forward_features(pixels.contiguous())
+        folded = encoder.feature_map(pixels)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in encoder.model.modules())
+    torch.testing.assert_close(folded, plain, rtol=1e-4, atol=1e-4)
+
+
 def test_renaming_refuses_an_unknown_key():
     with pytest.raises(ValueError, match="unexpected key '_blocks.0._nope.weight'"):
         timm_state_dict({"_blocks.0._nope.weight": torch.zeros(1)}, [1])

@@ -23,6 +23,9 @@ mean 0.5 and std 0.5 per channel, the normalisation the TensorFlow Lite models w
 surely (p = 0.37 against 0.47), so the model's own normalisation is the one used. Preprocessing runs in
 batch through transformers' image processor (torchvision backend), as for CLIP.
 
+For speed the batch norms are folded into the convolutions and the network runs channels-last
+(`fold_batch_norms`: 2-3x faster on 2 CPU threads, features equal to ~2e-5).
+
 Texts: EfficientNet has no text tower; task texts go through `HashedTextEncoder` (rewardkit.encoders.text:
 seeded random projection of hashed words and character trigrams, offline and deterministic) at size D.
 """
@@ -123,6 +126,30 @@ def load_lite0_backbone() -> torch.nn.Module:
     return model.eval()
 
 
+def fold_batch_norms(model: torch.nn.Module) -> torch.nn.Module:
+    """Fold every batch norm of a timm EfficientNet into the convolution before it, in place (eval only).
+
+    A frozen network's batch norm is an affine map per channel, so it can live in the convolution's weight
+    and bias; timm's `BatchNormAct2d` then leaves only its activation. On 2 CPU threads this and the
+    channels-last layout made encoding 2-3x faster; features move by float rounding (~2e-5 on values of
+    order 1), below the float16 precision of the feature cache.
+    """
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    owners = [model, *(block for stage in model.blocks for block in stage)]
+    for owner in owners:
+        # In registration order each convolution is followed by its batch norm (conv_stem/bn1,
+        # conv_head/bn2 at the top; conv_dw/bn1, conv_pw/bn2 ... inside the blocks).
+        names = [name for name in owner._modules if name.startswith(("conv", "bn"))]
+        for conv_name, bn_name in zip(names[::2], names[1::2], strict=True):
+            conv, bn = getattr(owner, conv_name), getattr(owner, bn_name)
+            if not conv_name.startswith("conv") or not bn_name.startswith("bn"):
+                raise RuntimeError(f"cannot fold {type(owner).__name__}: {conv_name} then {bn_name}")
+            setattr(owner, conv_name, fuse_conv_bn_eval(conv, bn))
+            setattr(owner, bn_name, torch.nn.Sequential(bn.drop, bn.act))
+    return model
+
+
 class EfficientNetEncoder(FrozenEncoder):
     """EfficientNet-Lite0 (ImageNet) image features and hashed text features (see the module doc).
 
@@ -148,7 +175,8 @@ class EfficientNetEncoder(FrozenEncoder):
         self.dtype = dtype
         self.image_size = IMAGE_SIZE
         self.feature_dim = CHANNELS * (1 + self.grid * self.grid)
-        self.model = load_lite0_backbone().to(device=self.device, dtype=dtype).requires_grad_(False)
+        model = fold_batch_norms(load_lite0_backbone())
+        self.model = model.to(self.device, dtype, memory_format=torch.channels_last).requires_grad_(False)
         # CLIP's processor is the generic one we need (shortest-side bicubic resize, centre crop, rescale,
         # normalise) with EfficientNet-Lite's mean and std.
         self.image_processor = CLIPImageProcessor(
@@ -163,7 +191,7 @@ class EfficientNetEncoder(FrozenEncoder):
     def preprocess(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
         """(N, H, W, 3) uint8 -> (N, 3, 224, 224) pixels in [-1, 1], in the encoder's dtype and device."""
         pixels = self.image_processor(images=channels_first(frames), return_tensors="pt")["pixel_values"]
-        return pixels.to(self.device, self.dtype)
+        return pixels.to(self.device, self.dtype).contiguous(memory_format=torch.channels_last)
 
     def feature_map(self, pixels: torch.Tensor) -> torch.Tensor:
         """(N, 3, S, S) pixels -> (N, 1280, S/32, S/32): the last feature map, before pooling."""
