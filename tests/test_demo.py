@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import math
+from pathlib import Path
 
 import pytest
 
@@ -86,7 +87,7 @@ def test_demo_writes_report_plots_video_and_summary(demo_run, capsys):
     assert summary["encoder"] == "clip-random:tiny"
     for key in ("report", "eval_json", "video"):
         path = summary[key]
-        assert (demo_run / path).exists() or __import__("pathlib").Path(path).exists(), key
+        assert (demo_run / path).exists() or Path(path).exists(), key
     assert any((demo_run / "plots").glob("*.png"))
     assert summary["video"].endswith(".mp4")
     html = (demo_run / "report.html").read_text() if (demo_run / "report.html").exists() else ""
@@ -120,3 +121,21 @@ def test_demo_never_deletes_training_folders_it_did_not_make(tmp_path):
             [f"--output_dir={tmp_path / 'out'}", f"--cache_dir={tmp_path / 'cache'}", "--steps=1"]
         )
     assert (mine / "keep.txt").read_text() == "not the demo's"
+
+
+def test_demo_ends_with_the_curation_table_and_the_calibrated_threshold(demo_run):
+    summary = json.loads((demo_run / "demo.json").read_text())
+    table = summary["curation"]["table"]
+    assert sorted(row["episode"] for row in table) == sorted(summary["held_out_episodes"])
+    assert {row["verdict"] for row in table} <= {"keep", "look", "drop"}
+    assert {row["failed"] for row in table} == {True, False}
+    for path in summary["curation"]["files"].values():
+        assert Path(path).is_file()
+    calibration = json.loads(Path(summary["calibration"]["path"]).read_text())
+    assert 0.0 <= calibration["complete_threshold"] <= 1.0
+    assert Path(summary["calibration"]["path"]).parent == Path(summary["checkpoints"]["SARM"])
+    printed = (demo_run / "printed.txt").read_text()
+    assert (
+        "curation of the held-out episodes" in printed
+        and "calibrated completion: complete_threshold" in printed
+    )

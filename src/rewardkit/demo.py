@@ -310,6 +310,10 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         target=truths[index].progress,
         title=f"SARM, held-out episode {index} ({kind})",
     )
+    # 6. use the reward: curate the held-out episodes (keep / look / drop) and calibrate task completion
+    tick = time.perf_counter()
+    curation, calibration = _curate_and_calibrate(sarm, result.checkpoint, held_out, split, output_dir)
+    timings["curation_and_calibration_s"] = time.perf_counter() - tick
     timings["total_s"] = time.perf_counter() - started
 
     headline = {name: _headline(result["summary"]) for name, result in report.results.items()}
@@ -338,11 +342,45 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         "eval_json": str(report.json_path),
         "video": str(video),
         "plots": str(output_dir / "plots"),
+        "curation": curation,
+        "calibration": calibration,
     }
     path = output_dir / "demo.json"
     atomic_write_text(path, json.dumps(summary, indent=2))
     summary["summary_path"] = str(path)
     return summary
+
+
+def _curate_and_calibrate(
+    sarm, checkpoint: Path, held_out, split: DemoSplit, output_dir: Path
+) -> tuple[dict, dict]:
+    """Label the held-out episodes with SARM into a progress parquet, judge every episode from its curve
+    (`rewardkit curate`) and choose the monitor's completion threshold from their known outcomes
+    (`rewardkit calibrate`, saved beside the checkpoint). Both on the 13 held-out episodes: a demo of the
+    commands, not a calibration to deploy (that needs episodes of its own)."""
+    from rewardkit.curation import calibrate_from_progress, curate_dataset, write_curation
+    from rewardkit.labelling import label_to_parquet
+    from rewardkit.online.calibration import save_calibration
+
+    progress = label_to_parquet(
+        sarm, str(checkpoint), held_out, output_dir / "sarm_progress.parquet", show_progress=False
+    )
+    report = curate_dataset(progress, held_out)
+    files = write_curation(report, output_dir / "curation", overwrite=True)
+    held_out_failed = [i for i in split.held_out if i in split.failed]
+    calibration = calibrate_from_progress(progress, held_out, failed_episodes=held_out_failed)
+    calibration_path = save_calibration(calibration, Path(checkpoint) / "calibration.json")
+    table = [
+        {
+            "episode": q.episode_index,
+            "verdict": q.verdict,
+            "reason": q.reason,
+            "failed": q.episode_index in split.failed,
+        }
+        for q in report.episodes
+    ]
+    curation = {"table": table, "files": {name: str(path) for name, path in files.items()}}
+    return curation, {"description": calibration.describe(), "path": str(calibration_path)}
 
 
 def _headline(summary: dict) -> dict[str, float | None]:

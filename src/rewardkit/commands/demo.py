@@ -29,7 +29,14 @@ def main(argv: list[str]) -> int:
         print(f"{name}: {text}")
     for skipped in summary["skipped"]:
         print(f"skipped: {skipped}")
+    print("curation of the held-out episodes (worst first; * = a scripted failure):")
+    for row in summary["curation"]["table"]:
+        mark = "*" if row["failed"] else " "
+        print(f"  {mark} episode {row['episode']:>3}  {row['verdict']:<5} {row['reason']}")
+    print(f"calibrated completion: {summary['calibration']['description']}")
     announce("report", summary["report"])
+    announce("curation", summary["curation"]["files"]["curation.html"])
+    announce("calibration", summary["calibration"]["path"])
     announce("plots", summary["plots"])
     announce("video", summary["video"])
     announce("summary", summary["summary_path"])
