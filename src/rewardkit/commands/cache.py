@@ -18,7 +18,9 @@ class CacheConfig:
     """Args:
     dataset: the LeRobot dataset (`--dataset.root=PATH` and/or `--dataset.repo_id=ID`, `--dataset.episodes=[0,1]`).
     encoder: encoder spec: `clip` (openai/clip-vit-base-patch32), `clip:<model id or folder>`,
-        `clip-random:tiny` or `clip-random:vit-b-32` (random weights, no download).
+        `clip-random:tiny` or `clip-random:vit-b-32` (random weights, no download), `efficientnet-lite0`
+        or `efficientnet-lite0:grid2` (ImageNet weights shipped with rewardkit: pretrained, no download),
+        `hf:<model id or folder>` (any Hugging Face vision backbone: SigLIP, SigLIP 2, DINOv2).
     cameras: camera keys to encode, e.g. `[observation.images.top]` (default: every camera of the dataset).
     batch_size: frames per encoder call.
     device: where the encoder runs (`cpu`, `cuda`, `cuda:1`, `mps`; default: cuda when available).
