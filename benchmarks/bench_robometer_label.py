@@ -35,6 +35,12 @@ def main() -> None:
     parser.add_argument("--episode_length", type=int, default=60)
     parser.add_argument("--image_size", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--load_hidden",
+        type=int,
+        default=1024,
+        help="width of the larger model whose load is timed (0: skip)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -98,6 +104,24 @@ def main() -> None:
     )
     print(f"max |ours - lerobot| = {np.abs(ours - theirs).max():.2e}")
     print(f"online step (every=1, one query of 4 frames): {1e3 * step_s:.1f} ms")
+
+    if args.load_hidden:
+        # Loading: lerobot's constructor randomly initialises the whole Qwen3-VL before reading the weights.
+        from lerobot.rewards.robometer import RobometerRewardModel
+
+        widths = dict(hidden=args.load_hidden, text_layers=8, vision_layers=4)
+        larger = lerobot_robometer_checkpoint(WORK / "larger", widths=widths, torch_dtype="bfloat16")
+        start = time.perf_counter()
+        reference = RobometerRewardModel.from_pretrained(larger)
+        theirs_load = time.perf_counter() - start
+        start = time.perf_counter()
+        rewardkit.load(larger, device="cpu")
+        ours_load = time.perf_counter() - start
+        size = sum(p.numel() for p in reference.parameters()) / 1e6
+        print(
+            f"load a {size:.0f}M-parameter Robometer (bf16, CPU): lerobot {theirs_load:.2f} s, rewardkit "
+            f"{ours_load:.2f} s -> {theirs_load / ours_load:.1f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -18,13 +18,15 @@ from vlm_helpers import make_tiny_qwen3_vl  # noqa: E402
 CAMERA = "observation.images.top"
 
 
-def lerobot_robometer_checkpoint(folder: Path, camera: str = CAMERA, seed: int = 0, **config: Any) -> Path:
+def lerobot_robometer_checkpoint(
+    folder: Path, camera: str = CAMERA, seed: int = 0, widths: dict | None = None, **config: Any
+) -> Path:
     """What lerobot saves for a Robometer (config.json of type "robometer" + model.safetensors), around a
-    tiny random Qwen3-VL whose processor sits in `folder / "qwen"` (the config's `base_model_id`).
-    Returns the checkpoint folder `folder / "robometer"`."""
+    tiny random Qwen3-VL (`widths`: `make_tiny_qwen3_vl` overrides) whose processor sits in
+    `folder / "qwen"` (the config's `base_model_id`). Returns the checkpoint folder `folder / "robometer"`."""
     from lerobot.rewards.robometer import RobometerConfig, RobometerRewardModel
 
-    qwen = make_tiny_qwen3_vl(Path(folder) / "qwen", save_weights=False)
+    qwen = make_tiny_qwen3_vl(Path(folder) / "qwen", save_weights=False, **(widths or {}))
     values = dict(
         base_model_id=str(qwen),
         pretrained_path=str(qwen),
