@@ -157,7 +157,7 @@ def test_vlm_end_to_end_against_a_fake_openai_server_with_a_retry(
             "vlm",
             f"--dataset.root={dataset_copy}",
             f"--names={','.join(NAMES)}",
-            "--scheme=dense",
+            "--head=dense",
             f"--base_url={server.base_url}",
             "--model=fake-vlm",
             "--sample_fps=4",

@@ -129,7 +129,7 @@ def annotate_dataset(
 
     names = check_names(names)
     if scheme not in SCHEMES:
-        raise RewardkitError(f"--scheme must be sparse or dense, got '{scheme}'")
+        raise RewardkitError(f"--head must be sparse or dense, got '{scheme}'")
     if max_consecutive_failures < 1:
         raise RewardkitError(f"--max_consecutive_failures must be >= 1, got {max_consecutive_failures}")
     if not dataset.camera_keys:

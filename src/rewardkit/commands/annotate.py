@@ -36,11 +36,11 @@ USAGE = """usage: rewardkit annotate <import|export|show|vlm> [--flag=value ...]
 
   import   --dataset.root=DS --file=ann.csv|ann.json [--unit=frames|seconds] [--sparse_names=a,b]
            [--dense_names=a,b,c] [--proportions=true] [--overwrite=false]
-  export   --dataset.root=DS --output=ann.csv|ann.json [--unit=frames|seconds] [--scheme=both]
+  export   --dataset.root=DS --output=ann.csv|ann.json [--unit=frames|seconds] [--head=both]
            [--overwrite=false]
-  show     --dataset.root=DS --output_dir=DIR [--scheme=both] [--camera=KEY] [--num_frames=6]
+  show     --dataset.root=DS --output_dir=DIR [--head=both] [--camera=KEY] [--num_frames=6]
            [--overwrite=false]
-  vlm      --dataset.root=DS --names="reach,grasp,place" [--scheme=sparse] [--backend=openai]
+  vlm      --dataset.root=DS --names="reach,grasp,place" [--head=sparse] [--backend=openai]
            [--base_url=http://localhost:8000/v1] [--model=NAME] [--sample_fps=2] [--skip_existing=true]
            [--episodes=[0,1]] [--max_consecutive_failures=3] [--allow_insecure_http=false]
 
@@ -58,7 +58,7 @@ def _schemes(scheme: str) -> tuple[str, ...]:
     if scheme == "both":
         return SCHEMES
     if scheme not in SCHEMES:
-        raise RewardkitError(f"--scheme must be sparse, dense or both, got '{scheme}'")
+        raise RewardkitError(f"--head must be sparse, dense or both, got '{scheme}'")
     return (scheme,)
 
 
@@ -113,14 +113,14 @@ class ExportConfig:
     dataset: the LeRobot dataset to read (`--dataset.root=PATH`); `--dataset.episodes` limits the export.
     output: the file to write, `.csv` or `.json`.
     unit: `frames` or `seconds` for start/end.
-    scheme: `sparse`, `dense` or `both`.
+    head: `sparse`, `dense` or `both`.
     overwrite: replace an existing output file.
     """
 
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     output: str = ""
     unit: str = "frames"
-    scheme: str = "both"
+    head: str = "both"
     overwrite: bool = False
 
 
@@ -131,11 +131,11 @@ def run_export(cfg: ExportConfig) -> int:
     dataset = open_from_config(cfg.dataset)
     annotations = {
         scheme: read_annotations(dataset.root, scheme, episodes=dataset.selected_episodes)
-        for scheme in _schemes(cfg.scheme)
+        for scheme in _schemes(cfg.head)
     }
     total = sum(len(a) for a in annotations.values())
     if total == 0:
-        logger.warning("no %s annotations in %s", cfg.scheme, dataset.root)
+        logger.warning("no %s annotations in %s", cfg.head, dataset.root)
     announce("annotations", export_annotations(cfg.output, annotations, dataset_fps(dataset.root), cfg.unit))
     return 0
 
@@ -146,7 +146,7 @@ class ShowConfig:
     """Args:
     dataset: the LeRobot dataset (`--dataset.root=PATH`); `--dataset.episodes` picks episodes.
     output_dir: folder for the PNGs (`episode_000012.png`, one per annotated episode).
-    scheme: `sparse`, `dense` or `both`.
+    head: `sparse`, `dense` or `both`.
     camera: camera key for the sample frames (default: the first camera).
     num_frames: sample frames shown above the timeline.
     overwrite: replace PNGs already in output_dir.
@@ -154,7 +154,7 @@ class ShowConfig:
 
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     output_dir: str = "annotation_timelines"
-    scheme: str = "both"
+    head: str = "both"
     camera: str | None = None
     num_frames: int = 6
     overwrite: bool = False
@@ -164,7 +164,7 @@ def run_show(cfg: ShowConfig) -> int:
     from rewardkit.viz.timelines import write_timelines
 
     dataset = open_from_config(cfg.dataset)
-    schemes = _schemes(cfg.scheme)
+    schemes = _schemes(cfg.head)
     written = write_timelines(dataset, cfg.output_dir, schemes, cfg.camera, cfg.num_frames, cfg.overwrite)
     for episode_index, path in written.items():
         announce(f"episode {episode_index}", path)
@@ -180,7 +180,7 @@ class VlmConfig:
     dataset: the LeRobot dataset to annotate (`--dataset.root=PATH`); `--dataset.episodes` picks episodes.
     names: comma-separated subtask names, in the order they happen.
     episodes: episodes to annotate, e.g. `--episodes=[0,3]` (same as `--dataset.episodes`; default all).
-    scheme: `sparse` or `dense`: which columns to write.
+    head: `sparse` or `dense`: which columns to write.
     backend: `openai` (an OpenAI-compatible HTTP server, e.g. vLLM) or `transformers` (a local model).
     base_url: the openai backend's API root (`/chat/completions` is appended).
     model: the served model name (openai) or the model id / folder (transformers).
@@ -204,7 +204,7 @@ class VlmConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     names: str = ""
     episodes: list[int] | None = None
-    scheme: str = "sparse"
+    head: str = "sparse"
     backend: str = "openai"
     base_url: str = "http://localhost:8000/v1"
     model: str = ""
@@ -246,7 +246,7 @@ def run_vlm(cfg: VlmConfig, backend=None) -> int:
         dataset,
         backend,
         names,
-        scheme=cfg.scheme,
+        scheme=cfg.head,
         camera=cfg.camera,
         sample_fps=cfg.sample_fps,
         max_frames=cfg.max_frames,
@@ -280,4 +280,4 @@ def main(argv: list[str]) -> int:
     if name not in SUBCOMMANDS:
         raise RewardkitError(f"unknown annotate subcommand '{name}'; use one of {', '.join(SUBCOMMANDS)}")
     config_class, run = SUBCOMMANDS[name]
-    return run(parse_config(config_class, rest, f"annotate {name}"))
+    return run(parse_config(config_class, rest, f"annotate {name}", renamed={"--scheme": "--head"}))
