@@ -7,7 +7,9 @@ a Qwen3-VL with 2 text layers of width 32, the same checkpoint for both), and th
 Both score every frame from K=4 frames (round(linspace(0, t, 4))), batch 8 queries per forward pass; the
 printed max |difference| must be ~0. On a tiny model the VLM's FLOPs are small, so the times mostly show
 each pipeline's fixed costs: lerobot reads every frame through LeRobotDataset.__getitem__ (a video seek
-each) and both run Qwen's image processor on every query's K images.
+each) and runs Qwen's image processor on every query's K images (we: once per distinct frame of a batch;
+also timed alone at 480x640, where it costs more than a GPU forward pass). Last, the time to load a
+155M-parameter Robometer (lerobot initialises the Qwen3-VL randomly before reading its weights).
 """
 
 from __future__ import annotations
@@ -104,6 +106,26 @@ def main() -> None:
     )
     print(f"max |ours - lerobot| = {np.abs(ours - theirs).max():.2e}")
     print(f"online step (every=1, one query of 4 frames): {1e3 * step_s:.1f} ms")
+
+    # Image preprocessing at a real camera size (480x640): lerobot's encoder processes every frame of every
+    # query; ours each distinct frame of a batch once (same encoded batch).
+    from lerobot.rewards.robometer.processor_robometer import RobometerEncoderProcessorStep
+
+    big = np.random.default_rng(0).integers(0, 256, (48, 480, 640, 3), dtype=np.uint8)
+    queries = [big[model.query_positions(t)] for t in range(len(big))]
+    reference_encoder = RobometerEncoderProcessorStep(base_model_id=model.config.base_model_id, max_frames=4)
+    timings = {}
+    for name, encoder in (("lerobot", reference_encoder), ("rewardkit", model.encoder)):
+        start = time.perf_counter()
+        for first in range(0, len(queries), 8):
+            if name == "rewardkit":
+                encoder._processor.image_processor.clear()
+            encoder.encode_samples([(clip, task) for clip in queries[first : first + 8]])
+        timings[name] = (time.perf_counter() - start) / len(queries)
+    print(
+        f"processor per labelled frame at 480x640 (K=4, batch 8): lerobot {1e3 * timings['lerobot']:.0f} ms, "
+        f"rewardkit {1e3 * timings['rewardkit']:.0f} ms -> {timings['lerobot'] / timings['rewardkit']:.1f}x"
+    )
 
     if args.load_hidden:
         # Loading: lerobot's constructor randomly initialises the whole Qwen3-VL before reading the weights.

@@ -273,3 +273,18 @@ def test_loading_skips_the_random_initialisation_that_the_weights_overwrite(chec
         assert torch.equal(tensor, ours[name]), name
     for (name, buffer), (_, other) in zip(model.named_buffers(), reference.named_buffers(), strict=True):
         assert torch.equal(buffer, other), name
+
+
+def test_each_distinct_frame_of_a_batch_goes_through_the_image_processor_once(checkpoint, dataset):
+    """Frame 0 is in every query and round(t/3), round(2t/3) repeat over consecutive t: the image processor
+    runs once per distinct frame of a batch (the parity tests show the outputs are lerobot's)."""
+    model = load_robometer(checkpoint, label_batch_size=8)
+    inputs = episode_inputs(dataset)
+    model.label_episode(inputs)
+    length = inputs.length
+    distinct = sum(
+        len({int(i) for t in range(start, min(start + 8, length)) for i in model.query_positions(t)})
+        for start in range(0, length, 8)
+    )
+    calls = model.encoder._processor.image_processor.calls
+    assert 0 < calls <= distinct < 4 * length  # lerobot processes 4 * length images

@@ -14,6 +14,8 @@ network or processor is copied; what we own is the feeding:
   fetches the base model's config from the hub and ignores the checkpoint's `vlm_config`);
 - the network is built without random initialisation before its weights are read (`from_pretrained`):
   lerobot initialises the whole Qwen3-VL first, minutes on CPU for Robometer-4B;
+- the image processor runs once per distinct frame of a batch of queries (`OncePerFrameImageProcessor`):
+  lerobot runs it on every frame of every query, though most frames of a batch repeat;
 - the processor folder is checked before lerobot loads it with `trust_remote_code=True` (a folder whose
   JSON files carry an `auto_map` would run its own code: refused), and the backbone must be a Qwen3-VL.
 
@@ -100,6 +102,46 @@ def processor_folder(path_or_repo_id: str) -> Path:
     return path
 
 
+class OncePerFrameImageProcessor:
+    """Qwen's image processor, run once per distinct image of a batch of queries.
+
+    A batch of B queries of K frames holds B * K images, many of them the same frame (frame 0 is in every
+    query; round(t / 3) and round(2 t / 3) repeat over consecutive t). lerobot's encoder hands all of them
+    to the image processor (resize, rescale, normalise, patchify: ~30 ms per 480x640 image on one CPU
+    core, more than the GPU needs for the forward pass). This wrapper processes each distinct image (keyed
+    by its pixels) once and concatenates the per-image results in order, which is what the processor
+    returns for the batch (it processes images independently). The memo holds one batch (`clear()`).
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.memo: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.calls = 0  # images actually processed, for tests and benchmarks
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def clear(self) -> None:
+        self.memo.clear()
+
+    def __call__(self, images: Any, **kwargs: Any) -> Any:
+        import hashlib
+
+        from transformers import BatchFeature
+
+        options = repr(sorted(kwargs.items()))
+        pixels, grids = [], []
+        for image in images:
+            key = (image.size, image.mode, hashlib.blake2b(image.tobytes(), digest_size=16).digest(), options)
+            if key not in self.memo:
+                out = self.inner(images=[image], **kwargs)
+                self.memo[key] = (out["pixel_values"], out["image_grid_thw"])
+                self.calls += 1
+            pixels.append(self.memo[key][0])
+            grids.append(self.memo[key][1])
+        return BatchFeature({"pixel_values": torch.cat(pixels), "image_grid_thw": torch.cat(grids)})
+
+
 class RewardkitRobometerRewardModel(RobometerRewardModel, RewardKitModel):
     """lerobot's Robometer with rewardkit's verbs (see the module docstring).
 
@@ -167,6 +209,7 @@ class RewardkitRobometerRewardModel(RobometerRewardModel, RewardKitModel):
                     f"the tokenizer of {folder} has {len(step._processor.tokenizer)} tokens with Robometer's, "
                     f"the checkpoint's backbone {vocab}: not this checkpoint's base model's processor"
                 )
+            step._processor.image_processor = OncePerFrameImageProcessor(step._processor.image_processor)
             self._encoder = step
         return self._encoder
 
@@ -192,6 +235,7 @@ class RewardkitRobometerRewardModel(RobometerRewardModel, RewardKitModel):
 
         Returns ((B,) progress clamped to [0, 1], (B,) success probability), float32.
         """
+        self.encoder._processor.image_processor.clear()
         encoded = self.encoder.encode_samples([(clip, task) for clip in clips])
         device = next(self.parameters()).device
         batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in encoded.items()}
