@@ -185,20 +185,35 @@ def test_a_folder_that_is_not_a_robometer_is_refused_by_name(checkpoint, tmp_pat
         rewardkit.load(f"robometer:{tmp_path / 'missing'}")
 
 
-def test_a_backbone_that_is_not_a_qwen3_vl_is_refused(checkpoint, tmp_path):
-    for name, change in {
-        "llava": lambda c: c["vlm_config"].update(model_type="llava"),
-        "no_vlm": lambda c: c.update(vlm_config={}),
-        "auto_map": lambda c: c["vlm_config"].update(auto_map={"AutoModel": "evil.Model"}),
-    }.items():
+def test_a_backbone_that_is_not_a_qwen3_vl_is_refused(checkpoint, dataset, tmp_path):
+    def edited(name, change) -> Path:
         folder = tmp_path / name
         shutil.copytree(checkpoint, folder)
         config = json.loads((folder / "config.json").read_text())
         change(config)
         (folder / "config.json").write_text(json.dumps(config))
-        message = {"llava": "'llava', not a Qwen3-VL", "no_vlm": "no 'vlm_config'", "auto_map": "auto_map"}
-        with pytest.raises(RewardkitError, match=message[name]):
-            rewardkit.load(folder)
+        return folder
+
+    llava = edited("llava", lambda c: c["vlm_config"].update(model_type="llava"))
+    with pytest.raises(RewardkitError, match="'llava', not a Qwen3-VL"):
+        rewardkit.load(llava)
+    code = edited("code", lambda c: c["vlm_config"].update(auto_map={"AutoModel": "evil.Model"}))
+    with pytest.raises(RewardkitError, match="auto_map"):
+        rewardkit.load(code)
+    # no vlm_config: lerobot's config fills it from base_model_id's config, which must be a Qwen3-VL's
+    filled = edited("filled", lambda c: c.update(vlm_config={}))
+    inputs = episode_inputs(dataset, frame_indices=np.array([2, 9]))
+    np.testing.assert_allclose(
+        rewardkit.load(filled).label_episode(inputs)["progress"],
+        rewardkit.load(checkpoint).label_episode(inputs)["progress"],
+        atol=1e-6,
+    )
+    not_qwen = tmp_path / "not_qwen"
+    shutil.copytree(Path(json.loads((checkpoint / "config.json").read_text())["base_model_id"]), not_qwen)
+    (not_qwen / "config.json").write_text(json.dumps({"model_type": "llava"}))
+    base = edited("base", lambda c: c.update(vlm_config={}, base_model_id=str(not_qwen)))
+    with pytest.raises(RewardkitError, match="'llava', not a Qwen3-VL"):
+        rewardkit.load(base)
 
 
 def test_a_processor_that_is_not_a_qwen3_vl_or_carries_code_is_refused(checkpoint, dataset, tmp_path):

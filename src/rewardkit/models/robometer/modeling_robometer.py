@@ -306,7 +306,8 @@ def config_from_folder(folder: Path, **overrides: Any) -> RewardkitRobometerConf
     where = str(folder / "config.json")
     if data["type"] not in ("robometer", "rewardkit_robometer"):
         raise CheckpointError(f"{where} is a '{data['type']}' checkpoint, not a Robometer ('robometer')")
-    check_backbone_config(data.get("vlm_config"), where)
+    if data.get("vlm_config"):  # empty: lerobot's config fills it from base_model_id's config (checked below)
+        check_backbone_config(data["vlm_config"], where)
     known = set(RewardkitRobometerConfig.__dataclass_fields__)
     unknown = sorted(set(overrides) - known)
     if unknown:
@@ -327,9 +328,11 @@ def config_from_folder(folder: Path, **overrides: Any) -> RewardkitRobometerConf
     values["pretrained_path"] = str(folder)
     values.update(overrides)
     try:
-        return RewardkitRobometerConfig(**values)
+        config = RewardkitRobometerConfig(**values)
     except (ValueError, TypeError) as e:
         raise RewardkitError(f"bad Robometer option for {folder}: {e}") from e
+    check_backbone_config(config.vlm_config, f"{where} (base_model_id {config.base_model_id})")
+    return config
 
 
 def load_robometer(folder: str | Path, **options: Any) -> RewardkitRobometerRewardModel:
