@@ -303,3 +303,10 @@ def test_each_distinct_frame_of_a_batch_goes_through_the_image_processor_once(ch
     )
     calls = model.encoder._processor.image_processor.calls
     assert 0 < calls <= distinct < 4 * length  # lerobot processes 4 * length images
+
+
+def test_labelling_does_not_log_a_warning_per_frame(checkpoint, dataset, caplog):
+    model = load_robometer(checkpoint)
+    with caplog.at_level("WARNING"):
+        model.label_episode(episode_inputs(dataset, frame_indices=np.arange(6)))
+    assert not [r for r in caplog.records if "Kwargs passed" in r.getMessage()]

@@ -26,6 +26,7 @@ Frame t is scored from the frames round(linspace(0, t, K)) (K = `frames_per_quer
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -100,6 +101,18 @@ def processor_folder(path_or_repo_id: str) -> Path:
             "(set processor_path to the base Qwen3-VL's folder)"
         )
     return path
+
+
+class _DropProcessorKwargsWarning(logging.Filter):
+    """lerobot's encoder passes `add_vision_id`, `enable_thinking` and `fps` to `apply_chat_template` once
+    per query; transformers logs a warning for each (the template may not read them): one line per
+    labelled frame. Dropped while we encode."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Kwargs passed to `processor.__call__`")
+
+
+_PROCESSOR_LOGGER = logging.getLogger("transformers.processing_utils")
 
 
 class OncePerFrameImageProcessor:
@@ -235,8 +248,14 @@ class RewardkitRobometerRewardModel(RobometerRewardModel, RewardKitModel):
 
         Returns ((B,) progress clamped to [0, 1], (B,) success probability), float32.
         """
-        self.encoder._processor.image_processor.clear()
-        encoded = self.encoder.encode_samples([(clip, task) for clip in clips])
+        encoder = self.encoder
+        encoder._processor.image_processor.clear()
+        quiet = _DropProcessorKwargsWarning()
+        _PROCESSOR_LOGGER.addFilter(quiet)
+        try:
+            encoded = encoder.encode_samples([(clip, task) for clip in clips])
+        finally:
+            _PROCESSOR_LOGGER.removeFilter(quiet)
         device = next(self.parameters()).device
         batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in encoded.items()}
         progress_logits, success_logits = self._compute_rbm_logits(batch)
