@@ -19,6 +19,7 @@ from rewardkit.labelling import (
     label_dataset,
     label_one_episode,
     label_to_parquet,
+    progress_parts_dir,
     read_progress_parquet,
     shard_episodes,
     strided_positions,
@@ -140,22 +141,37 @@ def test_shard_split_is_balanced_disjoint_and_complete(tiny_dataset):
         shard_episodes(episodes, 2, 2)
 
 
-def test_two_fake_processes_gather_and_only_main_writes(tiny_dataset, tmp_path):
+def test_two_fake_processes_write_parts_and_only_main_merges(tiny_dataset, tmp_path):
     root, _ = tiny_dataset
     ds = open_dataset(root=root)
-    model = _toy()
-    # process 1 labels its share; its results are what a real gather would bring to process 0
+    out = tmp_path / "m.parquet"
+    # process 1 labels its share into parts; without a barrier it stops there (a datatrove task)
+    worker = ShardState(1, 2)
+    assert label_to_parquet(_toy(), "toy", ds, out, shard=worker, show_progress=False) is None
+    assert not out.exists()
+    assert sorted(p.name for p in progress_parts_dir(out).glob("*.npz")) == ["0.npz", "2.npz"]
+    # process 0 labels episode 1 and, past the barrier, merges every part
+    met = []
+    main_state = ShardState(0, 2, barrier=lambda: met.append(1))
+    assert label_to_parquet(_toy(), "toy", ds, out, shard=main_state, show_progress=False) == out
+    assert len(met) == 2 and not progress_parts_dir(out).exists()
+    single = label_to_parquet(_toy(), "toy", ds, tmp_path / "s.parquet", show_progress=False)
+    assert out.read_bytes() == single.read_bytes()  # byte-identical to one process
+
+
+def test_label_dataset_gathers_shards(tiny_dataset):
+    ds = open_dataset(root=tiny_dataset[0])
     sent: list = []
     worker = ShardState(1, 2, gather=lambda mine: sent.extend(mine) or mine + [])
-    assert (
-        label_to_parquet(model, "toy", ds, tmp_path / "w.parquet", shard=worker, show_progress=False) is None
-    )
-    assert not (tmp_path / "w.parquet").exists()
+    label_dataset(_toy(), ds, shard=worker, show_progress=False)
     assert sorted(e.episode_index for e in sent) == [0, 2]
-    main_state = ShardState(0, 2, gather=lambda mine: mine + sent)
-    path = label_to_parquet(model, "toy", ds, tmp_path / "m.parquet", shard=main_state, show_progress=False)
-    single = label_to_parquet(_toy(), "toy", ds, tmp_path / "s.parquet", show_progress=False)
-    assert pq.read_table(path).equals(pq.read_table(single))
+    gathered = label_dataset(
+        _toy(), ds, shard=ShardState(0, 2, gather=lambda mine: mine + sent), show_progress=False
+    )
+    single = label_dataset(_toy(), ds, show_progress=False)
+    assert [e.episode_index for e in gathered] == [0, 1, 2]
+    for a, b in zip(gathered, single, strict=True):
+        np.testing.assert_array_equal(a.progress, b.progress)
 
 
 def test_frames_model_reads_decoded_frames(tiny_dataset):

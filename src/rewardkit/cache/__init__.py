@@ -6,7 +6,7 @@
 >>> cache.text_features(dataset.episode(0).task)            # (D,) float32
 """
 
-from rewardkit.cache.build import BuildStats, build_cache, cache_path_for
+from rewardkit.cache.build import BuildStats, build_cache, cache_path_for, merge_cache
 from rewardkit.cache.open import open_or_build_cache
 from rewardkit.cache.store import FeatureCache, default_cache_root
 
@@ -16,5 +16,6 @@ __all__ = [
     "build_cache",
     "cache_path_for",
     "default_cache_root",
+    "merge_cache",
     "open_or_build_cache",
 ]

@@ -30,6 +30,7 @@ def open_or_build_cache(
     dtype: Any = "float32",
     encoder: Any = None,
     progress: bool = True,
+    shard: Any = None,
 ) -> FeatureCache:
     """The feature cache of `dataset` for `encoder_spec`, built first for whatever it lacks.
 
@@ -44,6 +45,7 @@ def open_or_build_cache(
             the cache's key (a torch dtype or its name).
         encoder: an already built `FrozenEncoder` of `encoder_spec` (its dtype wins over `dtype`).
         progress: show a progress bar while encoding.
+        shard: this worker's `ShardState` when several workers build the cache together (`build_cache`).
 
     Returns:
         The `FeatureCache`; the encoder is built only when some frame or text is missing.
@@ -68,5 +70,6 @@ def open_or_build_cache(
     if encoder is None:
         encoder = make_encoder(encoder_spec, device=device, dtype=encoder_dtype)
     return build_cache(
-        dataset, encoder, cameras, cache_dir=cache_dir, episodes=wanted, texts=list(texts), progress=progress
-    )
+        dataset, encoder, cameras, cache_dir=cache_dir, episodes=wanted, texts=list(texts), progress=progress,
+        shard=shard,
+    )  # fmt: skip

@@ -12,15 +12,26 @@ per stage and renormalised). A model that can compute only those frames returns 
 work; a model that cannot returns (T,) arrays and the labeller keeps the strided frames and interpolates
 the same way, so the output does not depend on which the model did.
 
-Sharding: with several processes (`accelerate launch`), episodes are split between processes, balanced by
-frame count, each process labels its share, the results are gathered, and the main process writes.
+Sharding (`rewardkit.distributed`): with several workers (`accelerate launch` processes, datatrove
+tasks), episodes are split between them, balanced by frame count (`shard_episodes`). `label_dataset`
+gathers the results in memory. `label_to_parquet` works in episode parts: each episode's outputs are
+written atomically as `<output dir>/.<output name>.parts/<episode>.npz` as soon as it is labelled, an
+episode with a part is never labelled again (a killed worker is rerun and goes on where it stopped), and
+one merge writes the parquet from the parts in episode order: byte-identical whatever the number of
+workers or the order they finished in.
+
+On a CUDA device the next episode's inputs are read (cached features copied out of the memory map into
+page-locked memory) on a thread while the model labels the current one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +39,9 @@ import numpy as np
 from lerobot.utils.constants import OBS_STATE
 
 from rewardkit.data.dataset import EpisodeInfo, RewardDataset
+from rewardkit.distributed.shards import ShardState, shard_episodes
 from rewardkit.errors import RewardkitError
+from rewardkit.io_utils import atomic_write, atomic_write_text
 from rewardkit.labelling.parquet import (
     PROGRESS_FILENAME,
     EpisodeLabels,
@@ -108,11 +121,12 @@ def open_feature_cache(
     dtype: Any = None,
     cache_dir: str | Path | None = None,
     encoder: Any = None,
+    shard: ShardState | None = None,
 ) -> FeatureSource:
     """The feature cache of `dataset` for `encoder_spec`, built first for the frames not yet cached
     (`rewardkit.cache.open_or_build_cache`: a cache holding every chosen episode of `cameras` is opened
     without building the encoder; otherwise `encoder`, or one built on `device` in `dtype`, encodes the
-    uncached frames)."""
+    uncached frames, shared between the workers of `shard`)."""
     from rewardkit.cache import open_or_build_cache
 
     return open_or_build_cache(
@@ -123,6 +137,7 @@ def open_feature_cache(
         device=device,
         dtype=dtype if dtype is not None else "float32",
         encoder=encoder,
+        shard=shard,
     )
 
 
@@ -244,57 +259,6 @@ def label_one_episode(model: RewardModel, inputs: EpisodeInputs, stride: int = 1
     return interpolate_outputs(positions, outputs, length)
 
 
-# ---- sharding ----------------------------------------------------------------------------------
-@dataclass
-class ShardState:
-    """Which share of the work this process does, and how results come back together.
-
-    Args:
-        process_index: this process's rank (0 is the main process, which writes).
-        num_processes: how many processes share the episodes.
-        gather: takes this process's list of results, returns every process's lists concatenated
-            (on every process). `accelerate.utils.gather_object` under `accelerate launch`.
-    """
-
-    process_index: int = 0
-    num_processes: int = 1
-    gather: Callable[[list], list] | None = None
-
-    @property
-    def is_main_process(self) -> bool:
-        return self.process_index == 0
-
-    @classmethod
-    def from_accelerate(cls) -> ShardState:
-        """The current process's share under `accelerate launch` (a single process otherwise)."""
-        from accelerate import PartialState
-        from accelerate.utils import gather_object
-
-        state = PartialState()
-        return cls(
-            state.process_index, state.num_processes, gather_object if state.num_processes > 1 else None
-        )
-
-
-def shard_episodes(
-    episodes: Sequence[EpisodeInfo], process_index: int, num_processes: int
-) -> list[EpisodeInfo]:
-    """This process's episodes: longest first to the least-loaded process (balanced by frames).
-
-    Deterministic: every process computes the same split. Returns episodes in index order.
-    """
-    if not 0 <= process_index < num_processes:
-        raise RewardkitError(f"process_index {process_index} out of range for {num_processes} processes")
-    loads = [0] * num_processes
-    mine = []
-    for ep in sorted(episodes, key=lambda e: (-e.length, e.episode_index)):
-        target = min(range(num_processes), key=lambda p: (loads[p], p))
-        loads[target] += ep.length
-        if target == process_index:
-            mine.append(ep)
-    return sorted(mine, key=lambda e: e.episode_index)
-
-
 # ---- whole dataset -----------------------------------------------------------------------------
 def label_dataset(
     model: RewardModel,
@@ -315,6 +279,33 @@ def label_dataset(
     process's episodes are labelled and the results gathered from every process. Returns all episodes'
     labels (on every process), sorted by index. `encoder`: an already built encoder for the cache build.
     """
+    shard = shard or ShardState()
+    episodes = shard_episodes(dataset.episodes(), shard.process_index, shard.num_processes)
+    labels = list(
+        _label_episodes(
+            model, dataset, episodes, stride, features, shard, show_progress, dtype, cache_dir, encoder
+        )  # fmt: skip
+    )
+    if shard.num_processes > 1:
+        if shard.gather is None:
+            raise RewardkitError("a ShardState with several processes needs a gather function")
+        labels = list(shard.gather(labels))
+    return sorted(labels, key=lambda e: e.episode_index)
+
+
+def _label_episodes(
+    model: RewardModel,
+    dataset: RewardDataset,
+    episodes: list[EpisodeInfo],
+    stride: int,
+    features: FeatureSource | None,
+    shard: ShardState,
+    show_progress: bool,
+    dtype: Any,
+    cache_dir: str | Path | None,
+    encoder: Any,
+) -> Iterator[EpisodeLabels]:
+    """Label `episodes` one at a time, in order (the generator behind `label_dataset` and the parts)."""
     import contextlib
 
     import torch
@@ -323,31 +314,53 @@ def label_dataset(
     needs: ModelInputs = model.required_inputs()
     if hasattr(model, "prepare_for_dataset"):  # RewACT is a lerobot policy, not a RewardKitModel
         model.prepare_for_dataset(dataset)
-    shard = shard or ShardState()
-    episodes = shard_episodes(dataset.episodes(), shard.process_index, shard.num_processes)
     device = _model_device(model)
     if needs.state and episodes:
         # a NaN state would surface as "the model returned non-finite progress"; name the data instead
         dataset.check_finite([OBS_STATE], [e.episode_index for e in episodes])
-    if needs.encoder and features is None and episodes:
+    if needs.encoder and features is None:
         cameras = resolve_cameras(needs, dataset)
-        features = open_feature_cache(dataset, needs.encoder, cameras, str(device), dtype, cache_dir, encoder)
+        # Every worker takes part in building what the cache lacks (each encodes its own episodes),
+        # even one that has no episode to label: the build's barrier waits for all of them.
+        features = open_feature_cache(dataset, needs.encoder, cameras, str(device), dtype, cache_dir, encoder,
+                                      shard)  # fmt: skip
     autocast = (
         torch.autocast(device.type, dtype=dtype)
         if dtype is not None and dtype != torch.float32
         else contextlib.nullcontext()
     )
-    labels = []
-    for ep in tqdm(episodes, desc="labelling", unit="episode", disable=not show_progress):
+    pin = device.type == "cuda" and torch.cuda.is_available()
+
+    def read(ep: EpisodeInfo) -> EpisodeInputs:
         inputs = episode_inputs(dataset, needs, ep, features)
-        with autocast:
-            outputs = label_one_episode(model, inputs, stride)
-        labels.append(EpisodeLabels(ep.episode_index, ep.from_index, outputs))
-    if shard.num_processes > 1:
-        if shard.gather is None:
-            raise RewardkitError("a ShardState with several processes needs a gather function")
-        labels = list(shard.gather(labels))
-    return sorted(labels, key=lambda e: e.episode_index)
+        if pin and inputs.image_features is not None:
+            inputs.image_features = {cam: _pinned_copy(a) for cam, a in inputs.image_features.items()}
+        return inputs
+
+    if not episodes:
+        return
+    # One episode read ahead: its features come off the disk (memory map) while the model labels the
+    # current one, so a GPU is not left waiting on reads. Outputs do not depend on it.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rewardkit-read") as reader:
+        upcoming = reader.submit(read, episodes[0])
+        for position, ep in enumerate(
+            tqdm(episodes, desc="labelling", unit="episode", disable=not show_progress)
+        ):
+            inputs = upcoming.result()
+            if position + 1 < len(episodes):
+                upcoming = reader.submit(read, episodes[position + 1])
+            with autocast:
+                outputs = label_one_episode(model, inputs, stride)
+            yield EpisodeLabels(ep.episode_index, ep.from_index, outputs)
+
+
+def _pinned_copy(array: Any) -> np.ndarray:
+    """A copy of `array` in page-locked memory, still a numpy array (the model's copy to the GPU is then
+    a direct DMA, and can be asynchronous); the tensor owning the memory stays alive as its base."""
+    import torch
+
+    tensor = torch.from_numpy(np.ascontiguousarray(array)).pin_memory()
+    return tensor.numpy()
 
 
 def _model_device(model: Any):
@@ -364,6 +377,131 @@ def default_output_path(dataset: RewardDataset) -> Path:
     return Path(dataset.root) / PROGRESS_FILENAME
 
 
+def progress_parts_dir(output: str | Path) -> Path:
+    """Where the per-episode parts of the progress parquet `output` wait to be merged (hidden, beside it)."""
+    output = Path(output)
+    return output.parent / f".{output.name}.parts"
+
+
+def _model_fingerprint(model_path: str) -> str | None:
+    """Sizes and times of a local checkpoint's files: parts from an older checkpoint at the same path
+    must not be merged with new ones. None for a hub id or a named model."""
+    folder = Path(model_path).expanduser()
+    if not folder.exists():
+        return None
+    files = [folder] if folder.is_file() else sorted(p for p in folder.rglob("*") if p.is_file())
+    entries = [[str(p.relative_to(folder)) if p != folder else p.name, p.stat().st_size, p.stat().st_mtime_ns]
+               for p in files]  # fmt: skip
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:32]
+
+
+def _start_parts(parts: Path, key: dict) -> None:
+    """Create the parts folder with its key, or check that existing parts were made the same way."""
+    key_path = parts / "key.json"
+    if key_path.is_file():
+        existing = json.loads(key_path.read_text())
+        if existing != key:
+            raise RewardkitError(
+                f"{parts} holds episode parts of another labelling run (model, stride, dtype or dataset "
+                f"differ: {existing.get('reward_model_path')} vs {key['reward_model_path']}); delete the "
+                "folder to start over"
+            )
+        return
+    parts.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(key_path, json.dumps(key, indent=1, sort_keys=True))
+
+
+def _part_file(parts: Path, episode_index: int) -> Path:
+    return parts / f"{episode_index}.npz"
+
+
+def label_shard(
+    model: RewardModel,
+    model_path: str,
+    dataset: RewardDataset,
+    output: str | Path | None = None,
+    stride: int = 1,
+    features: FeatureSource | None = None,
+    shard: ShardState | None = None,
+    show_progress: bool = True,
+    dtype: Any = None,
+    cache_dir: str | Path | None = None,
+    encoder: Any = None,
+) -> list[int]:
+    """Label this worker's episodes that have no part yet, each written as a part as soon as it is done.
+
+    The parts live in `progress_parts_dir(output)`; `merge_progress_parts` turns them into the parquet.
+    Returns the episodes labelled now (those with a part already are skipped).
+    """
+    shard = shard or ShardState()
+    path = Path(output) if output is not None else default_output_path(dataset)
+    parts = progress_parts_dir(path)
+    key = {
+        "reward_model_path": str(model_path),
+        "model": _model_fingerprint(str(model_path)),
+        "dtype": str(dtype) if dtype is not None else None,
+        "metadata": {
+            "stride": stride,
+            "model_type": getattr(getattr(model, "config", None), "type", type(model).__name__),
+            # RA-BC refuses the file on a dataset with another frame layout (`check_progress`).
+            "dataset": dataset_fingerprint(dataset),
+        },
+    }
+    _start_parts(parts, key)
+    mine = shard_episodes(dataset.episodes(), shard.process_index, shard.num_processes)
+    todo = [ep for ep in mine if not _part_file(parts, ep.episode_index).is_file()]
+    if len(todo) < len(mine):
+        logger.info("%d of this worker's %d episodes are already labelled (%s)", len(mine) - len(todo),
+                    len(mine), parts)  # fmt: skip
+    done = []
+    for labels in _label_episodes(model, dataset, todo, stride, features, shard, show_progress, dtype, cache_dir,
+                                  encoder):  # fmt: skip
+        arrays = {name: np.asarray(value) for name, value in labels.outputs.items()}
+        atomic_write(
+            _part_file(parts, labels.episode_index),
+            lambda temporary, arrays=arrays: np.savez(temporary, **arrays),
+        )
+        done.append(labels.episode_index)
+    return done
+
+
+def merge_progress_parts(output: str | Path, dataset: RewardDataset, keep_parts: bool = False) -> Path:
+    """Write the progress parquet `output` from the parts of every chosen episode of `dataset`, in
+    episode order (byte-identical whatever the number of workers), then remove the parts.
+
+    Raises:
+        RewardkitError: naming the episodes without a part (a worker did not finish: rerun it).
+    """
+    path = Path(output)
+    parts = progress_parts_dir(path)
+    key_path = parts / "key.json"
+    if not key_path.is_file():
+        raise RewardkitError(f"no labelled parts in {parts}: run the labelling workers first")
+    key = json.loads(key_path.read_text())
+    episodes = dataset.episodes()
+    missing = [ep.episode_index for ep in episodes if not _part_file(parts, ep.episode_index).is_file()]
+    if missing:
+        raise RewardkitError(
+            f"{parts} has no part for episode(s) {missing[:20]}{' ...' if len(missing) > 20 else ''}: a "
+            "labelling worker did not finish; rerun the workers (labelled episodes are kept), then merge"
+        )
+    labels = []
+    for ep in episodes:
+        with np.load(_part_file(parts, ep.episode_index), allow_pickle=False) as data:
+            outputs = {name: data[name] for name in data.files}
+        if len(outputs.get("progress", ())) != ep.length:
+            raise RewardkitError(
+                f"part {_part_file(parts, ep.episode_index)} holds {len(outputs.get('progress', ()))} frames, "
+                f"episode {ep.episode_index} has {ep.length}: delete {parts} and label again"
+            )
+        labels.append(EpisodeLabels(ep.episode_index, ep.from_index, outputs))
+    metadata = {**key["metadata"], "episodes": [e.episode_index for e in labels]}
+    written = write_progress_parquet(path, labels, key["reward_model_path"], metadata)
+    if not keep_parts:
+        shutil.rmtree(parts, ignore_errors=True)
+    return written
+
+
 def label_to_parquet(
     model: RewardModel,
     model_path: str,
@@ -377,20 +515,22 @@ def label_to_parquet(
     cache_dir: str | Path | None = None,
     encoder: Any = None,
 ) -> Path | None:
-    """Label `dataset` and write the progress parquet (main process only).
+    """Label `dataset` and write the progress parquet, through per-episode parts (`label_shard`, then
+    `merge_progress_parts`): a run killed midway and started again labels only what is missing.
 
-    Returns the path written on the main process, None on the others.
+    With a sharded `shard`, each worker labels its share; with a barrier (accelerate) the main process
+    merges once every worker is done; without one (datatrove tasks) nothing is merged here.
+    Returns the path written on the process that merged, None on the others.
     """
     shard = shard or ShardState()
-    labels = label_dataset(model, dataset, stride, features, shard, show_progress, dtype, cache_dir, encoder)
-    if not shard.is_main_process:
-        return None
     path = Path(output) if output is not None else default_output_path(dataset)
-    metadata = {
-        "stride": stride,
-        "model_type": getattr(getattr(model, "config", None), "type", type(model).__name__),
-        "episodes": [e.episode_index for e in labels],
-        # RA-BC refuses the file on a dataset with another frame layout (`check_progress`).
-        "dataset": dataset_fingerprint(dataset),
-    }
-    return write_progress_parquet(path, labels, model_path, metadata)
+    label_shard(model, model_path, dataset, path, stride, features, shard, show_progress, dtype, cache_dir,
+                encoder)  # fmt: skip
+    if shard.is_sharded:
+        if shard.barrier is None:
+            return None
+        shard.barrier()
+    written = merge_progress_parts(path, dataset) if shard.is_main_process else None
+    if shard.is_sharded:
+        shard.barrier()  # nobody leaves before the file is there
+    return written
