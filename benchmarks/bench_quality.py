@@ -1,0 +1,539 @@
+"""Quality on failures the model never saw: rewardkit's SARM vs lerobot 0.6.1's SARM and two baselines.
+
+Issue 15's benchmark. Datasets come from `rewardkit sim` (metaworld push-v3 and pick-place-v3 scripted
+experts, fixed seeds), generated here into `--work_dir` and reused by later runs (never committed):
+  - `full` state (hand, gripper opening, object and goal positions): successes and the state-visible
+    failure kinds (drop, stall, action_noise);
+  - `proprio` state (hand and gripper command only): successes and the vision-only failure kinds
+    (grasp_air: closes on air beside the object and carries on; place_beside: holds it beside the goal),
+    which only the images show.
+Ground truth is the simulator's: `ground_truth.progress` (current progress, the primary reading) and
+`ground_truth.progress_reached` (its running maximum).
+
+Protocols, on the same held-out episodes (about 40% of the successes of each task and every failure
+not used for training):
+  (a) trained on successes only;
+  (b) trained on successes plus half the failures of some kinds ("seen": drop and stall on `full`,
+      grasp_air on `proprio`); the other kinds ("unseen": action_noise, place_beside) are never trained on.
+Models: rewardkit's SARM (`rewardkit train`, encoder `--encoder`: efficientnet-lite0 when this install
+has it, else a random tiny CLIP), lerobot's SARM (its own model, processor and loss, random CLIP ViT-B/32
+as nothing can be downloaded, memoised per frame to fit a CPU budget; same episodes, steps, batch size,
+model size and frame gap; labelled through `rewardkit.load`), the elapsed-time and constant baselines.
+lerobot's SARM has no notion of a failed episode: in protocol (b) it trains on the same episodes.
+
+Metrics per failure kind, family, seen/unseen and task: failure AUROC of the final progress (failures vs
+successes), the margin between the worst success and the best failure, failure MAE against the current
+and the reached progress; on successes: MAE and VOC. PASS/FAIL per target of issue 15.
+
+    HF_HUB_OFFLINE=1 MUJOCO_GL=egl .venv/bin/python benchmarks/bench_quality.py --work_dir /tmp/bq --quick
+    HF_HUB_OFFLINE=1 MUJOCO_GL=egl .venv/bin/python benchmarks/bench_quality.py --work_dir /tmp/bq  # full
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np  # noqa: E402
+
+TASKS = ("push-v3", "pick-place-v3")
+CAMERA = "corner"
+LEROBOT_CLIP = "clip-random:vit-b-32"  # what lerobot's SARM gets offline (its CLIP ViT-B/32, random weights)
+DATASETS = {
+    # name: (state layout, failure kinds, kinds trained on in protocol (b), seed)
+    "full": ("full", ("drop", "stall", "action_noise"), ("drop", "stall"), 0),
+    "proprio": ("proprio", ("grasp_air", "place_beside"), ("grasp_air",), 1),
+}
+FAMILY = {"drop": "state-visible", "stall": "state-visible", "action_noise": "state-visible",
+          "grasp_air": "vision-only", "place_beside": "vision-only"}  # fmt: skip
+MODEL_SIZES = {
+    "small": dict(hidden_dim=256, num_layers=2, num_heads=8),
+    "default": dict(hidden_dim=768, num_layers=8, num_heads=12),
+}
+OURS, LEROBOT = "rewardkit SARM", "lerobot SARM"
+ELAPSED, CONSTANT = "baseline: elapsed fraction", "baseline: constant 0.5"
+START = time.perf_counter()
+
+
+def log(message: str) -> None:
+    print(f"[{time.perf_counter() - START:7.1f} s] {message}", flush=True)
+
+
+def rewardkit_cli(*args: str) -> None:
+    """Run the `rewardkit` command (the path a user takes), failing loudly with its output."""
+    command = [sys.executable, "-m", "rewardkit.cli", *args]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(
+            f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        )
+
+
+def default_encoder() -> str:
+    """efficientnet-lite0 (pretrained, offline) when this install has it, else a random tiny CLIP."""
+    try:
+        from rewardkit.encoders import make_encoder
+
+        make_encoder("efficientnet-lite0")
+        return "efficientnet-lite0"
+    except Exception as e:  # not installed or not known: say so, fall back
+        log(f"efficientnet-lite0 unavailable ({type(e).__name__}: {e}); using clip-random:tiny")
+        return "clip-random:tiny"
+
+
+# ---- data -------------------------------------------------------------------------------------------
+def generate(work: Path, name: str, successes: int, per_kind: int, image_size: int) -> Path:
+    """The `name` dataset of both tasks, generated with `rewardkit sim` unless already in `work`."""
+    state, kinds, _, seed = DATASETS[name]
+    params = dict(tasks=TASKS, successes=successes, per_kind=per_kind, image_size=image_size, state=state,
+                  kinds=kinds, seed=seed, camera=CAMERA)  # fmt: skip
+    digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
+    root = work / "data" / f"{name}_{digest}"
+    if (root / "meta" / "rewardkit_sim.json").exists():
+        log(f"dataset {name}: cached at {root}")
+        return root
+    if root.exists():  # a generation killed midway: start again
+        import shutil
+
+        shutil.rmtree(root)
+    log(f"dataset {name}: generating with rewardkit sim ({params})")
+    rewardkit_cli(
+        "sim", f"--task=[{','.join(TASKS)}]", f"--num_success={successes}",
+        # kinds cycle per task; enough failures that every applicable kind gets `per_kind` on each task
+        f"--num_failed={per_kind * len(kinds)}", f"--failure_kinds=[{','.join(kinds)}]",
+        f"--state={state}", f"--seed={seed}", f"--image_size={image_size}", f"--cameras={CAMERA}",
+        f"--root={root}",
+    )  # fmt: skip
+    return root
+
+
+def splits(root: Path, seen: Sequence[str], train_fraction: float = 0.6) -> dict[str, list[int]]:
+    """Training episodes of each protocol and the held-out episodes (the same for both protocols).
+
+    Per task: the first `train_fraction` of the successes train; per seen kind, the first half of its
+    failures train in protocol (b); everything else is held out.
+    """
+    from rewardkit.sim.metaworld_sim import read_ground_truth
+
+    truth = read_ground_truth(root)
+    train_success, train_failed, held_out = [], [], []
+    for task in TASKS:
+        episodes = [t for t in truth.values() if t.task == task]
+        successes = [t.episode_index for t in episodes if t.kind == "success"]
+        cut = max(1, math.ceil(train_fraction * len(successes)))
+        train_success += successes[:cut]
+        held_out += successes[cut:]
+        for kind in sorted({t.kind for t in episodes} - {"success"}):
+            failed = [t.episode_index for t in episodes if t.kind == kind]
+            half = len(failed) // 2 if kind in seen else 0
+            train_failed += failed[:half]
+            held_out += failed[half:]
+    return {"a": sorted(train_success), "b": sorted(train_success + train_failed),
+            "b_failed": sorted(train_failed), "test": sorted(held_out)}  # fmt: skip
+
+
+# ---- rewardkit ----------------------------------------------------------------------------------------
+def train_ours(root: Path, out: Path, episodes: Sequence[int], failed: Sequence[int], args) -> Path:
+    checkpoint = out / "checkpoints" / "last" / "pretrained_model"
+    if checkpoint.exists():
+        log(f"{OURS}: cached checkpoint {checkpoint}")
+        return checkpoint
+    size = MODEL_SIZES[args.model_size]
+    rewardkit_cli(
+        "train", "--model.type=sarm", f"--dataset.root={root}", f"--dataset.episodes=[{','.join(map(str, episodes))}]",
+        f"--failed_episodes=[{','.join(map(str, failed))}]", f"--steps={args.steps}", f"--batch_size={args.batch_size}",
+        "--val_fraction=0", "--val_every=0", f"--save_every={args.steps}", f"--log_every={max(1, args.steps // 4)}",
+        "--progress_bar=false", f"--output_dir={out}", f"--cache_dir={args.work_dir / 'cache'}",
+        f"--model.encoder={args.encoder}", f"--model.frame_gap={args.frame_gap}", "--seed=1000",
+        *(f"--model.{k}={v}" for k, v in size.items()),
+    )  # fmt: skip
+    return checkpoint
+
+
+def label(model, dataset, episodes: Sequence[int], cache_dir: Path) -> dict[int, dict[str, np.ndarray]]:
+    from rewardkit.labelling import label_dataset
+
+    previous = dataset.selected_episodes
+    dataset.selected_episodes = list(episodes)
+    try:
+        labels = label_dataset(model, dataset, show_progress=False, cache_dir=cache_dir)
+    finally:
+        dataset.selected_episodes = previous
+    return {ep.episode_index: {"progress": np.asarray(ep.outputs["progress"])} for ep in labels}
+
+
+# ---- lerobot's SARM -------------------------------------------------------------------------------------
+def lerobot_patches():
+    """lerobot's SARM processor, offline: a random CLIP ViT-B/32 in place of the hub's, and its per-frame
+    image encoding memoised (a frame seen again is not encoded again: the same numbers, less CPU)."""
+    from types import SimpleNamespace
+    from unittest import mock
+
+    import torch
+    from lerobot.rewards.sarm import processor_sarm
+    from transformers import CLIPImageProcessorFast
+
+    from rewardkit.encoders import make_encoder
+
+    clip = make_encoder(LEROBOT_CLIP)
+
+    class OfflineProcessor:
+        def __init__(self) -> None:
+            self.image_processor = CLIPImageProcessorFast()
+            self.tokenizer = lambda texts, return_tensors="pt", padding=True, truncation=True: clip.tokenizer(
+                texts
+            )
+
+        def __call__(self, images, return_tensors="pt"):
+            return self.image_processor(images=images, return_tensors=return_tensors)
+
+    step_class = next(
+        c for c in vars(processor_sarm).values() if isinstance(c, type) and hasattr(c, "_encode_images_batch")
+    )
+    original = step_class._encode_images_batch
+    memo: dict[bytes, torch.Tensor] = {}
+
+    def memoised(self, images):
+        images = np.asarray(images)
+        batch, length = images.shape[:2]
+        flat = images.reshape(batch * length, *images.shape[2:])
+        keys = [hashlib.blake2b(np.ascontiguousarray(f).tobytes(), digest_size=16).digest() for f in flat]
+        missing = sorted({k: i for i, k in enumerate(keys) if k not in memo}.values())
+        if missing:
+            encoded = original(self, flat[missing][None])[0]
+            for i, row in zip(missing, encoded, strict=True):
+                memo[keys[i]] = row
+        return torch.stack([memo[k] for k in keys]).reshape(batch, length, -1)
+
+    return [
+        mock.patch.object(processor_sarm, "CLIPModel", SimpleNamespace(from_pretrained=lambda *a, **k: clip.model)),
+        mock.patch.object(processor_sarm, "CLIPProcessor", SimpleNamespace(from_pretrained=lambda *a, **k: OfflineProcessor())),
+        mock.patch.object(step_class, "_encode_images_batch", memoised),
+    ]  # fmt: skip
+
+
+def train_lerobot(root: Path, out: Path, episodes: Sequence[int], args) -> Path:
+    """lerobot's SARM trained by its own forward/loss on its processor's batches (AdamW, its presets)."""
+    if (out / "model.safetensors").exists():
+        log(f"{LEROBOT}: cached checkpoint {out}")
+        return out
+    from contextlib import ExitStack
+
+    import torch
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+    from lerobot.rewards.sarm import processor_sarm
+    from lerobot.rewards.sarm.configuration_sarm import SARMConfig
+    from lerobot.rewards.sarm.modeling_sarm import SARMRewardModel
+    from torch.utils.data import default_collate
+
+    camera = f"observation.images.{CAMERA}"
+    with ExitStack() as stack:
+        for patch in lerobot_patches():
+            stack.enter_context(patch)
+        config = SARMConfig(image_key=camera, device="cpu", frame_gap=args.frame_gap, batch_size=args.batch_size,
+                            **MODEL_SIZES[args.model_size])  # fmt: skip
+        meta = LeRobotDataset("rewardkit/metaworld-sim", root=root, episodes=list(episodes))
+        deltas = [d / meta.fps for d in config.observation_delta_indices]
+        dataset = LeRobotDataset("rewardkit/metaworld-sim", root=root, episodes=list(episodes),
+                                 delta_timestamps={camera: deltas, "observation.state": deltas})  # fmt: skip
+        torch.manual_seed(1000)
+        model = SARMRewardModel(config, dataset_stats=dataset.meta.stats, dataset_meta=dataset.meta)
+        pre, _ = processor_sarm.make_sarm_pre_post_processors(config, dataset.meta.stats, dataset.meta)
+        preset = config.get_optimizer_preset()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=preset.lr, weight_decay=preset.weight_decay)
+        rng = np.random.default_rng(1000)
+        model.train()
+        for step in range(args.steps):
+            batch = default_collate([dataset[int(i)] for i in rng.integers(0, len(dataset), args.batch_size)])
+            loss, _ = model.forward(pre(batch))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+            optimizer.step()
+            optimizer.zero_grad()
+            if step % max(1, args.steps // 4) == 0 or step == args.steps - 1:
+                log(f"{LEROBOT}: step {step + 1}/{args.steps} loss {loss.item():.4f}")
+        model.save_pretrained(out)
+    return out
+
+
+# ---- metrics ---------------------------------------------------------------------------------------------
+def score(
+    predictions: Mapping[str, Mapping], truths: Mapping, tasks: Mapping[int, str], seen: Sequence[str]
+) -> dict:
+    """{model: {"summary": ..., "groups": {(task, group): breakdown}}} with groups: each kind, each family,
+    seen / unseen, and "all failures", on each task and on both ("both")."""
+    from rewardkit.evaluation import evaluate_models
+    from rewardkit.evaluation.evaluate import failure_breakdown, success_failure_margin
+
+    results = evaluate_models(predictions, truths)
+    scored = {}
+    for name, result in results.items():
+        rows = result["episodes"]
+        groups = {}
+        for task in (*TASKS, "both"):
+            here = [r for r in rows if task == "both" or tasks[r["episode_index"]] == task]
+            failed = {r["episode_index"]: r["kind"] for r in here if not r["success"]}
+            labellings = [
+                failed,
+                {i: FAMILY[k] for i, k in failed.items()},
+                {i: "all failures" for i in failed},
+            ]
+            if seen:  # protocol (b): kinds trained on and kinds never seen
+                labellings.insert(2, {i: "seen" if k in seen else "unseen" for i, k in failed.items()})
+            for labelling in labellings:
+                for group, row in failure_breakdown(here, labelling).items():
+                    groups[(task, group)] = row
+            successes = [r for r in here if r["success"]]
+            if not successes:
+                continue
+            finals = np.array([r["final_progress"] for r in here])
+            groups[(task, "successes")] = {
+                "num_episodes": len(successes),
+                "mae_success": float(np.mean([r["mae"] for r in successes])),
+                "voc_success": float(np.mean([r["voc"] for r in successes])),
+                "final_progress_mean": float(np.mean([r["final_progress"] for r in successes])),
+                "margin": success_failure_margin(finals, np.array([r["success"] for r in here])),
+            }
+        scored[name] = {"summary": result["summary"], "groups": groups, "episodes": rows}
+    return scored
+
+
+def fmt(value) -> str:
+    return "  n/a" if value is None else f"{value:5.3f}"
+
+
+def print_table(title: str, scored: Mapping[str, dict]) -> None:
+    print(f"\n### {title}\n")
+    print("| model | task | group (n) | AUROC | margin | final | MAE now | MAE reached |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, result in scored.items():
+        for (task, group), row in result["groups"].items():
+            if group == "successes":
+                print(f"| {name} | {task} | successes ({row['num_episodes']}) | | {fmt(row['margin'])} | "
+                      f"{fmt(row['final_progress_mean'])} | {fmt(row['mae_success'])} | VOC {fmt(row['voc_success'])} |")  # fmt: skip
+            else:
+                print(f"| {name} | {task} | {group} ({row['num_episodes']}) | {fmt(row['final_progress_auroc'])} | "
+                      f"{fmt(row['margin'])} | {fmt(row['final_progress_mean'])} | {fmt(row['mae_failure'])} | "
+                      f"{fmt(row['mae_failure_reached'])} |")  # fmt: skip
+
+
+class Verdicts(list):
+    def check(self, label: str, value: float | None, ok_if, target: str) -> None:
+        ok = value is not None and bool(ok_if(value))
+        self.append(ok)
+        print(f"{'PASS' if ok else 'FAIL'}  {label}: {fmt(value)} (target {target})")
+
+
+def judge(
+    verdicts: Verdicts, protocol: str, dataset: str, scored: Mapping[str, dict], seen: Sequence[str]
+) -> None:
+    """Issue 15's targets for one protocol and dataset, on each task."""
+    ours, ref = scored[OURS]["groups"], scored.get(LEROBOT, {}).get("groups", {})
+    at_least = lambda bound: lambda v: v >= bound  # noqa: E731
+    at_most = lambda bound: lambda v: v <= bound  # noqa: E731
+    for task in TASKS:
+        where = f"({protocol}) {dataset} {task}"
+        groups = [g for (t, g) in ours if t == task]
+        if protocol == "a":
+            for family, auroc in (("state-visible", 0.95), ("vision-only", 0.85)):
+                if family in groups:
+                    row = ours[(task, family)]
+                    verdicts.check(
+                        f"{where} {family} failure AUROC",
+                        row["final_progress_auroc"],
+                        at_least(auroc),
+                        f">= {auroc}",
+                    )
+                    if family == "state-visible":
+                        verdicts.check(
+                            f"{where} {family} failure MAE", row["mae_failure"], at_most(0.08), "<= 0.08"
+                        )
+        else:
+            if "seen" in groups:
+                row = ours[(task, "seen")]
+                verdicts.check(
+                    f"{where} seen kinds failure AUROC",
+                    row["final_progress_auroc"],
+                    at_least(0.98),
+                    ">= 0.98",
+                )
+                verdicts.check(
+                    f"{where} seen kinds failure MAE", row["mae_failure"], at_most(0.06), "<= 0.06"
+                )
+            if "unseen" in groups:
+                row = ours[(task, "unseen")]
+                verdicts.check(
+                    f"{where} unseen kinds failure AUROC",
+                    row["final_progress_auroc"],
+                    at_least(0.9),
+                    ">= 0.9",
+                )
+        success = ours[(task, "successes")]
+        verdicts.check(f"{where} success MAE", success["mae_success"], at_most(0.05), "<= 0.05")
+        verdicts.check(f"{where} success VOC", success["voc_success"], at_least(0.95), ">= 0.95")
+        if (task, "all failures") in ref:
+            mine, theirs = ours[(task, "all failures")], ref[(task, "all failures")]
+            verdicts.check(f"{where} AUROC ours - lerobot's", mine["final_progress_auroc"] - theirs["final_progress_auroc"],
+                           at_least(0.0), ">= 0")  # fmt: skip
+            verdicts.check(f"{where} failure MAE lerobot's - ours", theirs["mae_failure"] - mine["mae_failure"],
+                           at_least(0.0), ">= 0")  # fmt: skip
+
+
+def plot(
+    path: Path,
+    scored: Mapping[str, dict],
+    predictions: Mapping[str, Mapping],
+    truths: Mapping,
+    per_kind: int = 2,
+) -> None:
+    """Predicted vs true progress (current and reached) for a few held-out failures of each kind."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kinds: dict[str, list[int]] = {}
+    for index, truth in sorted(truths.items()):
+        if not truth.success and len(kinds.setdefault(truth.kind, [])) < per_kind:
+            kinds[truth.kind].append(index)
+    chosen = [(k, i) for k, indices in kinds.items() for i in indices]
+    if not chosen:
+        return
+    figure, axes = plt.subplots(1, len(chosen), figsize=(3.2 * len(chosen), 2.8), squeeze=False)
+    for axis, (kind, index) in zip(axes[0], chosen, strict=True):
+        truth = truths[index]
+        axis.plot(truth.progress, "k-", label="true (now)")
+        if truth.progress_reached is not None:
+            axis.plot(truth.progress_reached, "k:", label="true (reached)")
+        for name in predictions:
+            axis.plot(predictions[name][index]["progress"], label=name)
+        axis.set_title(f"{kind} (episode {index})", fontsize=9)
+        axis.set_ylim(-0.05, 1.05)
+    axes[0][0].legend(fontsize=7)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+
+
+# ---- main ---------------------------------------------------------------------------------------------
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work_dir", type=Path, required=True, help="datasets, caches, checkpoints, results")
+    parser.add_argument("--quick", action="store_true", help="smoke size: few episodes and steps")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="training steps (both SARMs; default 3000, quick 50)"
+    )
+    parser.add_argument("--batch_size", type=int, default=None, help="default 16, quick 8")
+    parser.add_argument(
+        "--encoder", default=None, help="rewardkit's encoder spec (default efficientnet-lite0 if known)"
+    )
+    parser.add_argument(
+        "--episodes", type=int, default=None, help="failures per kind and task (default 8, quick 4)"
+    )
+    parser.add_argument(
+        "--successes", type=int, default=None, help="successes per task (default 24, quick 8)"
+    )
+    parser.add_argument("--image_size", type=int, default=64)
+    parser.add_argument(
+        "--model_size", choices=sorted(MODEL_SIZES), default=None, help="default small (quick) / default"
+    )
+    parser.add_argument(
+        "--frame_gap", type=int, default=4, help="frames between window frames (40 fps episodes)"
+    )
+    parser.add_argument("--no_lerobot", action="store_true", help="skip lerobot's SARM")
+    parser.add_argument("--datasets", default="full,proprio", help="which of: full, proprio")
+    args = parser.parse_args()
+    args.steps = args.steps or (50 if args.quick else 3000)
+    args.episodes = args.episodes or (4 if args.quick else 8)
+    args.successes = args.successes or (8 if args.quick else 24)
+    args.model_size = args.model_size or "small"
+    args.batch_size = args.batch_size or (8 if args.quick else 16)
+    args.encoder = args.encoder or default_encoder()
+    args.work_dir = args.work_dir.resolve()
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    log(f"settings: steps {args.steps}, batch {args.batch_size}, encoder {args.encoder}, model {args.model_size}, "
+        f"{args.successes} successes and {args.episodes} failures per kind per task, {os.cpu_count()} CPUs")  # fmt: skip
+
+    import rewardkit
+    from rewardkit.data.dataset import open_dataset
+    from rewardkit.evaluation import ground_truth_from_dataset
+
+    verdicts = Verdicts()
+    timings: dict[str, float] = {}
+    everything = {}
+    run_key = f"{args.encoder.replace(':', '_').replace('/', '_')}_{args.model_size}_s{args.steps}_b{args.batch_size}_g{args.frame_gap}"
+    for name in args.datasets.split(","):
+        _, kinds, seen, _ = DATASETS[name]
+        t0 = time.perf_counter()
+        root = generate(args.work_dir, name, args.successes, args.episodes, args.image_size)
+        timings[f"{name}: dataset"] = time.perf_counter() - t0
+        split = splits(root, seen)
+        dataset = open_dataset(root=root)
+        dataset.selected_episodes = split["test"]
+        truths = ground_truth_from_dataset(dataset, stage_scheme=None)
+        dataset.selected_episodes = None
+        from rewardkit.sim.metaworld_sim import read_ground_truth
+
+        task_of = {i: truth.task for i, truth in read_ground_truth(root).items()}
+        log(f"{name}: train (a) {len(split['a'])} episodes, (b) {len(split['b'])} ({len(split['b_failed'])} failed, "
+            f"kinds {list(seen)}); held out {len(split['test'])} ({sum(not t.success for t in truths.values())} failed)")  # fmt: skip
+        for protocol in ("a", "b"):
+            failed = split["b_failed"] if protocol == "b" else []
+            out = args.work_dir / "runs" / run_key / f"{name}_{protocol}"
+            predictions = {}
+            t0 = time.perf_counter()
+            checkpoint = train_ours(root, out / "rewardkit", split[protocol], failed, args)
+            timings[f"{name} ({protocol}): {OURS} train"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            predictions[OURS] = label(
+                rewardkit.load(checkpoint).eval(), dataset, split["test"], args.work_dir / "cache"
+            )
+            timings[f"{name} ({protocol}): {OURS} label"] = time.perf_counter() - t0
+            if not args.no_lerobot:
+                t0 = time.perf_counter()
+                folder = train_lerobot(root, out / "lerobot", split[protocol], args)
+                timings[f"{name} ({protocol}): {LEROBOT} train"] = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                model = rewardkit.load(folder).eval()
+                model.config.encoder = LEROBOT_CLIP  # the random CLIP it was trained with
+                predictions[LEROBOT] = label(model, dataset, split["test"], args.work_dir / "cache")
+                timings[f"{name} ({protocol}): {LEROBOT} label"] = time.perf_counter() - t0
+            scored = score(predictions, truths, task_of, seen if protocol == "b" else ())
+            everything[f"{name}_{protocol}"] = scored
+            print_table(f"protocol ({protocol}), {name} state, held-out episodes", scored)
+            plot(args.work_dir / "plots" / f"{run_key}_{name}_{protocol}.png", scored, predictions, truths)
+            judge(verdicts, protocol, name, scored, seen)
+
+    results_path = args.work_dir / f"results_{run_key}.json"
+    serialisable = {
+        key: {model: {"summary": r["summary"], "groups": {f"{t} | {g}": row for (t, g), row in r["groups"].items()}}
+              for model, r in scored.items()}
+        for key, scored in everything.items()
+    }  # fmt: skip
+    results_path.write_text(json.dumps({"settings": {k: str(v) for k, v in vars(args).items()}, "timings": timings,
+                                        "results": serialisable}, indent=1, default=str))  # fmt: skip
+    print("\n### wall time\n")
+    for key, seconds in timings.items():
+        print(f"  {key}: {seconds:.1f} s")
+    print(f"  total: {time.perf_counter() - START:.1f} s on {os.cpu_count()} CPUs")
+    print(
+        f"\n{sum(verdicts)}/{len(verdicts)} targets PASS; results in {results_path}; plots in {args.work_dir / 'plots'}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
