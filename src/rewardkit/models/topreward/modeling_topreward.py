@@ -304,58 +304,69 @@ class CachedTOPRewardRewardModel(RewardKitModel):
             prefix: the cached video.
             suffixes: (cut index into `prefix.cuts`, suffix ids, patches of the suffix's own pair or None).
 
-        Returns (S,) float64. Suffixes are packed `suffix_batch_size` at a time into one row that attends to
-        the cache through a 4D mask; the cache is cropped back after each pack.
+        Returns (S,) float64. Suffixes are scored `suffix_batch_size` at a time, one batch row each, every
+        row attending to the cache up to its own cut (`_SharedPrefix`: the cache is read, never grown).
         """
         results: list[float] = []
         size = self.config.suffix_batch_size
+        positions: dict[tuple[tuple[int, ...], bool], torch.Tensor] = {}
         for begin in range(0, len(suffixes), size):
-            results.extend(self._score_pack(prefix, suffixes[begin : begin + size]))
+            results.extend(self._score_batch(prefix, suffixes[begin : begin + size], positions))
         return np.asarray(results, dtype=np.float64)
 
-    def _score_pack(self, prefix: ScoringPrefix, pack: list[tuple[int, list[int], torch.Tensor | None]]):
+    def _score_batch(
+        self,
+        prefix: ScoringPrefix,
+        batch: list[tuple[int, list[int], torch.Tensor | None]],
+        positions: dict[tuple[tuple[int, ...], bool], torch.Tensor],
+    ) -> list[float]:
         device, dtype = self._device, self.vlm.dtype
-        cached = len(prefix.ids)
-        ids: list[int] = []
-        positions, patches, grids, ends = [], [], [], []
-        for cut_index, suffix, pair_patches in pack:
-            grid = None
-            if pair_patches is not None:
-                grid = prefix.pair_grid
-                patches.append(pair_patches)
-                grids.append(grid)
-            positions.append(self._positions(suffix, grid, prefix.next_position[cut_index]))
-            ids.extend(suffix)
-            ends.append(len(ids))
-        total = len(ids)
-        if cached + max(len(s) for _, s, _ in pack) > self.config.max_input_length:
+        lengths = [len(suffix) for _, suffix, _ in batch]
+        width = max(lengths)
+        cuts = torch.tensor([prefix.cuts[cut_index] for cut_index, _, _ in batch])
+        # keys past the furthest cut are never attended: leave them out of the batch
+        visible = int(cuts.max())
+        if visible + width > self.config.max_input_length:
             raise RewardkitError(
-                f"topreward: a prefix of {cached} tokens plus its prompt exceeds max_input_length "
+                f"topreward: a prefix of {visible} tokens plus its prompt exceeds max_input_length "
                 f"{self.config.max_input_length}; label shorter episodes, smaller frames, or raise it"
             )
-        allowed = torch.zeros(total, cached + total, dtype=torch.bool)
-        begin = 0
-        for (cut_index, _, _), end in zip(pack, ends, strict=True):
-            allowed[begin:end, : prefix.cuts[cut_index]] = True
-            allowed[begin:end, cached + begin : cached + end] = (
-                torch.ones(end - begin, end - begin).tril().bool()
-            )
-            begin = end
-        mask = torch.zeros(1, 1, total, cached + total, dtype=dtype)
-        mask.masked_fill_(~allowed[None, None], torch.finfo(dtype).min)
+        # right padding: a row's real tokens never see its pads (causal), and only real tokens are read
+        ids = torch.full((len(batch), width), self._tokenizer.pad_token_id or 0, dtype=torch.long)
+        position_ids = torch.zeros(3, len(batch), width, dtype=torch.long)
+        patches, grids = [], []
+        for row, (cut_index, suffix, pair_patches) in enumerate(batch):
+            key = (tuple(suffix), pair_patches is not None)
+            if key not in positions:  # the same suffix at another cut only shifts (translation-equivariant)
+                grid = prefix.pair_grid if pair_patches is not None else None
+                positions[key] = self._positions(suffix, grid, 0)[:, 0]
+            ids[row, : len(suffix)] = torch.tensor(suffix)
+            position_ids[:, row, : len(suffix)] = positions[key] + prefix.next_position[cut_index]
+            if pair_patches is not None:
+                patches.append(pair_patches)
+                grids.append(prefix.pair_grid)
+        allowed = torch.cat(
+            [
+                (torch.arange(visible)[None, :] < cuts[:, None])[:, None, :].expand(-1, width, -1),
+                torch.ones(width, width, dtype=torch.bool).tril()[None].expand(len(batch), -1, -1),
+            ],
+            dim=2,
+        )
+        mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill_(~allowed, torch.finfo(dtype).min)
         outputs = self.vlm.model(
-            input_ids=torch.tensor([ids], device=device),
-            position_ids=torch.cat(positions, dim=2).to(device),
-            attention_mask=mask.to(device),
-            past_key_values=prefix.cache,
+            input_ids=ids.to(device),
+            position_ids=position_ids.to(device),
+            attention_mask=mask[:, None].to(device),
+            past_key_values=_SharedPrefix(prefix.cache, len(batch), visible),
             pixel_values_videos=torch.cat(patches).to(device, dtype) if patches else None,
             video_grid_thw=torch.cat(grids).to(device) if grids else None,
             use_cache=True,
         )
-        prefix.cache.crop(cached)
-        hidden = outputs.last_hidden_state[0, [end - 2 for end in ends]]
+        rows = torch.arange(len(batch))
+        last = torch.tensor(lengths) - 1
+        hidden = outputs.last_hidden_state[rows.to(device), (last - 1).to(device)]
         log_probs = torch.log_softmax(self.vlm.lm_head(hidden).float(), dim=-1)
-        targets = torch.tensor([ids[end - 1] for end in ends], device=device)
+        targets = ids[rows, last].to(device)
         return log_probs.gather(1, targets[:, None])[:, 0].tolist()
 
     # ---- labelling -------------------------------------------------------------------------------
@@ -466,6 +477,27 @@ class CachedTOPRewardRewardModel(RewardKitModel):
             )
         model = cls(config)
         return model.eval()
+
+
+class _SharedPrefix:
+    """The cache as the suffix batch sees it: each layer's cached keys/values (batch 1, the first `visible`
+    tokens) broadcast to the batch's rows, then each row's own. Nothing is stored, so the cache is left as
+    it was; the broadcast copy lives for one layer's attention only (transformers' attention functions take
+    keys with the queries' batch size)."""
+
+    def __init__(self, cache: Any, rows: int, visible: int):
+        self.cache, self.rows, self.visible = cache, rows, visible
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
+        layer = self.cache.layers[layer_idx]
+        cached = (layer.keys[..., : self.visible, :], layer.values[..., : self.visible, :])
+        return tuple(
+            torch.cat([c.expand(self.rows, -1, -1, -1), new], dim=-2)
+            for c, new in zip(cached, (key_states, value_states), strict=True)
+        )
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.visible
 
 
 def _torch_dtype(name: str) -> torch.dtype | str:
