@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from rewardkit.cli_utils import announce, parse_config
 from rewardkit.data.dataset import DatasetConfig, open_from_config
+from rewardkit.distributed.engines import DistributedConfig
 from rewardkit.errors import RewardkitError
 
 HELP = "encode each frame of the chosen cameras once (frozen CLIP) into a float16 feature cache"
@@ -28,6 +29,10 @@ class CacheConfig:
     cache_dir: root folder of feature caches (default: `$REWARDKIT_CACHE` or `~/.cache/rewardkit/features`).
     texts: extra texts to encode besides the tasks, e.g. `["do nothing"]`.
     progress_bar: show a progress bar.
+    distributed: spread the episodes over datatrove workers: `--distributed.executor=local|slurm
+        --distributed.workers=N` (see `DistributedConfig`); each worker encodes its share, one merge task
+        writes the cache. Without it, `accelerate launch -m rewardkit.cli cache ...` shares the episodes
+        between the launched processes (one per GPU).
     """
 
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -39,6 +44,7 @@ class CacheConfig:
     cache_dir: str | None = None
     texts: list[str] = field(default_factory=list)
     progress_bar: bool = True
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
 
 def main(argv: list[str]) -> int:
@@ -54,12 +60,22 @@ def main(argv: list[str]) -> int:
         raise RewardkitError(f"dataset {dataset.root} has no cameras to encode")
     for camera in cameras:
         dataset.check_camera(camera)  # fail before loading the encoder
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if cfg.distributed.executor:
+        return _run_on_datatrove(cfg, dataset, cameras)
+    from rewardkit.distributed import ShardState
+
+    shard = ShardState.from_accelerate()
+    device = cfg.device
+    if device is None and shard.is_sharded:
+        from accelerate import PartialState
+
+        device = str(PartialState().device)  # one GPU per process
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     encoder = make_encoder(cfg.encoder, device=device, dtype=cfg.dtype)
     stats = BuildStats()
     cache = build_cache(
         dataset, encoder, cameras, cache_dir=cfg.cache_dir, batch_size=cfg.batch_size,
-        progress=cfg.progress_bar, texts=cfg.texts, stats=stats,
+        progress=cfg.progress_bar and shard.is_main_process, texts=cfg.texts, stats=stats, shard=shard,
     )  # fmt: skip
     if stats.frames:
         logger.info(
@@ -69,5 +85,37 @@ def main(argv: list[str]) -> int:
         )  # fmt: skip
     else:
         logger.info("nothing to encode: the cache already holds these episodes and cameras")
-    announce("feature cache", cache.path)
+    if shard.is_main_process:
+        announce("feature cache", cache.path)
+    return 0
+
+
+def _run_on_datatrove(cfg: CacheConfig, dataset, cameras: list[str]) -> int:
+    """The build as datatrove stages: N tasks encode their shares, one merges."""
+    from pathlib import Path
+
+    from rewardkit.cache import default_cache_root
+    from rewardkit.distributed.engines import (
+        CacheMergeStep,
+        CacheShardStep,
+        clear_completions,
+        find_cache_folder,
+        run_stages,
+    )
+
+    cfg.distributed.check()
+    root = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_root()
+    logging_dir = Path(cfg.distributed.logging_dir or root / ".datatrove" / Path(dataset.root).name)
+    # Our parts, not datatrove's completion markers, say what is done: a rerun redoes only what is missing.
+    clear_completions(logging_dir, ["cache", "cache_merge"])
+    stages = [
+        ("cache", CacheShardStep(cfg.dataset, cfg.encoder, list(cameras), cfg.cache_dir, cfg.device, cfg.dtype,
+                                 cfg.batch_size, list(cfg.texts)), cfg.distributed.workers),
+        ("cache_merge", CacheMergeStep(cfg.dataset, cfg.encoder, list(cameras), cfg.cache_dir, cfg.dtype), 1),
+    ]  # fmt: skip
+    run_stages(stages, cfg.distributed, logging_dir)
+    if cfg.distributed.executor == "local":
+        announce("feature cache", find_cache_folder(dataset, cfg.encoder, cfg.dtype, cfg.cache_dir))
+    else:
+        announce("datatrove logs", logging_dir)
     return 0
