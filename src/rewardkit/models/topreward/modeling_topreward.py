@@ -150,6 +150,7 @@ class CachedTOPRewardRewardModel(RewardKitModel):
         self._merge = int(video.merge_size)
         self._patch = int(video.patch_size)
         self._tokenizer = tokenizer
+        self._timestamp_ids: dict[str, list[int]] = {}
         self._check_tokenization()
 
     # ---- the prompt ------------------------------------------------------------------------------
@@ -190,7 +191,10 @@ class CachedTOPRewardRewardModel(RewardKitModel):
         layout; t averages the pair's timestamps as `Qwen3VLProcessor._calculate_timestamps` does)."""
         fps = self.config.fps
         timestamp = (first / fps + last / fps) / 2
-        text = self._tokenizer(f"<{timestamp:.1f} seconds>", add_special_tokens=False)["input_ids"]
+        label = f"<{timestamp:.1f} seconds>"
+        text = self._timestamp_ids.get(label)
+        if text is None:  # the same timestamps recur in every episode: tokenize each once
+            text = self._timestamp_ids[label] = self._tokenizer(label, add_special_tokens=False)["input_ids"]
         return [*text, self._vision_start, *[self._video_token] * tokens_per_pair, self._vision_end]
 
     def _check_tokenization(self) -> None:
@@ -309,7 +313,7 @@ class CachedTOPRewardRewardModel(RewardKitModel):
         """
         results: list[float] = []
         size = self.config.suffix_batch_size
-        positions: dict[tuple[tuple[int, ...], bool], torch.Tensor] = {}
+        positions: dict[tuple[bool, ...], torch.Tensor] = {}
         for begin in range(0, len(suffixes), size):
             results.extend(self._score_batch(prefix, suffixes[begin : begin + size], positions))
         return np.asarray(results, dtype=np.float64)
@@ -318,7 +322,7 @@ class CachedTOPRewardRewardModel(RewardKitModel):
         self,
         prefix: ScoringPrefix,
         batch: list[tuple[int, list[int], torch.Tensor | None]],
-        positions: dict[tuple[tuple[int, ...], bool], torch.Tensor],
+        positions: dict[tuple[bool, ...], torch.Tensor],
     ) -> list[float]:
         device, dtype = self._device, self.vlm.dtype
         lengths = [len(suffix) for _, suffix, _ in batch]
@@ -336,8 +340,10 @@ class CachedTOPRewardRewardModel(RewardKitModel):
         position_ids = torch.zeros(3, len(batch), width, dtype=torch.long)
         patches, grids = [], []
         for row, (cut_index, suffix, pair_patches) in enumerate(batch):
-            key = (tuple(suffix), pair_patches is not None)
-            if key not in positions:  # the same suffix at another cut only shifts (translation-equivariant)
+            # M-RoPE positions depend on the token types only (text / video, all pairs of one grid), and
+            # only shift with the cut (translation-equivariant): one computation per layout
+            key = tuple(token == self._video_token for token in suffix)
+            if key not in positions:
                 grid = prefix.pair_grid if pair_patches is not None else None
                 positions[key] = self._positions(suffix, grid, 0)[:, 0]
             ids[row, : len(suffix)] = torch.tensor(suffix)
