@@ -11,6 +11,8 @@ lerobot's processor in place of `from_pretrained` (identical compute). Measured 
 - ours step: gather a batch from the memory-mapped cache + forward + backward + AdamW (the trainer's step);
 - ours model-only: the trainer's step on one prepared batch (no gathering);
 - ours bf16 (default config): accelerate bf16 autocast + foreach AdamW.
+- model step, side by side: ours model-only and reference model-only alternated `--rounds` times per
+  configuration (medians; the machine is shared and noisy), target ours <= 0.5x reference, fp32.
 Also: cache build time, validation loss after the same steps in fp32 and bf16 (small config, fixture data),
 peak memory. Warm-up steps are excluded from the timings.
 
@@ -116,6 +118,7 @@ def ours(root: Path, cache_dir: Path, out: Path, steps: int, results: dict) -> N
             batch = trainer.next_batch(0)
             results[f"ours {name} model-only s"] = timed(lambda s: trainer.train_step(batch), steps)
             results[f"ours {name} gather s"] = timed(trainer.next_batch, steps * 5)
+            model_steps[f"ours {name}"] = lambda: trainer.train_step(batch)
 
     for name in CONFIGS:
         measure(name, trainer_for(name))
@@ -203,6 +206,25 @@ def reference_config(
     results[f"reference {name} step s"] = timed(full_step, steps)
     processed = holder["batch"]
     results[f"reference {name} model-only s"] = timed(lambda s: model_step(processed), steps)
+    model_steps[f"reference {name}"] = lambda: model_step(processed)
+
+
+# ---- model step, side by side ---------------------------------------------------------------------
+def side_by_side(rounds: int, results: dict) -> None:
+    """Ours and the reference's model-only steps alternated `rounds` times per configuration (after one
+    warm-up each): the median of each, taken under the same load."""
+    for name in CONFIGS:
+        pair = {who: model_steps[f"{who} {name}"] for who in ("ours", "reference")}
+        times: dict[str, list[float]] = {who: [] for who in pair}
+        for step in pair.values():
+            step()
+        for _ in range(rounds):
+            for who, step in pair.items():
+                start = time.perf_counter()
+                step()
+                times[who].append(time.perf_counter() - start)
+        for who, values in times.items():
+            results[f"side by side {name}: {who} model-only median s"] = float(np.median(values))
 
 
 def report(results: dict) -> int:
@@ -216,6 +238,13 @@ def report(results: dict) -> int:
         speed = results[f"reference {name} step s"] / results[f"ours {name} step s"]
         target = 3 if name == "default" else 30
         checks.append((f"{name}: ours fp32 vs reference samples/s >= {target}x", speed, speed >= target))
+    for name in CONFIGS:
+        key = f"side by side {name}: %s model-only median s"
+        if key % "ours" in results:
+            ratio = results[key % "ours"] / results[key % "reference"]
+            checks.append(
+                (f"{name}: ours model-only / reference model-only <= 0.5 (fp32)", ratio, ratio <= 0.5)
+            )
     if "ours default bf16 step s" in results:
         bf16 = results["reference default step s"] / results["ours default bf16 step s"]
         checks.append(("default: ours bf16 vs reference fp32 >= 6x", bf16, bf16 >= 6))
@@ -238,6 +267,9 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per measurement (after 1 warm-up)")
     parser.add_argument(
         "--val-steps", type=int, default=30, help="training steps before the fp32/bf16 val loss"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="alternating model-only rounds per configuration (0: none)"
     )
     parser.add_argument("--episodes", type=int, default=4)
     parser.add_argument("--episode-length", type=int, default=90)
@@ -276,10 +308,14 @@ def main() -> int:
         start = time.perf_counter()
         reference(root, args_global.steps, results)
         print(f"reference done in {time.perf_counter() - start:.0f}s", file=sys.stderr)
+        if args_global.rounds:
+            side_by_side(args_global.rounds, results)
     return report(results)
 
 
 args_global: argparse.Namespace
+# "ours <config>" / "reference <config>" -> one model-only training step on a prepared batch
+model_steps: dict = {}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,11 +3,14 @@ field is exactly the window; the online stream equals the labels."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 from sarm_helpers import FEATURE_DIM, tiny_config
 
+from rewardkit.errors import RewardkitError
 from rewardkit.models.base import EpisodeInputs
 from rewardkit.models.sarm import SARMConfig, SARMRewardModel
 from rewardkit.models.sarm.modeling_sarm import window_indices
@@ -172,3 +175,62 @@ def test_bands_default_and_validation():
         SARMConfig(window="centred", architecture="sliding")
     with pytest.raises(ValueError, match="architecture must be one of"):
         SARMConfig(architecture="other")
+
+
+def test_padded_training_windows_compute_only_valid_frames_with_the_same_outputs():
+    """Training batches with padding run only their valid frames, packed end to end in one sequence: the
+    valid positions' features (and so the loss) equal the padded computation's, gradients included."""
+    model = _model(dropout=0.0).train()
+    rng = np.random.default_rng(3)
+    batch, frames = 4, 8
+    image = torch.from_numpy(rng.normal(size=(batch, len(CAMERAS), frames, FEATURE_DIM)).astype(np.float32))
+    text = torch.from_numpy(rng.normal(size=(batch, FEATURE_DIM)).astype(np.float32))
+    state = torch.from_numpy(rng.normal(size=(batch, frames, 8)).astype(np.float32))
+    lengths = torch.tensor([8, 5, 6, 3])
+    padding = torch.arange(frames)[None, :] >= lengths[:, None]
+    for trunk in (model.stage_model, model.subtask_model):
+        full = trunk.fused_windows(image, text, state)  # every position computed (padding included)
+        packed = trunk.fused_windows(image, text, state, padding)
+        valid = ~padding
+        torch.testing.assert_close(packed[valid], full[valid], atol=1e-5, rtol=1e-5)
+        assert float(packed[padding].abs().max()) == 0.0
+        grads = []
+        for out in (full, packed):
+            trunk.zero_grad()
+            out[valid].square().sum().backward(retain_graph=True)
+            grads.append(trunk.layers[-1].in_proj.weight.grad.clone())
+        torch.testing.assert_close(grads[1], grads[0], atol=1e-4, rtol=1e-4)
+        assert float(grads[0].abs().max()) > 0
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("chunk_frames", [1, 5, 7, 12, 40])
+def test_chunked_phases_equal_one_pass(chunk_frames):
+    """Labelling in chunks of positions (each layer carrying its last band positions' keys and values)
+    gives the one-pass features to 1e-6, including chunks shorter than a layer's band (chunk 1 and 5 with
+    3 phases: one position per chunk) and a last chunk cut short."""
+    model = _model()
+    length = 41
+    features, text, state = _episode(length, seed=1)
+    image = torch.stack([torch.from_numpy(features[c]) for c in CAMERAS])
+    prepared = model._prepare_state(torch.from_numpy(state)[None], 1, length, torch.device("cpu"))[0]
+    for trunk in (model.stage_model, model.subtask_model):
+        # in float64, so that float32 rounding of differently shaped matmuls (~1e-6) cannot hide or fake
+        # a difference
+        trunk = copy.deepcopy(trunk).double()
+        args = (image.double(), torch.from_numpy(text).double(), prepared.double(), 3, length)
+        whole = trunk.fused_episode(*args)
+        chunked = trunk.fused_episode(*args, chunk_frames)
+        assert float(whole.std(0).mean()) > 0.1
+        torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=0)
+    # through label_episode: the config's chunk size is used, and the labels do not change
+    labels = model.label_episode(_inputs(features, text, state))
+    model.config.label_chunk_frames = chunk_frames
+    chunked_labels = model.label_episode(_inputs(features, text, state))
+    for key, value in labels.items():
+        np.testing.assert_allclose(chunked_labels[key], value, atol=1e-6)
+
+
+def test_label_chunk_frames_must_be_positive():
+    with pytest.raises(RewardkitError, match="label_chunk_frames"):
+        tiny_config(label_chunk_frames=0)

@@ -83,6 +83,10 @@ class SARMConfig(RewardKitConfig):
         dense_temporal_proportions: Mean fraction of an episode each dense stage takes (sum 1).
         label_batch_size: Windows per forward pass in `label_episode` (lerobot architecture; the sliding one
             labels an episode in one pass per frame-gap phase).
+        label_chunk_frames: Sliding architecture: most frames per forward pass in `label_episode` (the
+            frame-gap phases advance a chunk of positions at a time, carrying each layer's keys and values;
+            same outputs). It bounds the model's activations whatever the episode length: about 0.3 GB
+            at the default size with 4 cameras for 256 frames (roughly linear in frames, cameras and width).
     """
 
     annotation_mode: str = "single_stage"
@@ -118,6 +122,7 @@ class SARMConfig(RewardKitConfig):
     dense_subtask_names: list[str] | None = None
     dense_temporal_proportions: list[float] | None = None
     label_batch_size: int = 256
+    label_chunk_frames: int = 256
     input_features: dict = field(default_factory=dict)
     output_features: dict = field(default_factory=dict)
 
@@ -146,6 +151,8 @@ class SARMConfig(RewardKitConfig):
             raise RewardkitError(
                 f"max_rewind_steps ({self.max_rewind_steps}) must be in [0, n_obs_steps={self.n_obs_steps})"
             )
+        if self.label_chunk_frames < 1:
+            raise RewardkitError(f"label_chunk_frames must be >= 1, got {self.label_chunk_frames}")
         if self.hidden_dim % self.num_heads:
             raise RewardkitError(
                 f"hidden_dim {self.hidden_dim} is not divisible by num_heads {self.num_heads}"

@@ -346,8 +346,9 @@ class SARMRewardModel(RewardKitModel):
         state = self._prepare_state(None if state is None else state[None], 1, length, features.device)[0]
         gap = self.config.frame_gap
         select = torch.as_tensor(frames, device=features.device)
-        stage_fused = self.stage_model.fused_episode(features, text, state, gap, until)[select]
-        subtask_fused = self.subtask_model.fused_episode(features, text, state, gap, until)[select]
+        chunk = self.config.label_chunk_frames
+        stage_fused = self.stage_model.fused_episode(features, text, state, gap, until, chunk)[select]
+        subtask_fused = self.subtask_model.fused_episode(features, text, state, gap, until, chunk)[select]
         return self._predict_fused(stage_fused, subtask_fused)
 
     def _predict_fused(self, stage_fused: Tensor, subtask_fused: Tensor) -> dict[str, tuple[Tensor, Tensor]]:

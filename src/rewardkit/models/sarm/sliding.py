@@ -56,8 +56,13 @@ class BandedLayer(nn.Module):
     x (P, L, M, H): P sequences of L frames of M tokens. A token of frame i attends to every token of
     frames i - band .. i. `prefix` (keys, values), each (P or 1, band, M, H), are this layer's keys and
     values of the `band` frames before frame 0 (oldest first); None masks them out (a window's first frames
-    see less). Returns the output and this layer's (keys, values) of x, each (P, L, M, H), which is what
-    a later frame needs of this one.
+    see less). `missing` (P or 1, L, band + 1) bool marks keys at distance d that do not exist (before the
+    start of a frame's own sample when samples are packed end to end; default: before frame 0, when no
+    prefix is given). Returns the output and this layer's (keys, values) of x, each (P, L, M, H), which is
+    what a later frame needs of this one.
+
+    The keys of distance d are a shifted slice of [prefix, keys] (a view; its backward is a cheap add,
+    where a gather's is a scatter-add that dominated the small model's backward).
     """
 
     def __init__(self, hidden_dim: int, num_heads: int, dropout: float, band: int) -> None:
@@ -70,65 +75,73 @@ class BandedLayer(nn.Module):
         self.linear2 = nn.Linear(4 * hidden_dim, hidden_dim)
         self.norm1 = nn.LayerNorm(hidden_dim)
         self.norm2 = nn.LayerNorm(hidden_dim)
-        self.dropout = nn.Dropout(dropout)
-        self.attention_dropout = dropout
+        self.dropout = dropout
         # learned bias per head and frame distance 0..band (the only source of order)
         self.distance_bias = nn.Parameter(torch.zeros(num_heads, band + 1))
-        self._index_cache: dict[tuple[int, str], Tensor] = {}
-
-    def _band_index(self, length: int, device: torch.device) -> Tensor:
-        """(L, band + 1): index into [prefix frames, frames] of frame i's key frame at distance d."""
-        key = (length, str(device))
-        if key not in self._index_cache:
-            frames = torch.arange(length, device=device)[:, None]
-            distance = torch.arange(self.band + 1, device=device)[None, :]
-            self._index_cache[key] = self.band + frames - distance
-        return self._index_cache[key]
 
     def forward(
-        self, x: Tensor, prefix: tuple[Tensor, Tensor] | None
+        self, x: Tensor, prefix: tuple[Tensor, Tensor] | None, missing: Tensor | None = None
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         sequences, length, tokens, hidden = x.shape
         heads = self.num_heads
         head_dim = hidden // heads
+        band = self.band
+        training = self.training and self.dropout > 0
         q, k, v = self.in_proj(x).chunk(3, dim=-1)  # (P, L, M, H) each
         own = (k, v)
-        band = self.band
-        # bias per (head, key): the distance bias of the key's frame, repeated over its M tokens
-        bias = self.distance_bias.to(q.dtype).repeat_interleave(tokens, dim=1)  # (heads, (b+1) M)
-        bias = bias[None, None, :, None, :]  # (1, 1, heads, 1, (b+1) M)
         if band:
             if prefix is None:
-                k_prefix = k.new_zeros(sequences, band, tokens, hidden)
-                v_prefix = k_prefix
+                pad = k.new_zeros(sequences, band, tokens, hidden)
+                k_table, v_table = torch.cat([pad, k], dim=1), torch.cat([pad, v], dim=1)
+                if missing is None:
+                    missing = missing_keys(torch.arange(length, device=x.device), band)[None]
             else:
-                k_prefix = prefix[0].expand(sequences, -1, -1, -1)
-                v_prefix = prefix[1].expand(sequences, -1, -1, -1)
-            index = self._band_index(length, x.device)
-            k = torch.cat([k_prefix, k], dim=1)[:, index]  # (P, L, b+1, M, H)
-            v = torch.cat([v_prefix, v], dim=1)[:, index]
-            if prefix is None:  # keys before frame 0 do not exist
-                missing = (index < band).repeat_interleave(tokens, dim=1)  # (L, (b+1) M)
-                bias = bias.masked_fill(missing[None, :, None, None, :], float("-inf"))
+                k_table = torch.cat([prefix[0].expand(sequences, -1, -1, -1), k], dim=1)
+                v_table = torch.cat([prefix[1].expand(sequences, -1, -1, -1), v], dim=1)
+            # (P, L, b+1, M, H): frame i's keys at distance d = 0..band
+            k = torch.stack([k_table[:, band - d : band - d + length] for d in range(band + 1)], dim=2)
+            v = torch.stack([v_table[:, band - d : band - d + length] for d in range(band + 1)], dim=2)
         else:
-            k = k[:, :, None]
-            v = v[:, :, None]
+            k, v = k[:, :, None], v[:, :, None]
         keys = (band + 1) * tokens
-        q = q.reshape(sequences, length, tokens, heads, head_dim).transpose(2, 3)  # (P, L, heads, M, hd)
-        k = k.reshape(sequences, length, keys, heads, head_dim).transpose(2, 3)  # (P, L, heads, K, hd)
-        v = v.reshape(sequences, length, keys, heads, head_dim).transpose(2, 3)
+        # (P L, heads, 1, K) bias of each key: its frame's distance bias, -inf where the key does not exist
+        bias = self.distance_bias.to(q.dtype).repeat_interleave(tokens, dim=1)[None, None]  # (1, 1, heads, K)
+        if band and missing is not None:
+            hidden_keys = missing.repeat_interleave(tokens, dim=-1)[:, :, None]  # (P|1, L, 1, K)
+            bias = bias.masked_fill(hidden_keys, float("-inf"))
+        bias = bias.expand(sequences, length, heads, keys).reshape(-1, heads, 1, keys)
         attended = F.scaled_dot_product_attention(
-            q.reshape(-1, heads, tokens, head_dim),
-            k.reshape(-1, heads, keys, head_dim),
-            v.reshape(-1, heads, keys, head_dim),
-            attn_mask=bias.expand(sequences, length, heads, tokens, keys).reshape(-1, heads, tokens, keys),
-            dropout_p=self.attention_dropout if self.training else 0.0,
+            q.reshape(-1, tokens, heads, head_dim).transpose(1, 2),
+            k.reshape(-1, keys, heads, head_dim).transpose(1, 2),
+            v.reshape(-1, keys, heads, head_dim).transpose(1, 2),
+            attn_mask=bias,
+            dropout_p=self.dropout if training else 0.0,
             scale=1.0 / math.sqrt(head_dim),
         )  # (P L, heads, M, hd)
-        attended = attended.reshape(sequences, length, heads, tokens, head_dim).transpose(2, 3)
-        x = self.norm1(x + self.dropout(self.out_proj(attended.reshape(sequences, length, tokens, hidden))))
-        feed = self.linear2(self.dropout(F.relu(self.linear1(x))))
-        return self.norm2(x + self.dropout(feed)), own
+        attended = attended.transpose(1, 2).reshape(sequences, length, tokens, hidden)
+        x = self.norm1(x + fast_dropout(self.out_proj(attended), self.dropout, training))
+        feed = self.linear2(fast_dropout(F.relu(self.linear1(x)), self.dropout, training))
+        return self.norm2(x + fast_dropout(feed, self.dropout, training)), own
+
+
+def missing_keys(positions: Tensor, band: int) -> Tensor:
+    """(..., band + 1) bool: True where a frame at `positions` (..., its index inside its own sample) has
+    no key frame at distance d = 0..band (d > position)."""
+    return positions[..., None] < torch.arange(band + 1, device=positions.device)
+
+
+def fast_dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """Dropout with the keep mask drawn from 16 random bits per element (four per int64 drawn), p rounded
+    to a multiple of 1/65536: torch's CPU dropout draws one Bernoulli sample per element, which took 12%
+    of the small model's training step. Plain `F.dropout` off the CPU (its kernels are fused there)."""
+    if not training or p <= 0:
+        return x
+    if x.device.type != "cpu" or x.numel() % 4:
+        return F.dropout(x, p, True)
+    dropped = round(p * 65536)
+    bits = torch.empty(x.numel() // 4, dtype=torch.int64, device=x.device).random_(-(2**63), None)
+    keep = bits.view(torch.int16).view(x.shape) >= dropped - 32768
+    return torch.where(keep, x * (65536 / (65536 - dropped)), 0.0)
 
 
 class SlidingTransformer(nn.Module):
@@ -213,16 +226,23 @@ class SlidingTransformer(nn.Module):
         return torch.cat(parts, dim=-2) + self.token_type.to(image.dtype)
 
     def run_layers(
-        self, x: Tensor, prefixes: list[tuple[Tensor, Tensor] | None] | None = None
+        self,
+        x: Tensor,
+        prefixes: list[tuple[Tensor, Tensor] | None] | None = None,
+        positions: Tensor | None = None,
     ) -> tuple[Tensor, list[tuple[Tensor, Tensor]]]:
         """x (P, L, M, H) -> output of the last layer (P, L, M, H) and each layer's (keys, values) of x.
 
         prefixes[l]: layer l's (keys, values), each (P or 1, band_l, M, H), of the frames before frame 0,
-        or None.
+        or None. positions (P or 1, L): each frame's index inside its own sample, when several samples are
+        packed end to end in one sequence (no prefixes then); default: the sequences are the samples.
         """
         keys_values = []
+        missing: dict[int, Tensor] = {}
         for index, layer in enumerate(self.layers):
-            x, own = layer(x, None if prefixes is None else prefixes[index])
+            if positions is not None and layer.band not in missing:
+                missing[layer.band] = missing_keys(positions, layer.band)
+            x, own = layer(x, None if prefixes is None else prefixes[index], missing.get(layer.band))
             keys_values.append(own)
         return x, keys_values
 
@@ -241,15 +261,27 @@ class SlidingTransformer(nn.Module):
     def fused_windows(
         self, image: Tensor, text: Tensor, state: Tensor, padding: Tensor | None = None
     ) -> Tensor:
-        """image (B, N, T, D), text (B, D), state (B, T, S) -> (B, T, H).
+        """image (B, N, T, D), text (B, D), state (B, T, S), padding (B, T) True where padded (or None)
+        -> (B, T, H), zeros at padded positions.
 
         Frame i of a window sees frames max(0, i - n_obs_steps) .. i of it; the last frame of a full
-        window sees the whole window. `padding` is not needed: padded frames only ever follow the valid
-        ones and attention looks back.
+        window sees the whole window. Padded frames only ever follow the valid ones and attention looks
+        back, so they change nothing: with padding, only the valid frames are computed, packed end to end
+        in one sequence (each attending within its own sample), which saves the padded share of the step.
         """
-        frames = image.shape[2]
-        x = self.tokens(image.transpose(1, 2), text[:, None].expand(-1, frames, -1), state)  # (B, T, M, H)
-        return self.fuse(self.run_layers(x)[0])
+        batch, _, frames, _ = image.shape
+        if padding is None or not bool(padding.any()):
+            x = self.tokens(
+                image.transpose(1, 2), text[:, None].expand(-1, frames, -1), state
+            )  # (B, T, M, H)
+            return self.fuse(self.run_layers(x)[0])
+        valid = ~padding
+        positions = torch.arange(frames, device=image.device).expand(batch, frames)[valid]  # (F,)
+        x = self.tokens(
+            image.transpose(1, 2)[valid], text[:, None].expand(-1, frames, -1)[valid], state[valid]
+        )  # (F, M, H)
+        fused = self.fuse(self.run_layers(x[None], positions=positions[None])[0][0])  # (F, H)
+        return fused.new_zeros(batch, frames, fused.shape[-1]).index_put((valid,), fused)
 
     def forward(
         self,
@@ -263,7 +295,7 @@ class SlidingTransformer(nn.Module):
         """Per-frame outputs of each head in `schemes` over windows: scheme -> (B, T, head size); the
         same interface as lerobot's layout (`LerobotTransformer.forward`). The trunk runs once for every
         head (the stage prior enters at the head)."""
-        return self.outputs(self.fused_windows(image, text, state), schemes, priors)
+        return self.outputs(self.fused_windows(image, text, state, padding), schemes, priors)
 
     def outputs(
         self, fused: Tensor, schemes: list[str], priors: dict[str, Tensor] | None = None
@@ -274,32 +306,64 @@ class SlidingTransformer(nn.Module):
         }
 
     # ---- whole episodes (labelling) ------------------------------------------------------------
-    def fused_episode(self, image: Tensor, text: Tensor, state: Tensor, frame_gap: int, until: int) -> Tensor:
+    def fused_episode(
+        self,
+        image: Tensor,
+        text: Tensor,
+        state: Tensor,
+        frame_gap: int,
+        until: int,
+        chunk_frames: int | None = None,
+    ) -> Tensor:
         """Every frame's features of one episode, one pass per frame-gap phase (all phases batched).
 
         image (N, T, D), text (D,), state (T, S). Frames 0..until-1 are computed (each frame needs the
         frames one gap before it, so a prefix of the episode is all that frame `until - 1` needs).
         Returns (until, H), equal to each frame's own causal window of n_obs_steps + 1 frames
         `frame_gap` apart (clamped to frame 0) computed alone.
+
+        chunk_frames: most frames per pass (None: all at once). The phases advance together, a chunk of
+        positions at a time; each layer carries the keys and values of its last `band` positions into the
+        next chunk (what the prefix of the first chunk, frame 0 alone, stands for), so the outputs do not
+        change and the activations held at once are those of about `chunk_frames` frames (at least one
+        position of every phase), whatever the episode length.
         """
-        tokens = self.tokens(image.transpose(0, 1), text[None].expand(image.shape[1], -1), state)  # (T, M, H)
-        # the frames before the start: frame 0 computed alone, at every layer
-        _, start = self.run_layers(tokens[None, :1])
+        device = image.device
         phases = min(frame_gap, until)
         length = -(-until // frame_gap)
-        frames = torch.arange(phases, device=tokens.device)[:, None] + frame_gap * torch.arange(
-            length, device=tokens.device
-        )  # (P, L) frame of each phase position
-        valid = frames < until
-        index = frames.clamp_max(until - 1)  # past-the-end positions only follow valid ones
-        prefixes = [
+        frames = torch.arange(phases, device=device)[:, None] + frame_gap * torch.arange(
+            length, device=device
+        )
+        valid = frames < until  # (P, L) frame of each phase position; past the end only follows valid ones
+        index = frames.clamp_max(until - 1)
+
+        def tokens(at: Tensor) -> Tensor:  # frames (...) -> their tokens (..., M, H)
+            return self.tokens(image[:, at].movedim(0, -2), text.expand(*at.shape, -1), state[at])
+
+        # the frames before the start: frame 0 computed alone, at every layer
+        _, start = self.run_layers(tokens(index[:1, :1]))
+        prefixes: list[tuple[Tensor, Tensor] | None] = [
             (k.expand(1, band, -1, -1), v.expand(1, band, -1, -1))
             for (k, v), band in zip(start, self.bands, strict=True)
         ]
-        encoded, _ = self.run_layers(tokens[index], prefixes)  # (P, L, M, H)
-        fused = self.fuse(encoded)
-        out = fused.new_empty(until, fused.shape[-1])
-        out[frames[valid]] = fused[valid]
+        step = length if chunk_frames is None else max(1, chunk_frames // phases)
+        out = None
+        for begin in range(0, length, step):
+            x = tokens(index[:, begin : begin + step])  # (P, C, M, H)
+            for number, layer in enumerate(self.layers):
+                x, (k, v) = layer(x, prefixes[number])
+                if layer.band and begin + step < length:  # the next chunk's prefix: the last band positions
+                    old = prefixes[number]
+                    assert old is not None
+                    k = torch.cat([old[0].expand(phases, -1, -1, -1), k], dim=1)[:, -layer.band :]
+                    v = torch.cat([old[1].expand(phases, -1, -1, -1), v], dim=1)[:, -layer.band :]
+                    prefixes[number] = (k, v)
+            fused = self.fuse(x)  # (P, C, H)
+            if out is None:
+                out = fused.new_empty(until, fused.shape[-1])
+            chunk_valid = valid[:, begin : begin + step]
+            out[frames[:, begin : begin + step][chunk_valid]] = fused[chunk_valid]
+        assert out is not None
         return out
 
 
