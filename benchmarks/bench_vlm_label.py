@@ -147,6 +147,7 @@ def main() -> None:
         "rewardkit prefix cache, every frame": (lambda: ours(None), lambda: ours(None, ours_built[None])),
     }
     names = list(pipelines)
+    print_vlm_tokens(ours_built[15], open_dataset(root=root).episodes(), args.image_size)
     # warm-up (untimed), and the outputs: ours at 15 anchors must label as lerobot does
     outputs = {name: pipelines[name][1]()[1] for name in names}
     gap = float(np.abs(outputs[names[0]] - outputs[names[1]]).max())
@@ -172,6 +173,31 @@ def main() -> None:
             spread = ", ".join(f"{t[0]:.2f}" for t in times[(mode, name)])
             print(f"{name:50s} {wall[name]:7.2f} {frames / wall[name]:8.1f} {reference / wall[name]:9.2f}x"
                   f" {cpu[name]:6.2f} {cpu[names[0]] / cpu[name]:5.2f}x  {target}  [wall: {spread}]")  # fmt: skip
+
+
+def print_vlm_tokens(model, episodes, image_size: int) -> None:
+    """Tokens through the VLM's decoder per pipeline (the bound on the model-compute ratio): lerobot feeds
+    header + the prefix's pairs + the prompt tail once per anchor; the cache feeds the header and every pair
+    once, then per anchor the tail (and, for an odd prefix, its own padded pair)."""
+    from rewardkit.models.topreward.modeling_topreward import anchor_lengths
+
+    lerobot_tokens = cached_tokens = 0
+    for episode in episodes:
+        header, tail = model.prompt_pieces(episode.task)
+        header_tokens = len(model._tokenizer(header)["input_ids"])
+        tail_tokens = len(model._tokenizer(tail, add_special_tokens=False)["input_ids"])
+        height, width = model.frame_size(image_size, image_size)
+        per_pair = height * width // (model._patch * model._merge) ** 2
+        lengths = anchor_lengths(episode.length, 15)
+        pair = len(model._pair_ids(0, 1, per_pair))
+        lerobot_tokens += sum(header_tokens + (n + 1) // 2 * pair + tail_tokens for n in lengths)
+        cached_tokens += header_tokens + (episode.length + 1) // 2 * pair
+        cached_tokens += sum(tail_tokens + (pair if n % 2 and n != lengths[-1] else 0) for n in lengths)
+    print(
+        f"VLM decoder tokens at 15 anchors: lerobot {lerobot_tokens}, prefix cache {cached_tokens} "
+        f"({lerobot_tokens / cached_tokens:.1f}x fewer; the prompt tail is {tail_tokens} tokens, a frame pair "
+        f"{pair})"
+    )
 
 
 if __name__ == "__main__":

@@ -5,8 +5,18 @@ lerobot's `TOPRewardModel` scores a prefix of frames 0..i with one forward pass 
 (video + prompt), so labelling an episode at N anchors costs N passes over up to T frames. Qwen3-VL is a
 causal decoder: the tokens of a prefix, and their (M-RoPE) positions, do not depend on what follows them.
 So the video is encoded once (`ScoringPrefix`), and the prompt suffix of every prefix is scored from the
-cached keys/values, many suffixes per forward pass (packed in one row, each attending to its own cut of the
-cache and to itself, through a 4D attention mask).
+cached keys/values, many suffixes per forward pass (one batch row each, attending to its own cut of the
+cache and to itself through a 4D attention mask; the cache is broadcast to the rows one layer at a time,
+never grown). Rows rather than one packed row: a packed row's attention grows with the square of the pack,
+which cost more than the whole pass when the prompt is long (a byte-level tokenizer's 176-token prompt).
+
+Cost at 15 anchors, compared with lerobot's per-prefix passes: the decoder sees the header and the video
+once plus 15 prompt tails (and a padded pair for each odd anchor), lerobot's sees ~7.5 video lengths plus 15
+tails; the vision tower encodes every frame once (lerobot: ~7.5 times), and the video processor runs once
+per episode (lerobot: once per prefix). The gain is therefore bounded by the ratio of decoder tokens,
+which `benchmarks/bench_vlm_label.py` prints: it approaches 7.5x when the video is much longer than the
+prompt (real Qwen3-VL: ~40-token prompt, 57 tokens per 224x224 frame pair) and is ~2x on the tiny test
+model (187-token byte-level prompt, 19 tokens per 64x64 pair).
 
 Where the frames nest, the result equals lerobot's per-prefix scores (the parity test checks it to 1e-3 in
 float32 on a tiny random Qwen3-VL). What must hold:
