@@ -184,3 +184,28 @@ def test_bad_options_are_named(vlm):
         rewardkit.load(f"topreward:{vlm}", num_anchor=3)
     with pytest.raises(RewardkitError, match="normalize must be one of"):
         rewardkit.load(f"topreward:{vlm}", normalize="global")
+
+
+def test_scoring_suffixes_leaves_the_cache_as_it_was(model):
+    """The suffix rows read the cache (broadcast per layer) and never grow it: scoring twice gives the same
+    scores and the cache keeps its length, so online steps can keep extending it."""
+    frames = random_frames(6, seed=7)
+    header, tail = model.prompt_pieces(TASK)
+    tail_ids = model._tokenizer(tail, add_special_tokens=False)["input_ids"]
+    video = model.resize_frames(frames, model.frame_size(32, 32))
+    patches, grid = model.pixel_values([video])
+    per_pair = int(grid[0, 1] * grid[0, 2]) // model._merge**2
+    prefix = model.start_prefix(model._tokenizer(header)["input_ids"], torch.tensor([[1, 2, 2]]))
+    ids, cuts = [], []
+    for g in range(3):
+        ids += model._pair_ids(2 * g, 2 * g + 1, per_pair)
+        cuts.append(len(ids))
+    model.extend_prefix(prefix, ids, patches, grid, cuts)
+    length = prefix.cache.get_seq_length()
+    suffixes = [(cut, tail_ids, None) for cut in (1, 2, 3)]
+    first = model.score_suffixes(prefix, suffixes)
+    assert prefix.cache.get_seq_length() == length == len(prefix.ids)
+    np.testing.assert_array_equal(model.score_suffixes(prefix, suffixes), first)
+    np.testing.assert_allclose(
+        first, model.score_prefix_lengths(frames, TASK, np.array([2, 4, 6])), atol=1e-5
+    )
