@@ -33,9 +33,11 @@ import torch
 from torch.utils.data import default_collate
 
 from rewardkit.errors import RewardkitError
+from rewardkit.precision import low_precision_copy
 
 logger = logging.getLogger(__name__)
 
+MIXED_PRECISIONS = ("no", "bf16", "fp16", "bf16-weights")
 CHECKPOINTS = "checkpoints"
 PRETRAINED = "pretrained_model"
 TRAINING_STATE = "training_state"
@@ -55,7 +57,10 @@ class TrainingConfig:
         grad_clip_norm: Gradient norm clipping (0: off).
         optimizer_impl: AdamW implementation: "auto" (fused where torch has it for the parameters'
             device and dtype, else torch's choice), "foreach" or "fused".
-        mixed_precision: "no", "bf16" or "fp16" (through accelerate: autocast on CPU and GPU).
+        mixed_precision: "no", "bf16" or "fp16" (through accelerate: autocast on CPU and GPU), or
+            "bf16-weights": forward and backward run on a bfloat16 copy of the model, refreshed from the
+            float32 master weights once per step (one cast per weight, not one per op), whose gradients
+            are cast back for the float32 optimizer (the model must compute in its weights' dtype).
         seed: Seed of the data order, augmentation and initialisation.
         val_fraction: Fraction of episodes held out for validation (at least one when > 0).
         val_every: Validate every N steps (0: only at the end).
@@ -152,16 +157,26 @@ class Trainer:
         self.run_config = run_config or {}
         from accelerate.state import AcceleratorState
 
+        # accelerate keeps one process-wide state; a second trainer with another precision (a benchmark,
+        # a test) needs it rebuilt (below). Distributed launches run one trainer per process.
+        if config.mixed_precision not in MIXED_PRECISIONS:
+            raise RewardkitError(
+                f"mixed_precision must be one of {MIXED_PRECISIONS}, got '{config.mixed_precision}'"
+            )
+        self.bf16_weights = config.mixed_precision == "bf16-weights"
+        accelerate_precision = "no" if self.bf16_weights else config.mixed_precision
         state = AcceleratorState._shared_state
-        if state and str(state.get("_mixed_precision", config.mixed_precision)) != config.mixed_precision:
-            # accelerate keeps one process-wide state; a second trainer with another precision (a
-            # benchmark, a test) needs it rebuilt. Distributed launches run one trainer per process.
+        if state and str(state.get("_mixed_precision", accelerate_precision)) != accelerate_precision:
             AcceleratorState._reset_state()
-        self.accelerator = Accelerator(mixed_precision=config.mixed_precision)
+        self.accelerator = Accelerator(mixed_precision=accelerate_precision)
         self.model = model
         self.optimizer = self._make_optimizer(model)
         self.scheduler = self._make_scheduler(self.optimizer)
         self.model, self.optimizer = self.accelerator.prepare(self.model, self.optimizer)
+        # bf16-weights: the bfloat16 copy the forward runs on (its parameters pair with the master's)
+        self._low: torch.nn.Module | None = None
+        if self.bf16_weights:
+            self._low = low_precision_copy(self.accelerator.unwrap_model(self.model), torch.bfloat16)
         self.step = 0
         self._permutations: dict[int, np.ndarray] = {}
 
@@ -264,9 +279,12 @@ class Trainer:
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """Forward, backward, clip, optimizer and scheduler step on one batch; returns the model's logs."""
         self.model.train()
-        with self.accelerator.autocast():
-            loss, logs = self.model(batch)
-        self.accelerator.backward(loss)
+        if self._low is not None:
+            loss, logs = self._low_precision_backward(batch)
+        else:
+            with self.accelerator.autocast():
+                loss, logs = self.model(batch)
+            self.accelerator.backward(loss)
         if self.config.grad_clip_norm > 0:
             self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.grad_clip_norm)
         self.optimizer.step()
@@ -275,6 +293,26 @@ class Trainer:
         logs = dict(logs)
         logs["lr"] = self.scheduler.get_last_lr()[0]
         return logs
+
+    def _low_precision_backward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        """bf16-weights: refresh the bfloat16 copy from the float32 weights, run forward and backward on
+        it, and hand its gradients (cast to float32) to the master parameters."""
+        assert self._low is not None
+        master = [p for p in self.accelerator.unwrap_model(self.model).parameters() if p.requires_grad]
+        low = [p for p in self._low.parameters() if p.requires_grad]
+        with torch.no_grad():
+            torch._foreach_copy_(low, master)
+        self._low.train()
+        loss, logs = self._low(batch)
+        grads = torch.autograd.grad(loss, low, allow_unused=True)
+        world = self.accelerator.num_processes
+        for parameter, grad in zip(master, grads, strict=True):
+            if grad is not None:
+                parameter.grad = grad.float()
+                if world > 1:  # the copy is not wrapped for distributed training: average here
+                    torch.distributed.all_reduce(parameter.grad)
+                    parameter.grad /= world
+        return loss, logs
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

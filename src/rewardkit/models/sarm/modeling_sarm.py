@@ -149,14 +149,22 @@ class SARMRewardModel(RewardKitModel):
             return state[..., :size]
         return F.pad(state, (0, size - state.shape[-1]))
 
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype of the transformers' weights, which their inputs take (float32, or bfloat16 for a
+        bf16 copy of the weights)."""
+        return self.stage_model.visual_proj.weight.dtype
+
     def _inputs(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-        """image (B, N, T, D) float32, text (B, D), state (B, T, max_state_dim) prepared, on the device."""
+        """image (B, N, T, D), text (B, D), state (B, T, max_state_dim) prepared, on the device, in
+        `compute_dtype`."""
         device = self._state_std.device
-        image = batch["image_features"].to(device=device, dtype=torch.float32)
+        dtype = self.compute_dtype
+        image = batch["image_features"].to(device=device, dtype=dtype)
         if image.dim() == 3:  # (B, T, D): one camera
             image = image[:, None]
-        text = batch["text_features"].to(device=device, dtype=torch.float32)
-        state = self._prepare_state(batch.get("state"), image.shape[0], image.shape[2], device)
+        text = batch["text_features"].to(device=device, dtype=dtype)
+        state = self._prepare_state(batch.get("state"), image.shape[0], image.shape[2], device).to(dtype)
         return image, text, state
 
     @staticmethod
@@ -369,14 +377,20 @@ class SARMRewardModel(RewardKitModel):
 
         return SarmOnline(self, task=task, encoder=encoder)
 
-    def online_stream(self) -> SlidingStream:
+    def online_stream(self, dtype: torch.dtype | None = None) -> SlidingStream:
         """Sliding architecture: a per-step predictor that computes one new frame per step (see
-        `SlidingStream`)."""
+        `SlidingStream`). dtype: run the step on a copy of the weights in this dtype (e.g. bfloat16:
+        half the weights read per step, which bounds the default-size model's step); None: as they are."""
         if self.config.architecture != "sliding":
             raise RewardkitError(
                 f"online_stream needs the sliding architecture, this model is '{self.config.architecture}'"
             )
-        return SlidingStream(self)
+        model = self
+        if dtype is not None and dtype != self.compute_dtype:
+            from rewardkit.precision import low_precision_copy
+
+            model = low_precision_copy(self, dtype).eval()
+        return SlidingStream(model)
 
 
 class SlidingStream:
@@ -407,9 +421,11 @@ class SlidingStream:
         scheme -> (progress, stage probabilities (K,))."""
         model = self.model
         device = model._state_std.device
-        image = image.to(device=device, dtype=torch.float32)
-        text = text.to(device=device, dtype=torch.float32)
+        dtype = model.compute_dtype
+        image = image.to(device=device, dtype=dtype)
+        text = text.to(device=device, dtype=dtype)
         prepared = model._prepare_state(None if state is None else state[None, None], 1, 1, device)[0, 0]
+        prepared = prepared.to(dtype)
         stage_fused = self.stage.step(model.stage_model.tokens(image, text, prepared))
         subtask_fused = self.subtask.step(model.subtask_model.tokens(image, text, prepared))
         return {
