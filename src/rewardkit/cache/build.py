@@ -12,12 +12,12 @@ computed in (kernels chosen by batch size: up to 5e-4 apart), so batch boundarie
 where a build started, nor on which worker encoded the episode: a resumed or sharded build encodes
 exactly the batches an uninterrupted one-process build does, and the cache is bit-identical.
 
-Work happens in episode shards. Each finished (camera, episode) is written atomically as a part,
-`parts/<camera>/<episode>.npy`; a part or a `.done` marker means the episode is never encoded again, so
-a killed build (or worker) resumes at its first unfinished episode. Merging copies parts into their
-rows of `images/<camera>.npy` (global frame index), flushes, writes the `.done` markers and removes the
-parts, under the cache's lock; the manifest is written last. A single-process build merges each episode
-as it finishes. Sharded workers (`ShardState`: `accelerate launch`, datatrove tasks) only write parts,
+Work happens in episode shards. A sharded worker writes each finished (camera, episode) atomically as
+a part, `parts/<camera>/<episode>.npy`; a part or a `.done` marker means the episode is never encoded
+again, so a killed build (or worker) resumes at its first unfinished episode. Merging copies parts into
+their rows of `images/<camera>.npy` (global frame index), flushes, writes the `.done` markers and removes
+the parts, under the cache's lock; the manifest is written last. A single-process build writes each
+episode's rows the same way (under the lock, then its marker) as it finishes, without the part. Sharded workers (`ShardState`: `accelerate launch`, datatrove tasks) only write parts,
 and one process merges them all (`merge_cache`), so two machines never write the same features file.
 Two builders started on the same cache at once both skip what the other finished and never corrupt it.
 """
@@ -248,6 +248,11 @@ def merge_cache(
     with _locked(path, create=False):
         cache = FeatureCache(path)
         _merge_parts(path, cache)
+        for folder in sorted((path / PARTS).glob("*")):  # emptied by the merge
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        if (path / PARTS).is_dir() and not any((path / PARTS).iterdir()):
+            (path / PARTS).rmdir()
         cache.refresh()
         if cameras is not None and episodes is not None:
             missing = {c: sorted(set(episodes) - cache.finished_episodes(c)) for c in cameras}
@@ -426,25 +431,32 @@ def _merge_parts(path: Path, cache: FeatureCache, only: Sequence[tuple[str, int]
     merged = 0
     for camera in dict.fromkeys(c for c, _, _ in found):
         parts = [(ep, part) for c, ep, part in found if c == camera and part.is_file()]
-        if not parts:
-            continue
-        array = _open_image_file(path, camera, cache.total_frames, cache.feature_dim)
-        for ep, part in parts:
-            start, stop = cache.episode_range(ep)
-            features = np.load(part)
-            if features.shape != (stop - start, cache.feature_dim) or features.dtype != np.float16:
-                raise DatasetError(
-                    f"feature cache part {part} holds {features.shape} {features.dtype}, episode {ep} needs "
-                    f"({stop - start}, {cache.feature_dim}) float16; delete the part and rerun the build"
-                )
-            array[start:stop] = features
-        array.flush()  # the rows reach the file before the markers say they did
-        del array
-        for ep, part in parts:
-            _mark_done(path, camera, ep)
-            part.unlink()
-            merged += 1
+        if parts:
+            _write_rows(path, cache, camera, [(ep, np.load(part), part) for ep, part in parts])
+            for _, part in parts:
+                part.unlink()
+            merged += len(parts)
     return merged
+
+
+def _write_rows(
+    path: Path, cache: FeatureCache, camera: str, episodes: Sequence[tuple[int, np.ndarray, Any]]
+) -> None:
+    """Write (episode, (T, D) float16 features, where they came from) into the camera's features file,
+    flush, then mark the episodes done (caller holds the lock)."""
+    array = _open_image_file(path, camera, cache.total_frames, cache.feature_dim)
+    for ep, features, source in episodes:
+        start, stop = cache.episode_range(ep)
+        if features.shape != (stop - start, cache.feature_dim) or features.dtype != np.float16:
+            raise DatasetError(
+                f"feature cache part {source} holds {features.shape} {features.dtype}, episode {ep} needs "
+                f"({stop - start}, {cache.feature_dim}) float16; delete the part and rerun the build"
+            )
+        array[start:stop] = features
+    array.flush()  # the rows reach the file before the markers say they did
+    del array
+    for ep, _, _ in episodes:
+        _mark_done(path, camera, ep)
 
 
 def _recorded_cameras(path: Path) -> list[str]:
@@ -600,14 +612,20 @@ def _encode_frames(
                 bar.update(len(positions))
             if item.last:
                 started = time.perf_counter()
-                if len(positions) or infos[item.episode].length == 0:  # not skipped (another builder's)
-                    if episode_features is None:
-                        episode_features = np.empty((0, encoder.feature_dim), np.float16)
-                    _write_part(path, item.camera, item.episode, episode_features)
-                    stats.episodes += 1
-                if merge:
+                encoded = len(positions) or infos[item.episode].length == 0  # else skipped: another's
+                if encoded and episode_features is None:
+                    episode_features = np.empty((0, encoder.feature_dim), np.float16)
+                if merge:  # straight into the features file: no part to write, fsync and read back
                     with _locked(path, create=False):
-                        _merge_parts(path, cache, only=[(item.camera, item.episode)])
+                        if encoded:
+                            _write_rows(
+                                path, cache, item.camera, [(item.episode, episode_features, "memory")]
+                            )
+                        else:
+                            _merge_parts(path, cache, only=[(item.camera, item.episode)])
+                elif encoded:
+                    _write_part(path, item.camera, item.episode, episode_features)
+                stats.episodes += bool(encoded)
                 episode_features = None
                 stats.write_s += time.perf_counter() - started
     finally:

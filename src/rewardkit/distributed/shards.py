@@ -51,10 +51,12 @@ class ShardState:
     @classmethod
     def from_accelerate(cls) -> ShardState:
         """The current process's share under `accelerate launch` (a single process otherwise)."""
+        import torch
         from accelerate import PartialState
         from accelerate.utils import gather_object
 
-        state = PartialState()
+        # Without a GPU, accelerate forms a process group only when told it runs on CPUs (gloo).
+        state = PartialState(cpu=not torch.cuda.is_available())
         if state.num_processes == 1:
             return cls()
         return cls(state.process_index, state.num_processes, gather_object, state.wait_for_everyone)
