@@ -318,10 +318,10 @@ def _label_episodes(
     if needs.state and episodes:
         # a NaN state would surface as "the model returned non-finite progress"; name the data instead
         dataset.check_finite([OBS_STATE], [e.episode_index for e in episodes])
-    if needs.encoder and features is None:
+    if needs.encoder and features is None and (episodes or shard.barrier is not None):
         cameras = resolve_cameras(needs, dataset)
-        # Every worker takes part in building what the cache lacks (each encodes its own episodes),
-        # even one that has no episode to label: the build's barrier waits for all of them.
+        # Every worker of a group takes part in building what the cache lacks (each encodes its own
+        # episodes), even one with no episode left to label: the build's barrier waits for all of them.
         features = open_feature_cache(dataset, needs.encoder, cameras, str(device), dtype, cache_dir, encoder,
                                       shard)  # fmt: skip
     autocast = (
