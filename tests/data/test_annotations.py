@@ -15,12 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rewardkit.data.annotations import (
+    Keyframes,
     SubtaskAnnotation,
     episode_lengths,
     export_annotations,
     failed_episodes,
     import_annotations,
     keyframe_failure_frame,
+    load_progress_targets,
     read_annotations,
     read_keyframes,
     read_temporal_proportions,
@@ -287,6 +289,33 @@ def test_failed_episodes_from_a_column(split_dataset):
         failed_episodes(split_dataset, column="failed")
 
 
+def test_failure_frames_from_a_column_a_mapping_and_keyframes(split_dataset):
+    # episode 0: failed at frame 0 (a failure from the start), 1: no failure (null), 2: negative = none
+    for path, frames in zip(
+        sorted((split_dataset / "meta" / "episodes").rglob("*.parquet")), [[0], [None, -1]], strict=True
+    ):
+        table = pq.read_table(path)
+        pq.write_table(table.append_column("failed_at", pa.array(frames, pa.int64())), path)
+    assert failed_episodes(split_dataset, frame_column="failed_at") == {0: 0}
+    assert failed_episodes(split_dataset, explicit={2: 0, 1: None}) == {1: None, 2: 0}
+    # a keyframe drop gives a frame where none is given; a frame given by the user wins
+    keyframes = Keyframes(episodes={1: [(2, 0.5), (6, 0.1)], 2: [(3, 0.8), (9, 0.2)]})
+    assert failed_episodes(split_dataset, explicit={1: None, 2: 4}, keyframes=keyframes) == {1: 6, 2: 4}
+    with pytest.raises(ValueError, match="no column 'failed_frame'"):
+        failed_episodes(split_dataset, frame_column="failed_frame")
+    with pytest.raises(ValueError, match="episode 2: failure frame -3"):
+        failed_episodes(split_dataset, explicit={2: -3})
+
+
+def test_load_progress_targets_holds_or_drops_at_the_failure_frame(split_dataset):
+    held = load_progress_targets(split_dataset, failed={1: 4}, start=0.0, end=1.0, failure_target="hold")
+    dropped = load_progress_targets(split_dataset, failed={1: 4}, start=0.0, end=1.0)
+    np.testing.assert_allclose(held[1][4:], 4 / (LENGTHS[1] - 1), atol=1e-6)
+    np.testing.assert_allclose(dropped[1][4:], 0.0, atol=1e-6)
+    np.testing.assert_allclose(held[1][:4], dropped[1][:4], atol=1e-6)
+    np.testing.assert_allclose(held[0], dropped[0], atol=1e-6)  # successes unchanged
+
+
 def test_stage_tau_from_annotation_uses_scheme_order():
     stage, tau = A(["b", "d"], [0, 5], [4, 9]).stage_tau(10, ["a", "b", "c", "d"])
     assert stage.tolist() == [1] * 5 + [3] * 5
@@ -323,5 +352,5 @@ def test_load_progress_targets_combines_keyframes_failures_and_linear(split_data
     np.testing.assert_allclose(targets[1], expected_1)
     np.testing.assert_allclose(targets[2], keyframe_progress(16, {4: 0.6, 8: 0.1}))  # the drop is the failure
     assert max(t.max() for t in (targets[1], targets[2])) < 1
-    with pytest.raises(ValueError, match="episode 1: fail_frame"):
+    with pytest.raises(ValueError, match="episode 1: failure frame must be a frame of the episode"):
         load_progress_targets(split_dataset, failed={1: 40})

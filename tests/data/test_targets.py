@@ -149,10 +149,40 @@ def test_failure_progress_never_ends_at_one(case):
 def test_failure_progress_rejects_bad_input():
     with pytest.raises(ValueError, match="shape"):
         failure_progress(5, np.zeros(4))
-    with pytest.raises(ValueError, match="fail_frame"):
+    with pytest.raises(ValueError, match="failure frame must be a frame of the episode"):
         failure_progress(5, np.zeros(5), fail_frame=5)
+    with pytest.raises(ValueError, match="failure target must be one of"):
+        failure_progress(5, np.zeros(5), fail_frame=2, after="fall")
     with pytest.raises(ValueError, match="max_progress"):
         failure_progress(5, np.zeros(5), max_progress=1.0)
+
+
+def test_failure_progress_hold_and_drop_hand_computed():
+    base = np.linspace(0, 1, 6)  # 0 .2 .4 .6 .8 1
+    # hold: the level reached at the failure frame, to the end (a stalled attempt)
+    np.testing.assert_allclose(
+        failure_progress(6, base, fail_frame=3, after="hold"), [0, 0.2, 0.4, 0.6, 0.6, 0.6], atol=1e-6
+    )
+    # the level held is capped too: reached 1 at frame 5 of a failed episode -> 0.9
+    np.testing.assert_allclose(
+        failure_progress(6, base, fail_frame=5, after="hold"), [0, 0.2, 0.4, 0.6, 0.8, 0.9], atol=1e-6
+    )
+    # frame 0 is a failure from the start: hold keeps the first frame's level, drop gives drop_to
+    np.testing.assert_allclose(failure_progress(6, base + 0.1, fail_frame=0, after="hold"), 0.1, atol=1e-6)
+    np.testing.assert_allclose(failure_progress(6, base, fail_frame=0, drop_to=0.2), 0.2, atol=1e-6)
+    # a keyframe base with a drop before the failure frame: hold keeps the level at the frame
+    np.testing.assert_allclose(
+        failure_progress(5, np.array([0, 0.5, 0.2, 0.4, 0.7]), fail_frame=2, after="hold"),
+        [0, 0.5, 0.2, 0.2, 0.2],
+        atol=1e-6,
+    )
+
+
+def test_episode_progress_passes_the_failure_target():
+    hold = episode_progress(11, failed=True, fail_frame=5, start=0.0, end=1.0, after="hold")
+    np.testing.assert_allclose(hold, [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5], atol=1e-6)
+    drop = episode_progress(11, failed=True, fail_frame=5, start=0.0, end=1.0)
+    np.testing.assert_allclose(drop, [0, 0.1, 0.2, 0.3, 0.4, 0, 0, 0, 0, 0, 0], atol=1e-6)
 
 
 # ---------------------------------------------------------------- stage + tau

@@ -885,44 +885,69 @@ def keyframe_failure_frame(keyframes: Sequence[tuple[int, float]]) -> int | None
 
 def failed_episodes(
     root: str | Path | None = None,
-    explicit: Iterable[int] = (),
+    explicit: Iterable[int] | Mapping[int, int | None] = (),
     column: str | None = None,
     success_column: bool = False,
     keyframes: Keyframes | None = None,
+    frame_column: str | None = None,
 ) -> dict[int, int | None]:
-    """Failed episodes from any of three sources: {episode_index: failure frame or None (unknown)}.
+    """Failed episodes from any of four sources: {episode_index: failure frame or None (unknown)}.
 
     Args:
-        root: the dataset, needed for `column`.
-        explicit: episode indices known to have failed.
+        root: the dataset, needed for `column` and `frame_column`.
+        explicit: episode indices known to have failed, or {episode: failure frame or None}.
         column: a per-episode column of `meta/episodes` (bool or 0/1); true means failed, or success
             when `success_column` is set (then false means failed).
         keyframes: episodes listed in its `failed` list, and episodes whose keyframes end below the
             level they reached (`keyframe_failure_frame` gives the frame).
+        frame_column: a per-episode integer column of `meta/episodes`: the frame (within the episode,
+            0 included) where the episode failed; null or negative means it did not fail.
+
+    A frame given explicitly or by `frame_column` wins over one inferred from keyframes (a keyframe
+    drop says where progress fell, the user's frame says where the attempt failed).
     """
-    failed: dict[int, int | None] = {int(e): None for e in explicit}
-    if column is not None:
+    given = explicit.items() if isinstance(explicit, Mapping) else ((e, None) for e in explicit)
+    failed: dict[int, int | None] = {}
+    for episode_index, frame in given:
+        if frame is not None and (int(frame) != frame or frame < 0):
+            raise RewardkitError(
+                f"episode {episode_index}: failure frame {frame} is not a frame index (0 or more)"
+            )
+        failed[int(episode_index)] = None if frame is None else int(frame)
+    columns = [c for c in (column, frame_column) if c is not None]
+    if columns:
         import pyarrow.parquet as pq
 
         if root is None:
             raise RewardkitError("a failure column needs the dataset root")
         for path in _episode_files(Path(root)):
-            if column not in pq.read_schema(path).names:
-                raise RewardkitError(f"{path}: no column '{column}' in the episode metadata")
-            table = pq.read_table(path, columns=["episode_index", column])
-            for episode_index, value in zip(
-                table["episode_index"].to_pylist(), table[column].to_pylist(), strict=True
-            ):
-                if value is None:
-                    continue
-                if bool(value) != success_column:
-                    failed.setdefault(int(episode_index), None)
+            names = pq.read_schema(path).names
+            for name in columns:
+                if name not in names:
+                    raise RewardkitError(f"{path}: no column '{name}' in the episode metadata")
+            table = pq.read_table(path, columns=["episode_index", *columns])
+            episodes = table["episode_index"].to_pylist()
+            if column is not None:
+                for episode_index, value in zip(episodes, table[column].to_pylist(), strict=True):
+                    if value is not None and bool(value) != success_column:
+                        failed.setdefault(int(episode_index), None)
+            if frame_column is not None:
+                for episode_index, value in zip(episodes, table[frame_column].to_pylist(), strict=True):
+                    if value is None or value < 0:
+                        continue
+                    if int(value) != value:
+                        raise RewardkitError(
+                            f"{path}: episode {episode_index}: column '{frame_column}' holds {value}, "
+                            "not a frame index (whole, 0 or more; null or negative for no failure)"
+                        )
+                    if failed.get(int(episode_index)) is None:
+                        failed[int(episode_index)] = int(value)
     if keyframes is not None:
         for episode_index in keyframes.failed:
             failed.setdefault(episode_index, None)
         for episode_index, pairs in keyframes.episodes.items():
             frame = keyframe_failure_frame(pairs)
-            if frame is not None:
+            if frame is not None and failed.get(episode_index) is None:
                 failed[episode_index] = frame
     return dict(sorted(failed.items()))
 
@@ -935,6 +960,7 @@ def load_progress_targets(
     start: float = 0.05,
     end: float = 0.95,
     max_progress: float = 0.9,
+    failure_target: str = "drop",
 ) -> dict[int, np.ndarray]:
     """Per-frame progress targets of a dataset's episodes: {episode_index: (T,) float32 in [0, 1]}.
 
@@ -946,10 +972,13 @@ def load_progress_targets(
             to gather them from a column or a list).
         episodes: which episodes (default all).
         max_progress: the cap of a failed episode (it never ends at 1).
+        failure_target: from a known failure frame on, "drop" to 0 or "hold" the level reached there
+            (`failure_progress`).
 
     An episode fails if it is in `failed`, in the keyframes file's `failed` list, or its keyframes end
     below the level they reached (the drop is already in its keyframe targets; it is capped too).
-    Where a failure frame is known from `failed`, progress falls to 0 there (`failure_progress`).
+    Where a failure frame is known from `failed`, progress falls to 0 there, or holds with
+    `failure_target="hold"` (`failure_progress`).
     """
     from rewardkit.data.targets import episode_progress
 
@@ -983,6 +1012,7 @@ def load_progress_targets(
                 start=start,
                 end=end,
                 max_progress=max_progress,
+                after=failure_target,
             )
         except ValueError as e:
             raise RewardkitError(f"episode {episode_index}: {e}") from None

@@ -22,6 +22,10 @@ from rewardkit.errors import RewardkitError
 
 # A failed episode's progress is held at or below this unless the caller chooses another cap.
 DEFAULT_FAILED_MAX_PROGRESS = 0.9
+# What a failed episode's targets do from its failure frame on: "drop" falls to `drop_to` (what an
+# object dropped or knocked away makes of the current progress), "hold" keeps the level reached at the
+# failure frame (a stalled attempt: nothing is undone, nothing more is done).
+FAILURE_TARGETS = ("drop", "hold")
 
 
 def _check_length(length: int) -> None:
@@ -113,6 +117,7 @@ def failure_progress(
     fail_frame: int | None = None,
     drop_to: float = 0.0,
     max_progress: float = DEFAULT_FAILED_MAX_PROGRESS,
+    after: str = "drop",
 ) -> np.ndarray:
     """Targets of a failed episode from the targets it would have had (`base_progress`, (T,)).
 
@@ -120,9 +125,12 @@ def failure_progress(
         - Before `fail_frame`, progress is `base_progress` capped at `max_progress` (< 1): the level
           reached is kept (a linear base rises to the cap and stays there; drops already in a
           keyframe base are kept), and a failed episode never ends at 1.
-        - From `fail_frame` on (the frame the annotation says the failure happened), progress is
-          `drop_to` (0 by default) to the end of the episode.
-        - `fail_frame=None` (failed, but no frame known): the capped level reached, no drop.
+        - From `fail_frame` on (the frame the failure happened; 0 is a failure from the start):
+          `after="drop"` (default): `drop_to` (0 by default) to the end of the episode;
+          `after="hold"`: the capped progress at `fail_frame` to the end of the episode.
+        - `fail_frame=None` (failed, but no frame known): the capped base, no drop. With a time ramp
+          as base this ends at `max_progress`, hardly below a success's 1: such targets teach little
+          about failures (measured in issue 15); give the failure frame where it is known.
     """
     _check_length(length)
     base = np.asarray(base_progress, dtype=np.float64)
@@ -134,11 +142,16 @@ def failure_progress(
         raise RewardkitError(f"max_progress of a failed episode must be in [0, 1), got {max_progress}")
     if not 0.0 <= drop_to <= max_progress:
         raise RewardkitError(f"drop_to must be in [0, max_progress={max_progress}], got {drop_to}")
+    if after not in FAILURE_TARGETS:
+        raise RewardkitError(f"failure target must be one of {FAILURE_TARGETS}, got {after!r}")
     progress = np.minimum(np.clip(base, 0.0, 1.0), max_progress)
     if fail_frame is not None:
-        if not 0 <= fail_frame < length:
-            raise RewardkitError(f"fail_frame must be in [0, {length}), got {fail_frame}")
-        progress[fail_frame:] = drop_to
+        if int(fail_frame) != fail_frame or not 0 <= fail_frame < length:
+            raise RewardkitError(
+                f"failure frame must be a frame of the episode, in [0, {length}), got {fail_frame}"
+            )
+        fail_frame = int(fail_frame)
+        progress[fail_frame:] = drop_to if after == "drop" else progress[fail_frame]
     return progress.astype(np.float32)
 
 
@@ -151,16 +164,19 @@ def episode_progress(
     end: float = 0.95,
     max_progress: float = DEFAULT_FAILED_MAX_PROGRESS,
     drop_to: float = 0.0,
+    after: str = "drop",
 ) -> np.ndarray:
     """Progress targets of one episode (T,) float32: keyframes if given, else linear; failure applied.
 
     The base is `keyframe_progress(length, keyframes)` when keyframes are given, else
     `linear_progress(length, start, end)`. If the episode `failed` (or a `fail_frame` is given), the
-    base goes through `failure_progress(..., fail_frame, drop_to, max_progress)`.
+    base goes through `failure_progress(..., fail_frame, drop_to, max_progress, after)`.
     """
     base = keyframe_progress(length, keyframes) if keyframes else linear_progress(length, start, end)
     if failed or fail_frame is not None:
-        return failure_progress(length, base, fail_frame, drop_to=drop_to, max_progress=max_progress)
+        return failure_progress(
+            length, base, fail_frame, drop_to=drop_to, max_progress=max_progress, after=after
+        )
     return base
 
 

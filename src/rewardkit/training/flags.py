@@ -35,7 +35,11 @@ class RewardTrainingConfig(TrainingConfig):
         failed_episodes: Episode indices that failed (their targets never reach success); also read from
             `failure_column` and the dataset's meta/keyframes.json ("failed" list, drops). Episodes outside
             `--dataset.episodes` are ignored, with a warning naming them.
+        failure_frames: The frame (within the episode, 0 included) where each of `failed_episodes` failed,
+            in the same order; without it the frame is unknown (weak targets: they end just below 1).
         failure_column: A per-episode column of meta/episodes marking failed episodes (true = failed).
+        failure_frame_column: A per-episode integer column of meta/episodes: the frame where the episode
+            failed (null or negative: it did not).
         val_episodes: Episodes held out for validation (default: `val_fraction` of the chosen episodes).
     """
 
@@ -43,7 +47,9 @@ class RewardTrainingConfig(TrainingConfig):
     output_dir: str = "outputs/train"
     cache_dir: str | None = None
     failed_episodes: list[int] | None = None
+    failure_frames: list[int] | None = None
     failure_column: str | None = None
+    failure_frame_column: str | None = None
     val_episodes: list[int] | None = None
 
 
@@ -54,7 +60,14 @@ def find_failed_episodes(dataset: RewardDataset, cfg: RewardTrainingConfig) -> d
     from rewardkit.data import annotations as io
 
     chosen = set(dataset.episode_indices)
-    explicit = sorted({int(e) for e in cfg.failed_episodes or ()})
+    named = [int(e) for e in cfg.failed_episodes or ()]
+    if cfg.failure_frames is not None and len(cfg.failure_frames) != len(named):
+        raise DatasetError(
+            f"--failure_frames has {len(cfg.failure_frames)} frames for {len(named)} --failed_episodes; "
+            "give one frame per failed episode, in the same order"
+        )
+    frames = dict(zip(named, cfg.failure_frames or [None] * len(named), strict=True))
+    explicit = sorted(frames)
     outside = [e for e in explicit if e not in chosen]
     if outside:
         logger.warning("episodes %s are marked failed but not in --dataset.episodes; ignored", outside)
@@ -62,9 +75,10 @@ def find_failed_episodes(dataset: RewardDataset, cfg: RewardTrainingConfig) -> d
     keyframes = io.read_keyframes(keyframes_path, fps=dataset.fps) if keyframes_path.exists() else None
     failed = io.failed_episodes(
         dataset.root,
-        explicit=[e for e in explicit if e in chosen],
+        explicit={e: frames[e] for e in explicit if e in chosen},
         column=cfg.failure_column,
         keyframes=keyframes,
+        frame_column=cfg.failure_frame_column,
     )
     return {e: frame for e, frame in failed.items() if e in chosen}
 

@@ -35,11 +35,16 @@ class SARMTrainConfig(RewardTrainingConfig):
         model: SARM's configuration (`--model.annotation_mode=dual`, `--model.hidden_dim=...`, ...).
         output_dir: Where checkpoints go (`<output_dir>/checkpoints/<step>/pretrained_model`).
         num_perturbation_texts: Unrelated instructions encoded once for language perturbation.
+        failure_target: What a failed episode's targets do from its failure frame on (`--failure_frames`,
+            `--failure_frame_column` or a keyframes drop): "drop" to 0 (an object dropped or knocked
+            away: the current progress falls back) or "hold" the level reached there (a stalled attempt).
+            Before the frame, and without one, they follow the episode's targets capped at 0.9.
     """
 
     model: SARMConfig = field(default_factory=SARMConfig)
     output_dir: str = "outputs/train/sarm"
     num_perturbation_texts: int = 64
+    failure_target: str = "drop"
 
 
 def _scheme_annotations(dataset: RewardDataset, scheme: str) -> tuple[dict, list[str], list[float] | None]:
@@ -97,11 +102,13 @@ def episode_targets(
     proportions: list[float],
     failed: bool,
     fail_frame: int | None = None,
+    failure_target: str = "drop",
 ) -> tuple[np.ndarray, np.ndarray]:
     """(stage (T,) int64, tau (T,) float32) of one episode for one head.
 
     No annotation (single stage): stage 0, tau linear 0..1. A failed episode keeps its progress at the level
-    reached, capped below 1, and drops to 0 at `fail_frame` when known (`failure_progress`), converted back to stage + tau with the proportions.
+    reached, capped below 1, and from `fail_frame` (when known) drops to 0 or holds the level reached there
+    (`failure_target`, see `failure_progress`), converted back to stage + tau with the proportions.
     """
     from rewardkit.data import targets
 
@@ -117,7 +124,7 @@ def episode_targets(
         stage, tau = targets.stage_tau_targets(length, starts, ends, stage_ids=ids)
     if failed:
         progress = targets.normalized_progress(stage, tau, proportions) if len(names) > 1 else tau
-        progress = targets.failure_progress(length, progress, fail_frame=fail_frame)
+        progress = targets.failure_progress(length, progress, fail_frame=fail_frame, after=failure_target)
         if len(names) > 1:
             stage, tau = targets.stage_tau_from_progress(progress, proportions)
         else:
@@ -161,6 +168,26 @@ def prepare(cfg: SARMTrainConfig) -> tuple[SARMRewardModel, SARMTrainingData, SA
         bank = []
     # what the user's choices mean (failed episodes, held-out episodes) is said before the slow part
     failed = find_failed_episodes(dataset, cfg)
+    from rewardkit.data.targets import FAILURE_TARGETS
+
+    if cfg.failure_target not in FAILURE_TARGETS:
+        raise DatasetError(f"--failure_target must be one of {FAILURE_TARGETS}, got {cfg.failure_target!r}")
+    lengths = {e.episode_index: e.length for e in episodes}
+    late = {e: f for e, f in failed.items() if f is not None and f >= lengths[e]}
+    if late:
+        raise DatasetError(
+            f"failure frames {late} (episode: frame) are past the end of their episode in {dataset.root} "
+            f"(lengths {[lengths[e] for e in late]}); a failure frame counts frames within its episode"
+        )
+    unknown = [e for e, f in failed.items() if f is None]
+    if unknown and given.train_on_failures:
+        # measured (issue 15): a failed episode with no frame gets a time ramp capped at 0.9, barely below
+        # a success's 1, and training on it did not help on held-out failures
+        logger.warning(
+            "failed episodes %s have no failure frame: their targets only stop at 0.9; give the frames "
+            "(--failure_frames, --failure_frame_column or a keyframes drop) for targets that teach failure",
+            unknown,
+        )
     usable = [e for e in episodes if given.train_on_failures or e.episode_index not in failed]
     train_ids, val_ids = validation_split([e.episode_index for e in usable], cfg, dataset.root)
     cameras = resolved["cameras"]
@@ -195,6 +222,7 @@ def prepare(cfg: SARMTrainConfig) -> tuple[SARMRewardModel, SARMTrainingData, SA
                 model_config.proportions(scheme),
                 e.episode_index in failed,
                 failed.get(e.episode_index),
+                cfg.failure_target,
             )
             stage[e.from_index : e.to_index], tau[e.from_index : e.to_index] = s, t
         targets[scheme] = (stage, tau)

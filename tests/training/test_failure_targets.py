@@ -1,0 +1,87 @@
+"""Failure-aware SARM training (#15.3): the failure frame flows from `--failure_frames`, a frame column or
+keyframes (frame 0 included), and the batches the model trains on carry the failure targets."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from rewardkit.commands.train import parse_train_config
+from rewardkit.data.dataset import DatasetConfig, DatasetError
+from rewardkit.data.targets import failure_progress, single_stage_targets
+from rewardkit.models.sarm import SARMConfig
+from rewardkit.training.sarm import SARMTrainConfig, prepare
+
+LENGTHS = [20, 24, 16]  # tiny_dataset's episodes
+
+
+def _cfg(root, tmp_path, **flags) -> SARMTrainConfig:
+    model = SARMConfig(encoder="clip-random:tiny", hidden_dim=32, num_layers=1, num_heads=4, n_obs_steps=4,
+                       frame_gap=2, max_rewind_steps=2)  # fmt: skip
+    return SARMTrainConfig(dataset=DatasetConfig(root=str(root)), model=model, output_dir=str(tmp_path / "out"),
+                           cache_dir=str(tmp_path / "cache"), num_perturbation_texts=2, val_fraction=0.0,
+                           **flags)  # fmt: skip
+
+
+def _frame_targets(data, episode_index: int) -> np.ndarray:
+    """The tau the training batches give each frame of one episode, at the scored frame's window slot."""
+    slot = list(data.config.window_offsets).index(0)
+    position = [e.episode_index for e in data.episodes].index(episode_index)
+    first = int(sum(e.length for e in data.episodes[:position]))
+    indices = np.arange(first, first + data.episodes[position].length)
+    batch = data.get_batch(indices, rng=None)  # no augmentation: the targets as computed
+    return batch["sparse_tau"][:, slot].numpy()
+
+
+@pytest.mark.parametrize(("failure_target", "frame"), [("drop", 12), ("hold", 12), ("drop", 0), ("hold", 0)])
+def test_failure_targets_reach_the_training_batches(tiny_dataset, tmp_path, failure_target, frame):
+    root = tiny_dataset[0]
+    cfg = _cfg(root, tmp_path, failed_episodes=[1], failure_frames=[frame], failure_target=failure_target)
+    _, train_data, _ = prepare(cfg)
+    ramp = single_stage_targets(LENGTHS[1])[1]
+    expected = failure_progress(LENGTHS[1], ramp, fail_frame=frame, after=failure_target)
+    got = _frame_targets(train_data, 1)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    # by hand: after the failure frame, 0 (drop) or the ramp's value at the frame (hold: 12/23)
+    level = 0.0 if failure_target == "drop" else frame / (LENGTHS[1] - 1)
+    np.testing.assert_allclose(got[frame:], level, atol=1e-6)
+    np.testing.assert_allclose(got[:frame], ramp[:frame], atol=1e-6)  # the ramp before (below the cap)
+    # successes keep the plain ramp, ending at 1
+    np.testing.assert_allclose(_frame_targets(train_data, 0), single_stage_targets(LENGTHS[0])[1], atol=1e-6)
+
+
+def test_failure_frame_from_a_column_reaches_the_batches(tiny_dataset, tmp_path):
+    root = tmp_path / "ds"
+    shutil.copytree(tiny_dataset[0], root)
+    frames = {0: None, 1: 0, 2: 5}  # episode 0 succeeded; 1 failed from its first frame
+    for path in sorted((root / "meta" / "episodes").rglob("*.parquet")):
+        table = pq.read_table(path)
+        column = [frames[e] for e in table["episode_index"].to_pylist()]
+        pq.write_table(table.append_column("failure_frame", pa.array(column, pa.int64())), path)
+    _, train_data, _ = prepare(_cfg(root, tmp_path, failure_frame_column="failure_frame"))
+    np.testing.assert_allclose(_frame_targets(train_data, 1), np.zeros(LENGTHS[1]), atol=1e-6)
+    expected = np.concatenate([np.arange(5) / (LENGTHS[2] - 1), np.zeros(LENGTHS[2] - 5)])
+    np.testing.assert_allclose(_frame_targets(train_data, 2), expected, atol=1e-6)
+    assert _frame_targets(train_data, 0)[-1] == pytest.approx(1.0)
+
+
+def test_failure_flags_parse_and_bad_values_are_named(tiny_dataset, tmp_path, caplog):
+    cfg = parse_train_config(["--model.type=sarm", "--failed_episodes=[1,2]", "--failure_frames=[0,7]",
+                              "--failure_target=hold", "--failure_frame_column=failed_at"])  # fmt: skip
+    assert (cfg.failed_episodes, cfg.failure_frames, cfg.failure_target) == ([1, 2], [0, 7], "hold")
+    assert cfg.failure_frame_column == "failed_at"
+    root = tiny_dataset[0]
+    with pytest.raises(DatasetError, match="--failure_frames has 1 frames for 2 --failed_episodes"):
+        prepare(_cfg(root, tmp_path, failed_episodes=[1, 2], failure_frames=[3]))
+    with pytest.raises(DatasetError, match=r"failure frames \{2: 16\}.*past the end"):
+        prepare(_cfg(root, tmp_path, failed_episodes=[2], failure_frames=[16]))
+    with pytest.raises(DatasetError, match="--failure_target must be one of"):
+        prepare(_cfg(root, tmp_path, failed_episodes=[2], failure_target="fall"))
+    with caplog.at_level(logging.WARNING):
+        prepare(_cfg(root, tmp_path, failed_episodes=[2]))
+    assert any("[2] have no failure frame" in m for m in caplog.messages)
