@@ -102,14 +102,21 @@ def test_training_with_vae_and_a_camera_trains_the_reward_head_too(rewact_data):
 def test_distributional_head_trains_and_reads_out_the_expected_value(rewact_data):
     torch.manual_seed(0)
     _, meta, raw = rewact_data
+    # The head on the decoder output alone (as it was written for): this test is about the readout.
     policy, batch = state_toy(
-        meta, raw, use_vae=False, reward_head="distributional", reward_num_bins=11, reward_loss_weight=5.0
+        meta,
+        raw,
+        use_vae=False,
+        reward_head="distributional",
+        reward_num_bins=11,
+        reward_loss_weight=5.0,
+        reward_head_input="decoder",
     )
     assert policy.reward_head[-1].out_features == 11
     logs = train(policy, batch, steps=60)
     assert logs[-1]["reward_loss"] < 0.9 * logs[0]["reward_loss"]
     policy.eval()
-    logits = policy.reward_head(torch.randn(3, 32))
+    logits = policy.reward_head(torch.randn(3, policy.reward_head[0].in_features))
     expected = (logits.softmax(-1) * torch.linspace(0, 1, 11)).sum(-1)
     torch.testing.assert_close(policy._reward_from_head(logits), expected)
     progress = policy.predict_reward(

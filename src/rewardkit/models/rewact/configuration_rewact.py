@@ -10,6 +10,7 @@ from lerobot.policies.act.configuration_act import ACTConfig
 from rewardkit.errors import RewardkitError
 
 REWARD_HEADS = ("scalar", "distributional")
+REWARD_HEAD_INPUTS = ("decoder", "encoder", "state")
 REWARD_TARGETS = ("linear", "keyframe", "failure", "parquet")
 REWARD_REFRESH = ("every_step", "on_refill")
 REWARD_TARGET_COLUMNS = ("progress_sparse", "progress_dense")
@@ -28,6 +29,19 @@ class RewACTConfig(ACTConfig):
         reward_head: "scalar" (MLP d -> d/2 -> d/4 -> 1, ReLU, sigmoid; mean-squared error) or
             "distributional" (same MLP ending in `reward_num_bins` logits over uniform bins on [0, 1];
             cross-entropy against the two-hot encoding of the target; read out as the expected value).
+        reward_head_input: what the reward head reads, '+'-joined from "decoder" (the decoder output at
+            position 0, (B, D)), "encoder" (the mean of the transformer encoder's output tokens, (B, D)) and
+            "state" (the normalised robot state, (B, S)); concatenated in that order. All come from the same
+            ACT forward that predicts the actions. "auto" (default): "decoder+state" when the policy reads
+            a robot state, else "decoder". Measured on the bundled dataset (benchmarks/
+            bench_rewact_quality.py): with the decoder output alone the head stays near the mean for
+            hundreds of steps (the action loss, whose gradient on the shared decoder is 15-25x the reward
+            loss's, keeps moving the features under it); with the state beside it the head ranks held-out
+            frames within 100-200 steps, and the action loss is unchanged.
+        reward_head_lr_scale: the reward head's learning rate is `reward_head_lr_scale * optimizer_lr`
+            (1: the transformer's). Default 10: the head is a small MLP fed features that keep moving under
+            it while the action loss trains the trunk; at the transformer's rate it lags behind (measured
+            in benchmarks/bench_rewact_quality.py).
         reward_num_bins: number of bins of the distributional head (>= 2).
         reward_loss_weight: weight of the reward loss in the total loss (action L1 + kl_weight * KL +
             reward_loss_weight * reward loss). 0 trains a plain ACT with an untrained head.
@@ -57,6 +71,8 @@ class RewACTConfig(ACTConfig):
     """
 
     reward_head: str = "scalar"
+    reward_head_input: str = "auto"
+    reward_head_lr_scale: float = 10.0
     reward_num_bins: int = 21
     reward_loss_weight: float = 1.0
     reward_targets: str = "linear"
@@ -69,10 +85,26 @@ class RewACTConfig(ACTConfig):
     return_reward: bool = True
     label_batch_size: int = 32
 
+    @property
+    def reward_head_parts(self) -> tuple[str, ...]:
+        """The parts of the reward head's input (concatenated in the order decoder, encoder, state);
+        "auto" is the decoder and, when the policy reads one, the robot state."""
+        if self.reward_head_input == "auto":
+            return ("decoder", "state") if self.robot_state_feature else ("decoder",)
+        return tuple(self.reward_head_input.split("+"))
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.reward_head not in REWARD_HEADS:
             raise RewardkitError(f"reward_head must be one of {REWARD_HEADS}, got {self.reward_head!r}")
+        parts = self.reward_head_input.split("+") if self.reward_head_input != "auto" else ["decoder"]
+        if not parts or any(p not in REWARD_HEAD_INPUTS for p in parts) or len(set(parts)) != len(parts):
+            raise RewardkitError(
+                f"reward_head_input must be '+'-joined parts of {REWARD_HEAD_INPUTS} (e.g. 'decoder+state'), "
+                f"got {self.reward_head_input!r}"
+            )
+        if self.reward_head_lr_scale <= 0:
+            raise RewardkitError(f"reward_head_lr_scale must be > 0, got {self.reward_head_lr_scale}")
         if self.reward_head == "distributional" and self.reward_num_bins < 2:
             raise RewardkitError(f"reward_num_bins must be >= 2, got {self.reward_num_bins}")
         if self.reward_targets not in REWARD_TARGETS:

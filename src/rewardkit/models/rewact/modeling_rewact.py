@@ -81,8 +81,17 @@ class RewACTPolicy(ACTPolicy):
         self.config: RewACTConfig = config
         dim = config.dim_model
         distributional = config.reward_head == "distributional"
+        self._head_parts = config.reward_head_parts
+        state_dim = config.robot_state_feature.shape[0] if config.robot_state_feature else 0
+        if "state" in self._head_parts and not state_dim:
+            raise RewardkitError(
+                f"reward_head_input={config.reward_head_input!r} reads observation.state, which this "
+                "policy has no feature for: drop '+state'"
+            )
+        in_dim = dim * sum(part in self._head_parts for part in ("decoder", "encoder"))
+        in_dim += state_dim if "state" in self._head_parts else 0
         layers: list[nn.Module] = [
-            nn.Linear(dim, dim // 2),
+            nn.Linear(in_dim, dim // 2),
             nn.ReLU(),
             nn.Linear(dim // 2, dim // 4),
             nn.ReLU(),
@@ -100,9 +109,12 @@ class RewACTPolicy(ACTPolicy):
         self.postprocessor: Any = None
 
         self._decoder_out: Tensor | None = None
+        self._encoder_out: Tensor | None = None
         self._first_query_only = False
         self.model.decoder.register_forward_pre_hook(self._decoder_pre_hook, with_kwargs=True)
         self.model.decoder.register_forward_hook(self._decoder_hook)
+        if "encoder" in self._head_parts:
+            self.model.encoder.register_forward_hook(self._encoder_hook)
 
         if dataset_meta is not None and config.reward_loss_weight > 0:
             self.set_progress_targets(build_progress_targets(config, dataset_meta))
@@ -120,17 +132,40 @@ class RewACTPolicy(ACTPolicy):
     def _decoder_hook(self, module: nn.Module, args: tuple, output: Tensor) -> None:
         self._decoder_out = output  # (S, B, D)
 
-    def _take_reward_features(self) -> Tensor:
-        """The decoder output at position 0 of the last forward, (B, D)."""
+    def _encoder_hook(self, module: nn.Module, args: tuple, output: Tensor) -> None:
+        self._encoder_out = output  # (S_enc, B, D): latent, state and image tokens
+
+    def _take_reward_features(self, batch: dict[str, Tensor]) -> Tensor:
+        """The reward head's input for the last forward, (B, F): the decoder output at position 0
+        (B, D), then, as `reward_head_input` asks, the mean of the encoder's output tokens (B, D) and the
+        normalised robot state of the batch (B, S)."""
         out, self._decoder_out = self._decoder_out, None
+        encoder_out, self._encoder_out = self._encoder_out, None
         if out is None:
             raise RuntimeError("the ACT decoder did not run")
-        return out[0]
+        features = [out[0]] if "decoder" in self._head_parts else []
+        if "encoder" in self._head_parts:
+            if encoder_out is None:
+                raise RuntimeError("the ACT encoder did not run")
+            features.append(encoder_out.mean(dim=0))
+        if "state" in self._head_parts:
+            features.append(batch[OBS_STATE].to(out.dtype))
+        return features[0] if len(features) == 1 else torch.cat(features, dim=-1)
 
     @property
     def first_query_is_exact(self) -> bool:
         """Whether running decoder query 0 alone gives exactly the full decoder's position-0 output."""
         return self.config.n_decoder_layers == 1
+
+    def get_optim_params(self) -> list[dict]:
+        """ACT's parameter groups (the backbone at `optimizer_lr_backbone`) and the reward head in a group
+        of its own at `reward_head_lr_scale * optimizer_lr` (lerobot-train's optimiser reads these)."""
+        head = {id(p) for p in self.reward_head.parameters()}
+        groups = super().get_optim_params()
+        for group in groups:
+            group["params"] = [p for p in group["params"] if id(p) not in head]
+        head_lr = self.config.reward_head_lr_scale * self.config.optimizer_lr
+        return [*groups, {"params": list(self.reward_head.parameters()), "lr": head_lr}]
 
     # ---- reward readout and loss -----------------------------------------------------------------
     def _reward_from_head(self, head_out: Tensor) -> Tensor:
@@ -215,7 +250,7 @@ class RewACTPolicy(ACTPolicy):
             loss, logs = super().forward(batch)
         else:
             loss, logs = act_per_sample_loss(self, batch)
-        head_out = self.reward_head(self._take_reward_features())
+        head_out = self.reward_head(self._take_reward_features(batch))
         if target is not None:
             target = target.to(head_out.device)
             per_sample = self.reward_loss_per_sample(head_out, target)
@@ -237,7 +272,7 @@ class RewACTPolicy(ACTPolicy):
             actions = self.model(batch)[0]
         finally:
             self._first_query_only = False
-        reward = self._reward_from_head(self.reward_head(self._take_reward_features()))
+        reward = self._reward_from_head(self.reward_head(self._take_reward_features(batch)))
         return actions, reward
 
     @torch.no_grad()
