@@ -1,0 +1,171 @@
+"""RewACT's reward quality on the bundled metaworld dataset (issue 17): does the reward head learn?
+
+The demo's model (rewardkit.demo: ACT dim 128, 2 encoder / 1 decoder layers, no VAE, chunk 10, lr 3e-4,
+from scratch) on the demo's train / held-out split (rewardkit.demo.held_out_split), failed training
+episodes marked (`reward_targets="failure"`), for each seed and at several step counts:
+- held-out VOC on successful episodes, success/failure AUROC of the final reward, MAE against the
+  simulator's progress (the numbers `rewardkit eval` reports);
+- held-out action L1 (ACT's training loss, normalised actions) beside plain ACT (the same network,
+  `reward_loss_weight=0`) trained with the same seed and batches, at the same step;
+- with `--variants`, the options measured for the issue: the old head (decoder output only, the
+  transformer's learning rate), the state input alone, the head learning rate alone.
+SARM and the two baselines on the same held-out episodes come from the demo's own run (`--demo_json`,
+default outputs/demo/demo.json) when it exists: SARM trains on a feature cache, not here.
+
+Training is timed without scoring (in-process, the dataset decoded once into memory; lerobot-train adds
+its dataloader). Targets, PASS/FAIL per seed: VOC >= 0.90 within a 10-minute training budget and >= 0.80
+within the demo's (`--demo_steps`), AUROC >= 0.90, action L1 within 2% of plain ACT at the same step.
+
+Usage:
+    .venv/bin/python benchmarks/bench_rewact_quality.py [--seeds 0 1 2] [--steps 100 200 400 800]
+    .venv/bin/python benchmarks/bench_rewact_quality.py --quick   # one seed, 60 steps: a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from rewact_harness import load_data, make_optimizer, make_policy, normalise, score, train  # noqa: E402
+
+VOC_TEN_MINUTES, VOC_DEMO, AUROC_TARGET, ACTION_TOLERANCE = 0.90, 0.80, 0.90, 0.02
+TEN_MINUTES_S = 600.0
+VARIANTS = {
+    "rewact": {},
+    "old head (decoder only, 1x lr)": {"reward_head_input": "decoder", "reward_head_lr_scale": 1.0},
+    "state input only": {"reward_head_lr_scale": 1.0},
+    "head lr only": {"reward_head_input": "decoder"},
+}
+
+
+def run(data, split, seed: int, steps: list[int], fields: dict) -> list[dict]:
+    """Train one model to max(steps), scoring the held-out episodes at each of `steps`."""
+    policy, preprocessor = make_policy(data, seed, **fields)
+    norm = normalise(data, preprocessor)
+    failed = set(split.failed)
+    rows = []
+
+    def checkpoint(step: int, seconds: float) -> None:
+        result = score(policy, norm, data, split.held_out, failed)
+        rows.append({"step": step, "train_s": round(seconds, 1), **vars(result)})
+        print(json.dumps({"seed": seed, **fields, **rows[-1]}), flush=True)
+
+    train(
+        policy, norm, data, split.train, max(steps), seed, checkpoints=tuple(steps),
+        on_checkpoint=checkpoint, optimizer=make_optimizer(policy),
+    )  # fmt: skip
+    return rows
+
+
+def mean_spread(values: list[float]) -> str:
+    values = np.asarray(values, dtype=float)
+    return f"{values.mean():.3f} ± {values.std():.3f}" if len(values) > 1 else f"{values[0]:.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, nargs="+", default=[100, 200, 400, 800])
+    parser.add_argument("--demo_steps", type=int, default=None, help="the demo's RewACT steps")
+    parser.add_argument("--variants", action="store_true", help="also the options measured for issue 17")
+    parser.add_argument("--quick", action="store_true", help="one seed, 60 steps: a smoke run")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--demo_json", default="outputs/demo/demo.json")
+    parser.add_argument("--json", default=None, help="write every row here")
+    args = parser.parse_args()
+    from rewardkit.demo import DemoConfig, held_out_split
+    from rewardkit.sim import bundled_dataset_path
+    from rewardkit.sim.metaworld_sim import read_ground_truth
+
+    if args.quick:
+        args.seeds, args.steps = args.seeds[:1], [30, 60]
+    demo_steps = args.demo_steps or DemoConfig.rewact_steps
+    steps = sorted(set(args.steps) | ({demo_steps} if not args.quick else set()))
+    torch.set_num_threads(args.threads)
+    root = bundled_dataset_path()
+    truth = read_ground_truth(root)
+    split = held_out_split({i: (g.task, g.kind) for i, g in truth.items()})
+    data = load_data(root)
+    load = os.getloadavg()[0]
+    print(f"{len(split.train)} training episodes, {len(split.held_out)} held out; load average {load:.1f}")
+
+    variants = VARIANTS if args.variants else {"rewact": {}}
+    variants = {**variants, "plain ACT": {"reward_loss_weight": 0.0}}
+    results: dict[str, dict[int, list[dict]]] = {}
+    for name, fields in variants.items():
+        for seed in args.seeds:
+            for row in run(data, split, seed, steps, fields):
+                results.setdefault(name, {}).setdefault(row["step"], []).append(row)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+    print(
+        f"\nheld-out episodes, {len(args.seeds)} seed(s), mean ± spread (std over seeds); training seconds "
+        f"on this CPU at load {load:.1f} (shared machine: timings are loose)"
+    )
+    header = f"{'model':32s} {'step':>5s} {'train s':>8s} {'VOC success':>14s} {'AUROC':>14s} {'MAE':>14s} {'action L1':>14s}"
+    print(header)
+    for name, by_step in results.items():
+        for step, rows in sorted(by_step.items()):
+            cells = [mean_spread([r[k] for r in rows]) for k in ("voc_success", "auroc", "mae", "action_l1")]
+            seconds = np.mean([r["train_s"] for r in rows])
+            print(f"{name:32s} {step:5d} {seconds:8.0f} " + " ".join(f"{c:>14s}" for c in cells))
+    demo_json = Path(args.demo_json)
+    if demo_json.is_file():
+        headline = json.loads(demo_json.read_text())["headline"]
+        print(f"\nfrom {demo_json} (same held-out episodes):")
+        for name, h in headline.items():
+            if "RewACT" not in name:
+                print(f"{name:32s} VOC {h['voc_success']:.3f}  AUROC {h['auroc']:.3f}  MAE {h['mae']:.3f}")
+
+    print("\ntargets (every seed must pass):")
+    rewact, act = results["rewact"], results["plain ACT"]
+
+    def verdict(name: str, ok: bool, detail: str) -> None:
+        print(f"  {'PASS' if ok else 'FAIL'}  {name}: {detail}")
+
+    within_ten = [s for s in rewact if np.mean([r["train_s"] for r in rewact[s]]) <= TEN_MINUTES_S]
+    best = max(within_ten) if within_ten else min(rewact)
+    vocs = [r["voc_success"] for r in rewact[best]]
+    verdict(
+        f"VOC >= {VOC_TEN_MINUTES} within 10 min (step {best})",
+        min(vocs) >= VOC_TEN_MINUTES,
+        str(np.round(vocs, 3)),
+    )
+    if demo_steps in rewact:
+        vocs = [r["voc_success"] for r in rewact[demo_steps]]
+        verdict(
+            f"VOC >= {VOC_DEMO} at the demo's {demo_steps} steps",
+            min(vocs) >= VOC_DEMO,
+            str(np.round(vocs, 3)),
+        )
+    aurocs = [r["auroc"] for r in rewact[best]]
+    verdict(
+        f"AUROC >= {AUROC_TARGET} with failures marked (step {best})",
+        min(aurocs) >= AUROC_TARGET,
+        str(np.round(aurocs, 3)),
+    )
+    ratios = [
+        r["action_l1"] / a["action_l1"]
+        for step in rewact
+        for r, a in zip(rewact[step], act[step], strict=True)
+    ]
+    verdict(
+        f"action L1 within {ACTION_TOLERANCE:.0%} of plain ACT (every step, every seed)",
+        max(ratios) <= 1 + ACTION_TOLERANCE,
+        f"RewACT / ACT from {min(ratios):.3f} to {max(ratios):.3f}",
+    )
+    started = time.strftime("%H:%M")
+    print(f"(finished {started})")
+
+
+if __name__ == "__main__":
+    main()
