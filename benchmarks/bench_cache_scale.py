@@ -58,7 +58,7 @@ def main() -> None:
     camera = dataset.camera_keys[0]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"{cpu_name()}, {os.cpu_count()} cores, load average {load:.1f}; torch threads {args.threads}; "
-          f"device {args.device}; {dataset.num_frames if hasattr(dataset, 'num_frames') else ''}")  # fmt: skip
+          f"device {args.device}; {len(dataset.episodes())} episodes, camera {camera}")  # fmt: skip
     rates = {}
     for spec in args.encoders:
         encoder = make_encoder(spec, device=args.device)
