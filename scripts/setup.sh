@@ -43,11 +43,11 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 stamp=.venv/.rewardkit-installed
-want=$(cat pyproject.toml plugins/*/pyproject.toml | sha256sum | cut -c1-16)
+want=$(cat pyproject.toml plugins/*/pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "setup: installing rewardkit and its dependencies into .venv (first time: a few minutes)" >&2
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  extras_args=(-e ".[dev,sim]")
+  extras_args=(-e ".[dev,sim,distributed]")
   for plugin in plugins/*/; do
     [ -f "$plugin/pyproject.toml" ] && extras_args+=(-e "$plugin")
   done

@@ -192,7 +192,6 @@ def test_label_worker_killed_mid_shard_is_rerun_unchanged(tiny_dataset, tmp_path
 def test_datatrove_local_executor_cache_and_label_match_one_process(
     two_camera_dataset, tiny_dataset, tmp_path
 ):
-    pytest.importorskip("datatrove", reason="the [distributed] extra (datatrove) is not installed")
     root = two_camera_dataset[0]
     common = [f"--dataset.root={root}", f"--encoder={ENCODER}", "--batch_size=8", "--progress_bar=false",
               "--device=cpu"]  # fmt: skip
