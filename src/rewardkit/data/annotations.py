@@ -40,6 +40,7 @@ import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -190,6 +191,26 @@ def _episode_files(root: Path) -> list[Path]:
     if not files:
         raise FileNotFoundError(f"no episode metadata under {Path(root) / 'meta' / 'episodes'}")
     return files
+
+
+def episode_metadata_column(root: str | Path, column: str) -> dict[int, Any]:
+    """A per-episode column of a dataset's meta/episodes: {episode_index: value} (nulls left out).
+
+    Raises RewardkitError naming the file when the column is missing.
+    """
+    import pyarrow.parquet as pq
+
+    values: dict[int, Any] = {}
+    for path in _episode_files(Path(root)):
+        if column not in pq.read_schema(path).names:
+            raise RewardkitError(f"{path}: no column '{column}' in the episode metadata")
+        table = pq.read_table(path, columns=["episode_index", column])
+        for episode_index, value in zip(
+            table["episode_index"].to_pylist(), table[column].to_pylist(), strict=True
+        ):
+            if value is not None:
+                values[int(episode_index)] = value
+    return values
 
 
 def dataset_fps(root: str | Path) -> float:
@@ -914,34 +935,23 @@ def failed_episodes(
                 f"episode {episode_index}: failure frame {frame} is not a frame index (0 or more)"
             )
         failed[int(episode_index)] = None if frame is None else int(frame)
-    columns = [c for c in (column, frame_column) if c is not None]
-    if columns:
-        import pyarrow.parquet as pq
-
-        if root is None:
-            raise RewardkitError("a failure column needs the dataset root")
-        for path in _episode_files(Path(root)):
-            names = pq.read_schema(path).names
-            for name in columns:
-                if name not in names:
-                    raise RewardkitError(f"{path}: no column '{name}' in the episode metadata")
-            table = pq.read_table(path, columns=["episode_index", *columns])
-            episodes = table["episode_index"].to_pylist()
-            if column is not None:
-                for episode_index, value in zip(episodes, table[column].to_pylist(), strict=True):
-                    if value is not None and bool(value) != success_column:
-                        failed.setdefault(int(episode_index), None)
-            if frame_column is not None:
-                for episode_index, value in zip(episodes, table[frame_column].to_pylist(), strict=True):
-                    if value is None or value < 0:
-                        continue
-                    if int(value) != value:
-                        raise RewardkitError(
-                            f"{path}: episode {episode_index}: column '{frame_column}' holds {value}, "
-                            "not a frame index (whole, 0 or more; null or negative for no failure)"
-                        )
-                    if failed.get(int(episode_index)) is None:
-                        failed[int(episode_index)] = int(value)
+    if (column is not None or frame_column is not None) and root is None:
+        raise RewardkitError("a failure column needs the dataset root")
+    if column is not None:
+        for episode_index, value in episode_metadata_column(root, column).items():
+            if bool(value) != success_column:
+                failed.setdefault(episode_index, None)
+    if frame_column is not None:
+        for episode_index, value in episode_metadata_column(root, frame_column).items():
+            if value < 0:
+                continue
+            if int(value) != value:
+                raise RewardkitError(
+                    f"{root}: episode {episode_index}: column '{frame_column}' holds {value}, "
+                    "not a frame index (whole, 0 or more; null or negative for no failure)"
+                )
+            if failed.get(episode_index) is None:
+                failed[episode_index] = int(value)
     if keyframes is not None:
         for episode_index in keyframes.failed:
             failed.setdefault(episode_index, None)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from rewardkit.data.annotations import episode_metadata_column
 from rewardkit.errors import RewardkitError
 from rewardkit.evaluation.metrics import (
     constant_progress,
@@ -70,28 +71,6 @@ class EpisodeTruth:
     kind: str | None = None
     progress_reached: np.ndarray | None = None
     progress_source: str = "given"
-
-
-def episode_metadata_column(root: str | Path, column: str) -> dict[int, Any]:
-    """A per-episode column of a dataset's meta/episodes: {episode_index: value} (nulls left out).
-
-    Raises RewardkitError naming the file when the column is missing.
-    """
-    import pyarrow.parquet as pq
-
-    from rewardkit.data.annotations import _episode_files
-
-    values: dict[int, Any] = {}
-    for path in _episode_files(Path(root)):
-        if column not in pq.read_schema(path).names:
-            raise RewardkitError(f"{path}: no column '{column}' in the episode metadata")
-        table = pq.read_table(path, columns=["episode_index", column])
-        for episode_index, value in zip(
-            table["episode_index"].to_pylist(), table[column].to_pylist(), strict=True
-        ):
-            if value is not None:
-                values[int(episode_index)] = value
-    return values
 
 
 def sim_episode_kinds(root: str | Path) -> dict[int, str]:
