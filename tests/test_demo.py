@@ -58,7 +58,8 @@ def test_demo_output_is_not_flooded_by_lerobot_info_logs(demo_run):
     assert "Creating dataset" not in printed  # lerobot's INFO lines (config dump, per-step metrics)
     assert "'policy':" not in printed
     assert "held-out episodes:" in printed and "VOC(success)" in printed  # the demo's own summary
-    assert f"{demo.REWACT_NAME}: a pipeline check, not a result" in printed
+    assert f"{demo.REWACT_NAME}: ACT from scratch" in printed  # its note, without the old caveat
+    assert "pipeline check" not in printed
 
 
 def test_lerobot_logging_is_restored_after_the_rewact_run():
@@ -94,7 +95,7 @@ def test_demo_writes_report_plots_video_and_summary(demo_run, capsys):
     assert "SARM" in html
     assert set(summary["headline"]) >= {"SARM", demo.REWACT_NAME}
     assert summary["skipped"] == []
-    assert "2 steps" in summary["notes"][demo.REWACT_NAME]  # labelled as the short run it is
+    assert "2 steps" in summary["notes"][demo.REWACT_NAME]  # the note says how long it trained
 
 
 def test_demo_numbers_are_valid(demo_run):
