@@ -163,8 +163,7 @@ def main() -> None:
         max(ratios) <= 1 + ACTION_TOLERANCE,
         f"RewACT / ACT from {min(ratios):.3f} to {max(ratios):.3f}",
     )
-    started = time.strftime("%H:%M")
-    print(f"(finished {started})")
+    print(f"(finished {time.strftime('%H:%M')})")
 
 
 if __name__ == "__main__":

@@ -76,3 +76,23 @@ def test_a_bad_head_input_is_refused_by_name(bad):
         tiny_config(reward_head_input=bad)
     with pytest.raises(ValueError, match="reward_head_lr_scale"):
         tiny_config(reward_head_lr_scale=0.0)
+
+
+def test_a_checkpoint_saved_before_the_state_input_loads_with_its_decoder_only_head(rewact_data, tmp_path):
+    import json
+
+    import rewardkit
+
+    _, meta, raw = rewact_data
+    old, preprocessor, _ = make_policy_and_processors(meta, reward_head_input="decoder")
+    old.save_pretrained(tmp_path / "ckpt")
+    preprocessor.save_pretrained(tmp_path / "ckpt")
+    config_path = tmp_path / "ckpt" / "config.json"
+    saved = json.loads(config_path.read_text())
+    for key in ("reward_head_input", "reward_head_lr_scale"):  # as written before these fields existed
+        del saved[key]
+    config_path.write_text(json.dumps(saved))
+    loaded = rewardkit.load(tmp_path / "ckpt")
+    assert loaded.config.reward_head_parts == ("decoder",) and loaded.config.reward_head_lr_scale == 1.0
+    batch = preprocessor({k: v[:4] for k, v in raw.items() if isinstance(v, torch.Tensor)})
+    torch.testing.assert_close(loaded.predict_reward(batch), old.predict_reward(batch))

@@ -474,13 +474,19 @@ def read_rewact_config(folder: Path) -> RewACTConfig:
     """The RewACT config of a checkpoint folder; a config of another type is a CheckpointError."""
     from lerobot.configs import PreTrainedConfig
 
-    read_config_dict(folder)  # a missing or corrupt config.json is named first
+    saved = read_config_dict(folder)  # a missing or corrupt config.json is named first
     try:
         config = PreTrainedConfig.from_pretrained(folder)
     except Exception as e:
         raise CheckpointError(f"cannot parse {folder / 'config.json'} as a RewACT config: {e}") from e
     if not isinstance(config, RewACTConfig):
         raise CheckpointError(f"{folder / 'config.json'} is a '{config.type}' checkpoint, not 'rewact'")
+    # Checkpoints saved before the head read the robot state (issue 17) have a decoder-only head trained
+    # at the transformer's rate: their config lacks the fields, whose new defaults would not fit them.
+    if "reward_head_input" not in saved:
+        config.reward_head_input = "decoder"
+    if "reward_head_lr_scale" not in saved:
+        config.reward_head_lr_scale = 1.0
     return config
 
 
