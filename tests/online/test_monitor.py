@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from rewardkit.data.dataset import DatasetConfig, open_dataset
+from rewardkit.errors import RewardkitError
 from rewardkit.models.base import EpisodeInputs
 from rewardkit.online import FunctionOnline, RewardMonitor, StepOutput
 
@@ -212,6 +213,41 @@ def test_causal_sarm_online_equals_offline_labels(tiny_dataset, architecture):
         assert monitor.online.stream.stage._ring.shape[:2] == (4, 2)
     else:  # the ring buffer holds n_obs_steps * frame_gap + 1 frames, however long the episode
         assert monitor.online.history == 7 and monitor.online._features.shape[0] == 7
+
+
+@pytest.mark.parametrize("architecture", ["sliding", "lerobot"])
+def test_causal_sarm_monitor_on_bf16_weights_tracks_fp32(tiny_dataset, architecture):
+    """RewardMonitor(model, dtype=torch.bfloat16) steps on a bf16 copy of the transformers' weights (the
+    model passed in keeps float32) and its progress stays within bf16's precision of the float32 step."""
+    from rewardkit.encoders import make_encoder
+    from rewardkit.models.sarm import SARMConfig, SARMRewardModel
+
+    encoder = make_encoder("clip-random:tiny")
+    dim = encoder.feature_dim
+    torch.manual_seed(0)
+    config = SARMConfig(
+        hidden_dim=32, num_layers=2, num_heads=4, n_obs_steps=3, frame_gap=2, max_rewind_steps=2, image_dim=dim,
+        text_dim=dim, max_state_dim=8, dropout=0.0, cameras=["observation.images.top"],
+        encoder="clip-random:tiny", device="cpu", architecture=architecture,
+    )  # fmt: skip
+    model = SARMRewardModel(config).eval()
+    root, _ = tiny_dataset
+    observations = list(recorded_observations(root, 1, cameras=["observation.images.top"]))
+    exact = drive(RewardMonitor(model, fps=10, encoder=encoder), observations)
+    low_monitor = RewardMonitor(model, fps=10, encoder=encoder, dtype=torch.bfloat16)
+    low = drive(low_monitor, observations)
+    assert low_monitor.online.dtype == torch.bfloat16
+    assert {p.dtype for p in low_monitor.online.model.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in model.parameters()} == {torch.float32}  # the caller's model is untouched
+    exact_progress = np.array([o.progress for o in exact])
+    low_progress = np.array([o.progress for o in low])
+    assert not np.array_equal(low_progress, exact_progress)  # it did run in bf16...
+    np.testing.assert_allclose(low_progress, exact_progress, atol=0.03)  # ...within bf16's ~3 digits
+    # a dtype by name is the same; a non-float one is refused with the accepted names
+    by_name = drive(RewardMonitor(model, fps=10, encoder=encoder, dtype="bf16"), observations)
+    np.testing.assert_array_equal([o.progress for o in by_name], low_progress)
+    with pytest.raises(RewardkitError, match="dtype must be a floating torch dtype"):
+        RewardMonitor(model, encoder=encoder, dtype="int8")
 
 
 def test_centred_sarm_is_refused_online():

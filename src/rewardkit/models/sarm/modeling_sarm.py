@@ -366,16 +366,21 @@ class SARMRewardModel(RewardKitModel):
         priors = {s: self._one_hot(logits.argmax(-1), logits.shape[-1]) for s, logits in stage_logits.items()}
         return self._progress(stage_logits, self.subtask_model.outputs(subtask_fused, self.schemes, priors))
 
-    def online(self, task: str | None = None, encoder: Any = None) -> SarmOnline:
+    def online(
+        self, task: str | None = None, encoder: Any = None, dtype: torch.dtype | str | None = None
+    ) -> SarmOnline:
         """This model one observation at a time (causal window only; see `sarm/online_sarm.py`).
+        `RewardMonitor(model, dtype=torch.bfloat16)` passes its extra arguments here.
 
         Args:
             task: the task text (default: `observation["task"]` at each step).
             encoder: the frozen encoder (default: built from `config.encoder`); pass one to share it.
+            dtype: step on a copy of the weights in this dtype (e.g. torch.bfloat16 or "bfloat16");
+                None: this model's own.
         """
         from rewardkit.models.sarm.online_sarm import SarmOnline
 
-        return SarmOnline(self, task=task, encoder=encoder)
+        return SarmOnline(self, task=task, encoder=encoder, dtype=dtype)
 
     def online_stream(self, dtype: torch.dtype | None = None) -> SlidingStream:
         """Sliding architecture: a per-step predictor that computes one new frame per step (see

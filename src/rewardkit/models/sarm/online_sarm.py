@@ -21,6 +21,20 @@ from rewardkit.errors import RewardkitError
 from rewardkit.models.online import StepOutput, frame_to_uint8_hwc, require, state_vector
 
 
+def resolve_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """A floating torch dtype from itself or its name ("bfloat16", "bf16", "float32", ...); None stays None."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        resolved = dtype
+    else:
+        name = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}.get(str(dtype), str(dtype))
+        resolved = getattr(torch, name, None)
+    if resolved is not None and (not isinstance(resolved, torch.dtype) or not resolved.is_floating_point):
+        raise RewardkitError(
+            f"dtype must be a floating torch dtype or its name (bfloat16, float16, float32), got {dtype!r}"
+        )
+    return resolved
+
+
 class SarmOnline:
     """Causal SARM one observation at a time (see the module docstring).
 
@@ -28,9 +42,14 @@ class SarmOnline:
         model: a `SARMRewardModel` with a causal window.
         task: the task text (default: `observation["task"]` at each step).
         encoder: the frozen encoder (default: built from `model.config.encoder`); pass one to share it.
+        dtype: run the transformers on a copy of the weights in this dtype (`torch.bfloat16` or
+            "bfloat16": half the weight memory read per step, which bounds the default-size step);
+            None: the model's own. The encoder and the model passed in are left as they are.
     """
 
-    def __init__(self, model: Any, task: str | None = None, encoder: Any = None):
+    def __init__(
+        self, model: Any, task: str | None = None, encoder: Any = None, dtype: torch.dtype | str | None = None
+    ):
         config = model.config
         if config.window != "causal":
             raise RewardkitError(
@@ -39,7 +58,13 @@ class SarmOnline:
             )
         if not config.cameras:
             raise RewardkitError("the SARM config names no cameras; train it (or set config.cameras) first")
+        dtype = resolve_dtype(dtype)
+        if dtype is not None and dtype != model.compute_dtype:
+            from rewardkit.precision import low_precision_copy
+
+            model = low_precision_copy(model, dtype)
         self.model = model.eval()
+        self.dtype = model.compute_dtype
         self.config = config
         self.task = task
         if encoder is None:
