@@ -88,3 +88,32 @@ def test_low_precision_copy_keeps_the_original():
     low = low_precision_copy(module)
     assert low.weight.dtype == torch.bfloat16 and low.stats.dtype == torch.float32
     assert module.weight.dtype == torch.float32
+
+
+@pytest.mark.parametrize("architecture", ["sliding", "lerobot"])
+def test_labelling_on_bf16_weights_is_close_to_fp32(architecture):
+    """label_episode on a bf16 copy of the weights (no autocast: the inputs take the weights' dtype) labels
+    every frame within bf16's precision of float32, and hands back float32 arrays."""
+    from dataclasses import replace
+
+    from rewardkit.models.base import EpisodeInputs
+
+    torch.manual_seed(0)
+    config = tiny_config(num_layers=2)
+    if architecture == "lerobot":
+        config = replace(config, architecture="lerobot", temporal_bands=None)
+    model = SARMRewardModel(config).eval()
+    rng = np.random.default_rng(0)
+    length = 40
+    inputs = EpisodeInputs(
+        episode_index=0, task="t", length=length, fps=10,
+        state=rng.normal(size=(length, 2)).astype(np.float32),
+        image_features={cam: rng.normal(size=(length, 16)).astype(np.float32) for cam in config.cameras},
+        text_features=rng.normal(size=16).astype(np.float32),
+    )  # fmt: skip
+    exact = model.label_episode(inputs)
+    low = low_precision_copy(model).eval().label_episode(inputs)
+    assert low["progress"].dtype == np.float32 and low["stage_probs"].dtype == np.float32
+    assert not np.array_equal(low["progress"], exact["progress"])  # it ran in bf16...
+    np.testing.assert_allclose(low["progress"], exact["progress"], atol=0.02)  # ...within bf16's precision
+    np.testing.assert_allclose(low["stage_probs"], exact["stage_probs"], atol=0.03)

@@ -312,7 +312,7 @@ class SARMRewardModel(RewardKitModel):
         for scheme, (progress, probs) in outputs.items():
             suffix = "" if scheme == "sparse" else "_dense"
             labels[f"progress{suffix}"] = progress.float().cpu().numpy().astype(np.float32)
-            labels[f"stage_probs{suffix}"] = probs.cpu().numpy().astype(np.float32)
+            labels[f"stage_probs{suffix}"] = probs.float().cpu().numpy()
         return labels
 
     def _label_windows(
@@ -352,6 +352,8 @@ class SARMRewardModel(RewardKitModel):
         if until == 0:
             return {}
         state = self._prepare_state(None if state is None else state[None], 1, length, features.device)[0]
+        dtype = self.compute_dtype  # bf16 on a bf16 copy of the weights (labelling without autocast)
+        features, text, state = features.to(dtype), text.to(dtype), state.to(dtype)
         gap = self.config.frame_gap
         select = torch.as_tensor(frames, device=features.device)
         chunk = self.config.label_chunk_frames
