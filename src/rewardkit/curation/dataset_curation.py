@@ -176,7 +176,7 @@ def render_curation_html(report: CurationReport, max_curves: int = 50) -> str:
         "<title>rewardkit curation</title>",
         "<style>body{font-family:sans-serif;margin:2em;max-width:1300px}"
         "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-        "td.reason,th.reason{text-align:left}tr.drop{background:#fde2e4}tr.look{background:#fff6d6}"
+        "td.reason,th.reason{text-align:left;min-width:24em}tr.drop{background:#fde2e4}tr.look{background:#fff6d6}"
         "img{max-width:100%}figure{margin:1em 0}</style></head><body>",
         "<h1>rewardkit curation</h1>",
         "<ul>"
