@@ -63,11 +63,17 @@ def test_failure_frame_from_a_column_reaches_the_batches(tiny_dataset, tmp_path)
         table = pq.read_table(path)
         column = [frames[e] for e in table["episode_index"].to_pylist()]
         pq.write_table(table.append_column("failure_frame", pa.array(column, pa.int64())), path)
-    _, train_data, _ = prepare(_cfg(root, tmp_path, failure_frame_column="failure_frame"))
+    _, train_data, _ = prepare(
+        _cfg(root, tmp_path, failure_frame_column="failure_frame", failure_target="drop")
+    )
     np.testing.assert_allclose(_frame_targets(train_data, 1), np.zeros(LENGTHS[1]), atol=1e-6)
     expected = np.concatenate([np.arange(5) / (LENGTHS[2] - 1), np.zeros(LENGTHS[2] - 5)])
     np.testing.assert_allclose(_frame_targets(train_data, 2), expected, atol=1e-6)
     assert _frame_targets(train_data, 0)[-1] == pytest.approx(1.0)
+    # the default holds the level reached at the frame (episode 2: 5/15 from frame 5 on)
+    _, held, _ = prepare(_cfg(root, tmp_path, failure_frame_column="failure_frame"))
+    expected = np.concatenate([np.arange(5), np.full(LENGTHS[2] - 5, 5)]) / (LENGTHS[2] - 1)
+    np.testing.assert_allclose(_frame_targets(held, 2), expected, atol=1e-6)
 
 
 def test_failure_flags_parse_and_bad_values_are_named(tiny_dataset, tmp_path, caplog):
@@ -85,3 +91,17 @@ def test_failure_flags_parse_and_bad_values_are_named(tiny_dataset, tmp_path, ca
     with caplog.at_level(logging.WARNING):
         prepare(_cfg(root, tmp_path, failed_episodes=[2]))
     assert any("[2] have no failure frame" in m for m in caplog.messages)
+
+
+def test_staged_failure_targets_hold_or_drop_by_hand():
+    from rewardkit.data.targets import normalized_progress
+    from rewardkit.training.sarm import episode_targets
+
+    # two stages of 10 frames each, proportions 0.25 / 0.75; failure at frame 14 (stage 1, tau 4/9)
+    annotation = (["x", "y"], np.array([0, 10]), np.array([9, 19]))
+    level = 0.25 + 0.75 * 4 / 9
+    for target, after in (("hold", level), ("drop", 0.0)):
+        stage, tau = episode_targets(20, annotation, ["x", "y"], [0.25, 0.75], True, 14, target)
+        progress = normalized_progress(stage, tau, [0.25, 0.75])
+        np.testing.assert_allclose(progress[14:], after, atol=1e-6)
+        np.testing.assert_allclose(progress[:10], 0.25 * np.arange(10) / 9, atol=1e-6)
