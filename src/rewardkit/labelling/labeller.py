@@ -275,7 +275,8 @@ def label_dataset(
 
     When the model reads cached features and `features` is None, the feature cache (under `cache_dir`,
     default `$REWARDKIT_CACHE`) is built for frames not yet cached and opened first. `dtype` (e.g.
-    torch.bfloat16): the encoder runs in it and the model under autocast to it. With `shard`, only this
+    torch.bfloat16): the encoder runs in it, and the model on a copy of its weights in it (SARM) or under
+    autocast to it (other models). With `shard`, only this
     process's episodes are labelled and the results gathered from every process. Returns all episodes'
     labels (on every process), sorted by index. `encoder`: an already built encoder for the cache build.
     """
@@ -324,11 +325,16 @@ def _label_episodes(
         # episodes), even one with no episode left to label: the build's barrier waits for all of them.
         features = open_feature_cache(dataset, needs.encoder, cameras, str(device), dtype, cache_dir, encoder,
                                       shard)  # fmt: skip
-    autocast = (
-        torch.autocast(device.type, dtype=dtype)
-        if dtype is not None and dtype != torch.float32
-        else contextlib.nullcontext()
-    )
+    low_precision = dtype is not None and dtype != torch.float32
+    autocast = contextlib.nullcontext()
+    if low_precision and hasattr(model, "compute_dtype"):
+        # A model that computes in its weights' dtype (SARM) runs on a low-precision copy of its weights:
+        # half the weight memory read per pass and no per-op casts (autocast re-casts weights every op).
+        from rewardkit.precision import low_precision_copy
+
+        model = low_precision_copy(model, dtype)
+    elif low_precision:
+        autocast = torch.autocast(device.type, dtype=dtype)
     pin = device.type == "cuda" and torch.cuda.is_available()
 
     def read(ep: EpisodeInfo) -> EpisodeInputs:

@@ -117,3 +117,34 @@ def test_labelling_on_bf16_weights_is_close_to_fp32(architecture):
     assert not np.array_equal(low["progress"], exact["progress"])  # it ran in bf16...
     np.testing.assert_allclose(low["progress"], exact["progress"], atol=0.02)  # ...within bf16's precision
     np.testing.assert_allclose(low["stage_probs"], exact["stage_probs"], atol=0.03)
+
+
+def test_labeller_runs_sarm_on_a_bf16_copy_of_its_weights_not_autocast(monkeypatch, tiny_dataset):
+    """`label_dataset(dtype=bf16)` gives SARM a bf16 copy of its weights (the caller's model keeps float32)
+    and its labels stay within bf16 precision of float32."""
+    import numpy as np
+    import torch
+
+    from rewardkit.data.dataset import open_dataset
+    from rewardkit.encoders import make_encoder
+    from rewardkit.labelling import label_dataset
+    from rewardkit.models.sarm import SARMConfig, SARMRewardModel
+
+    encoder = make_encoder("clip-random:tiny")
+    torch.manual_seed(0)
+    config = SARMConfig(
+        hidden_dim=32, num_layers=2, num_heads=4, n_obs_steps=3, frame_gap=2, max_rewind_steps=2,
+        image_dim=encoder.feature_dim, text_dim=encoder.feature_dim, max_state_dim=8, dropout=0.0,
+        cameras=["observation.images.top"], encoder="clip-random:tiny", device="cpu",
+    )  # fmt: skip
+    model = SARMRewardModel(config).eval()
+    dataset = open_dataset(root=tiny_dataset[0])
+    calls = []
+    real_autocast = torch.autocast
+    monkeypatch.setattr(torch, "autocast", lambda *a, **k: calls.append(a) or real_autocast(*a, **k))
+    full = label_dataset(model, dataset, show_progress=False, encoder=encoder)
+    low = label_dataset(model, dataset, show_progress=False, dtype=torch.bfloat16, encoder=encoder)
+    assert calls == []  # no autocast: the weights themselves are bf16
+    assert next(model.parameters()).dtype == torch.float32  # the caller's model is untouched
+    for a, b in zip(full, low, strict=True):
+        np.testing.assert_allclose(a.outputs["progress"], b.outputs["progress"], atol=0.03)
