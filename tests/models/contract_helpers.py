@@ -22,13 +22,13 @@ for _folder in ("sarm", "rewact", "robometer", "topreward", "vlm_progress"):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
+from lerobot.utils.constants import OBS_STATE as STATE_KEY  # noqa: E402
 from rewact_helpers import make_policy_and_processors  # noqa: E402
 from robometer_helpers import build_robometer  # noqa: E402
 from sarm_helpers import tiny_config as sarm_tiny_config  # noqa: E402
 from topreward_helpers import build_topreward_contract  # noqa: E402
 from vlm_progress_helpers import build_for_contract as build_vlm_progress  # noqa: E402
 
-from lerobot.utils.constants import OBS_STATE as STATE_KEY  # noqa: E402
 from rewardkit.data.dataset import RewardDataset  # noqa: E402
 
 ENCODER = "clip-random:tiny"

@@ -13,8 +13,8 @@ import rewardkit
 from rewardkit.commands.train import main
 from rewardkit.data.dataset import DatasetConfig, DatasetError, open_dataset
 from rewardkit.encoders import make_encoder
-from rewardkit.models.base import EpisodeInputs
 from rewardkit.evaluation.metrics import roc_auc as success_auroc  # the one AUROC
+from rewardkit.models.base import EpisodeInputs
 from rewardkit.models.classifier import SuccessClassifierConfig, SuccessClassifierRewardModel
 from rewardkit.models.classifier.labels import balanced_weights, labels_from_reward, labels_last_k
 from rewardkit.training.classifier import (
