@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
+from tiny_act import TINY_ACT_TRAIN_FLAGS
 
 from rewardkit.data.dataset import open_dataset
 from rewardkit.errors import RewardkitError
@@ -100,24 +101,9 @@ def test_lerobot_training_loop_weights_batches_with_the_parquet(tiny_dataset, tm
     )
     weighter = train_policy(
         [
-            "--policy.type=act",
-            "--dataset.repo_id=local/tiny",
+            *TINY_ACT_TRAIN_FLAGS,
             f"--dataset.root={root}",
-            "--policy.device=cpu",
-            "--policy.pretrained_backbone_weights=null",
-            "--policy.dim_model=32",
-            "--policy.n_heads=2",
-            "--policy.dim_feedforward=64",
-            "--policy.n_encoder_layers=1",
-            "--policy.n_decoder_layers=1",
-            "--policy.n_vae_encoder_layers=1",
-            "--policy.chunk_size=5",
-            "--policy.n_action_steps=5",
-            "--batch_size=4",
-            "--steps=2",
             "--log_freq=1",
-            "--num_workers=0",
-            "--save_checkpoint=false",
             f"--output_dir={tmp_path / 'run'}",
             "--sample_weighting.type=precomputed",
             f"--sample_weighting.progress_path={weights_path}",

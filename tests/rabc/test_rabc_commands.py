@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from tiny_act import TINY_ACT_TRAIN_FLAGS
 
 from rewardkit.cli import main
 from rewardkit.data.dataset import open_dataset
@@ -76,24 +77,9 @@ def test_train_policy_trains_weighted_act_two_steps_offline(tiny_dataset, tiny_p
     root, _ = tiny_dataset
     args = [
         "train-policy",
-        "--policy.type=act",
-        "--dataset.repo_id=local/tiny",
+        *TINY_ACT_TRAIN_FLAGS,
         f"--dataset.root={root}",
-        "--policy.device=cpu",
-        "--policy.pretrained_backbone_weights=null",
-        "--policy.dim_model=32",
-        "--policy.n_heads=2",
-        "--policy.dim_feedforward=64",
-        "--policy.n_encoder_layers=1",
-        "--policy.n_decoder_layers=1",
-        "--policy.n_vae_encoder_layers=1",
-        "--policy.chunk_size=5",
-        "--policy.n_action_steps=5",
-        "--batch_size=4",
-        "--steps=2",
         "--log_freq=1",
-        "--num_workers=0",
-        "--save_checkpoint=false",
         f"--output_dir={tmp_path / 'run'}",
         "--sample_weighting.type=rabc",
         f"--sample_weighting.progress_path={tiny_progress}",

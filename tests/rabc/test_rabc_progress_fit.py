@@ -11,6 +11,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from tiny_act import TINY_ACT_TRAIN_FLAGS
 
 from rewardkit.cli import main
 from rewardkit.data.dataset import open_dataset
@@ -109,23 +110,8 @@ def test_train_policy_refuses_a_file_that_does_not_fit_before_training(own_copy,
     path = _write(tmp_path / "p.parquet", _labels(own_copy, lengths=[21, 23, 16]))
     args = [
         "train-policy",
-        "--policy.type=act",
+        *TINY_ACT_TRAIN_FLAGS,
         f"--dataset.root={own_copy}",
-        "--dataset.repo_id=local/tiny",
-        "--policy.device=cpu",
-        "--policy.pretrained_backbone_weights=null",
-        "--policy.dim_model=32",
-        "--policy.n_heads=2",
-        "--policy.dim_feedforward=64",
-        "--policy.n_encoder_layers=1",
-        "--policy.n_decoder_layers=1",
-        "--policy.n_vae_encoder_layers=1",
-        "--policy.chunk_size=5",
-        "--policy.n_action_steps=5",
-        "--batch_size=4",
-        "--steps=2",
-        "--num_workers=0",
-        "--save_checkpoint=false",
         f"--output_dir={tmp_path / 'run'}",
         "--sample_weighting.type=rabc",
         f"--sample_weighting.progress_path={path}",
