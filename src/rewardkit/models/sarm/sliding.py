@@ -18,11 +18,13 @@ at any layer is the same whichever window it is computed in, provided the frames
 - online: a new frame needs only its own tokens through each layer plus each layer's cached keys and values
   of the frames 1..b_l gaps before it (`SlidingHistory`).
 
-The episode start: a window reaching before frame 0 repeats frame 0 (`window_indices` clamps). Attention
-over k identical copies of a frame equals attention over one copy (the distance bias cancels in the
-softmax: the weights of a key's copies sum to its weight alone), so the repeated frame-0 tokens have, at
-every layer, the state of frame 0 computed alone. That state is computed once per episode and stands for
-the frames before every phase's first frame.
+The episode start: a window reaching before frame 0 repeats frame 0 (`window_indices` clamps). A repeated
+frame-0 token attends only to copies of frame 0 (identical keys and values), so whatever the distance bias
+does to the attention weights its output is frame 0's own: at every layer the copies have the state of
+frame 0 computed alone. That state is computed once per episode and stands for the frames before every
+phase's first frame. Later frames attend to those copies at their own distances (the bias does NOT cancel
+there: k copies weigh differently from one), exactly as a window computed alone does, which is what the
+one-pass == every-window test checks.
 
 The subtask (tau) model is conditioned on the stage prior at its head (the fused features of the frame and
 the one-hot stage), so a frame's tau depends on its own stage only; stage and tau models are independent
