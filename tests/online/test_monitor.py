@@ -178,8 +178,8 @@ def test_trained_classifier_completes_on_the_success_episode_only(trained_classi
 
 
 # ---- SARM and RewACT adapters ---------------------------------------------------------------------
-@pytest.mark.parametrize("architecture", ["sliding", "lerobot"])
-def test_causal_sarm_online_equals_offline_labels(tiny_dataset, architecture):
+def _tiny_causal_sarm(architecture):
+    """A tiny causal SARM over clip-random:tiny features (one camera), and its encoder."""
     from rewardkit.encoders import make_encoder
     from rewardkit.models.sarm import SARMConfig, SARMRewardModel
 
@@ -191,7 +191,12 @@ def test_causal_sarm_online_equals_offline_labels(tiny_dataset, architecture):
         text_dim=dim, max_state_dim=8, dropout=0.0, cameras=["observation.images.top"],
         encoder="clip-random:tiny", device="cpu", architecture=architecture,
     )  # fmt: skip
-    model = SARMRewardModel(config).eval()
+    return SARMRewardModel(config).eval(), encoder
+
+
+@pytest.mark.parametrize("architecture", ["sliding", "lerobot"])
+def test_causal_sarm_online_equals_offline_labels(tiny_dataset, architecture):
+    model, encoder = _tiny_causal_sarm(architecture)
     root, _ = tiny_dataset
     dataset = open_dataset(root=root)
     frames = dataset.read_frames(1, "observation.images.top")
@@ -219,18 +224,7 @@ def test_causal_sarm_online_equals_offline_labels(tiny_dataset, architecture):
 def test_causal_sarm_monitor_on_bf16_weights_tracks_fp32(tiny_dataset, architecture):
     """RewardMonitor(model, dtype=torch.bfloat16) steps on a bf16 copy of the transformers' weights (the
     model passed in keeps float32) and its progress stays within bf16's precision of the float32 step."""
-    from rewardkit.encoders import make_encoder
-    from rewardkit.models.sarm import SARMConfig, SARMRewardModel
-
-    encoder = make_encoder("clip-random:tiny")
-    dim = encoder.feature_dim
-    torch.manual_seed(0)
-    config = SARMConfig(
-        hidden_dim=32, num_layers=2, num_heads=4, n_obs_steps=3, frame_gap=2, max_rewind_steps=2, image_dim=dim,
-        text_dim=dim, max_state_dim=8, dropout=0.0, cameras=["observation.images.top"],
-        encoder="clip-random:tiny", device="cpu", architecture=architecture,
-    )  # fmt: skip
-    model = SARMRewardModel(config).eval()
+    model, encoder = _tiny_causal_sarm(architecture)
     root, _ = tiny_dataset
     observations = list(recorded_observations(root, 1, cameras=["observation.images.top"]))
     exact = drive(RewardMonitor(model, fps=10, encoder=encoder), observations)
