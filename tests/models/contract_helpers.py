@@ -136,6 +136,12 @@ CASES = [
         {"progress": (), "stage_probs": (1,)},
     ),
     ModelCase(
+        "sarm_sliding_fused",
+        "two_camera_dataset",
+        lambda ds, enc: build_sarm(ds, enc, architecture="sliding", frame_tokens="fused"),
+        {"progress": (), "stage_probs": (1,)},
+    ),
+    ModelCase(
         "sarm_lerobot_causal",
         "tiny_dataset",
         lambda ds, enc: build_sarm(ds, enc, architecture="lerobot"),

@@ -13,10 +13,13 @@ from sarm_helpers import FEATURE_DIM, tiny_config
 from rewardkit.errors import RewardkitError
 from rewardkit.models.base import EpisodeInputs
 from rewardkit.models.sarm import SARMConfig, SARMRewardModel
+from rewardkit.models.sarm.configuration_sarm import DEFAULT_FRAME_TOKENS
 from rewardkit.models.sarm.modeling_sarm import window_indices
 from rewardkit.models.sarm.sliding import spread_bands
 
 CAMERAS = ["observation.images.top", "observation.images.wrist"]
+# every equivalence below holds for both frame layouts (a frame as 4 tokens, or as one fused token)
+LAYOUTS = pytest.mark.parametrize("frame_tokens", ["separate", "fused"])
 
 
 def _model(**overrides) -> SARMRewardModel:
@@ -76,8 +79,9 @@ def _episode_fused(model, features, text, state):
 
 
 @torch.no_grad()
-def test_one_pass_per_phase_equals_every_window_computed_alone():
-    model = _model()
+@LAYOUTS
+def test_one_pass_per_phase_equals_every_window_computed_alone(frame_tokens):
+    model = _model(frame_tokens=frame_tokens)
     length = 41  # phases of 14 frames: far longer than a window (6 frames), so leaks would show
     features, text, state = _episode(length)
     per_window = _windows_fused(model, features, text, state)
@@ -104,8 +108,9 @@ def test_one_pass_per_phase_equals_every_window_computed_alone():
 
 
 @torch.no_grad()
-def test_receptive_field_is_exactly_the_window():
-    model = _model()
+@LAYOUTS
+def test_receptive_field_is_exactly_the_window(frame_tokens):
+    model = _model(frame_tokens=frame_tokens)
     length, gap, steps = 41, 3, 5
     features, text, state = _episode(length)
     base = _episode_fused(model, features, text, state)[0]
@@ -122,8 +127,9 @@ def test_receptive_field_is_exactly_the_window():
 
 
 @torch.no_grad()
-def test_online_stream_equals_labels_from_the_first_frame():
-    model = _model()
+@LAYOUTS
+def test_online_stream_equals_labels_from_the_first_frame(frame_tokens):
+    model = _model(frame_tokens=frame_tokens)
     length = 20
     features, text, state = _episode(length, seed=1)
     labels = model.label_episode(_inputs(features, text, state))
@@ -146,8 +152,9 @@ def test_online_stream_equals_labels_from_the_first_frame():
         assert stream.count == 0
 
 
-def test_stride_subset_equals_the_full_labels():
-    model = _model()
+@LAYOUTS
+def test_stride_subset_equals_the_full_labels(frame_tokens):
+    model = _model(frame_tokens=frame_tokens)
     features, text, state = _episode(25)
     full = model.label_episode(_inputs(features, text, state))
     subset = model.label_episode(_inputs(features, text, state, frame_indices=np.array([0, 7, 13])))
@@ -177,10 +184,11 @@ def test_bands_default_and_validation():
         SARMConfig(architecture="other")
 
 
-def test_padded_training_windows_compute_only_valid_frames_with_the_same_outputs():
+@LAYOUTS
+def test_padded_training_windows_compute_only_valid_frames_with_the_same_outputs(frame_tokens):
     """Training batches with padding run only their valid frames, packed end to end in one sequence: the
     valid positions' features (and so the loss) equal the padded computation's, gradients included."""
-    model = _model(dropout=0.0).train()
+    model = _model(dropout=0.0, frame_tokens=frame_tokens).train()
     rng = np.random.default_rng(3)
     batch, frames = 4, 8
     image = torch.from_numpy(rng.normal(size=(batch, len(CAMERAS), frames, FEATURE_DIM)).astype(np.float32))
@@ -205,11 +213,12 @@ def test_padded_training_windows_compute_only_valid_frames_with_the_same_outputs
 
 @torch.no_grad()
 @pytest.mark.parametrize("chunk_frames", [1, 5, 7, 12, 40])
-def test_chunked_phases_equal_one_pass(chunk_frames):
+@LAYOUTS
+def test_chunked_phases_equal_one_pass(chunk_frames, frame_tokens):
     """Labelling in chunks of positions (each layer carrying its last band positions' keys and values)
     gives the one-pass features to 1e-6, including chunks shorter than a layer's band (chunk 1 and 5 with
     3 phases: one position per chunk) and a last chunk cut short."""
-    model = _model()
+    model = _model(frame_tokens=frame_tokens)
     length = 41
     features, text, state = _episode(length, seed=1)
     image = torch.stack([torch.from_numpy(features[c]) for c in CAMERAS])
@@ -234,3 +243,84 @@ def test_chunked_phases_equal_one_pass(chunk_frames):
 def test_label_chunk_frames_must_be_positive():
     with pytest.raises(RewardkitError, match="label_chunk_frames"):
         tiny_config(label_chunk_frames=0)
+
+
+def test_frame_tokens_pinned_and_fused_layout():
+    """A new model pins the default layout in its own config; "fused" gives ONE token per frame (the
+    fusion backbone reads H), and its token tells the cameras apart (swapping them changes it)."""
+    config = tiny_config(cameras=CAMERAS)
+    assert SARMRewardModel(config).config.frame_tokens == DEFAULT_FRAME_TOKENS
+    assert config.frame_tokens is None  # the caller's config is left as it was
+    separate, fused = _model(frame_tokens="separate"), _model(frame_tokens="fused")
+    hidden = fused.config.hidden_dim
+    image = torch.randn(5, len(CAMERAS), FEATURE_DIM)
+    text, state = torch.randn(5, FEATURE_DIM), torch.randn(5, 8)
+    assert separate.stage_model.tokens(image, text, state).shape == (5, len(CAMERAS) + 2, hidden)
+    tokens = fused.stage_model.tokens(image, text, state)
+    assert tokens.shape == (5, 1, hidden)
+    assert fused.stage_model.fusion_backbone[0].normalized_shape == (hidden,)
+    swapped = fused.stage_model.tokens(image.flip(1), text, state)
+    assert float((swapped - tokens).abs().max()) > 0.1
+    with pytest.raises(RewardkitError, match="2 camera"):
+        fused.stage_model.tokens(image[:, :1], text, state)
+
+
+def test_frame_tokens_validation():
+    with pytest.raises(RewardkitError, match="frame_tokens must be one of"):
+        tiny_config(frame_tokens="pooled")
+    with pytest.raises(RewardkitError, match="sliding architecture only"):
+        tiny_config(frame_tokens="fused", architecture="lerobot")
+    with pytest.raises(RewardkitError, match="sliding architecture only"):
+        tiny_config(frame_tokens="fused", window="centred", n_obs_steps=4)
+    lerobot = SARMRewardModel(tiny_config(architecture="lerobot"))
+    assert lerobot.config.frame_tokens is None
+
+
+def test_checkpoint_without_frame_tokens_keeps_the_separate_layout(tmp_path, monkeypatch):
+    """A checkpoint saved before `frame_tokens` existed (no key in config.json) loads with the layout it
+    was trained with, even when new models default to "fused"; a fused checkpoint loads fused."""
+    import json
+
+    import rewardkit
+    from rewardkit.models.sarm import configuration_sarm
+
+    features, text, state = _episode(12)
+    for frame_tokens in ("separate", "fused"):
+        model = _model(frame_tokens=frame_tokens)
+        folder = tmp_path / frame_tokens
+        model.save_pretrained(folder)
+        saved = json.loads((folder / "config.json").read_text())
+        assert saved["frame_tokens"] == frame_tokens
+        if frame_tokens == "separate":  # as written before the field existed
+            del saved["frame_tokens"]
+            (folder / "config.json").write_text(json.dumps(saved))
+        monkeypatch.setattr(configuration_sarm, "DEFAULT_FRAME_TOKENS", "fused")
+        expected = model.label_episode(_inputs(features, text, state))
+        for loaded in (rewardkit.load(folder), SARMRewardModel.from_pretrained(folder)):
+            assert loaded.config.frame_tokens == frame_tokens
+            labels = loaded.label_episode(_inputs(features, text, state))
+            for key, value in expected.items():
+                np.testing.assert_allclose(labels[key], value, atol=1e-6)
+        monkeypatch.undo()
+
+
+def test_fused_model_trains():
+    """The fused layout's loss back-propagates to the camera projection and a few steps lower it."""
+    from sarm_helpers import synthetic_data
+
+    torch.manual_seed(0)
+    config = tiny_config(frame_tokens="fused", cameras=CAMERAS)
+    model = SARMRewardModel(config).train()
+    data = synthetic_data(model.config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    rng = np.random.default_rng(0)
+    batch = data.get_batch(rng.integers(0, len(data), 16), rng)
+    losses = []
+    for _ in range(30):
+        loss, _ = model(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        assert float(model.subtask_model.visual_proj.weight.grad.abs().max()) > 0  # one stage: tau only
+        optimizer.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.5 * losses[0]

@@ -9,11 +9,14 @@ from lerobot.optim import AdamWConfig, CosineDecayWithWarmupSchedulerConfig
 
 from rewardkit.errors import RewardkitError
 from rewardkit.models.base import RewardKitConfig
-from rewardkit.models.sarm.sliding import spread_bands
+from rewardkit.models.sarm.sliding import FRAME_TOKENS, spread_bands
 
 ANNOTATION_MODES = ("single_stage", "dense_only", "dual")
 WINDOWS = ("causal", "centred")
 ARCHITECTURES = ("sliding", "lerobot")
+# The frame layout a NEW sliding model gets when `frame_tokens` is not given. A checkpoint saved before the
+# field existed has no key and keeps its layout, "separate" (`SARMRewardModel.from_pretrained`).
+DEFAULT_FRAME_TOKENS = "separate"
 # The fps at which a frame gap in seconds is taken when no dataset is known (lerobot's SARM: 30 frames
 # apart, i.e. 1 s at 30 fps).
 DEFAULT_FPS = 30
@@ -43,6 +46,12 @@ class SARMConfig(RewardKitConfig):
             checkpoints need.
         temporal_bands: Sliding architecture: how many frame gaps back each layer attends (one per layer,
             adding up to n_obs_steps; default: spread evenly, the remainder on the top layers).
+        frame_tokens: Sliding architecture: the tokens of a frame. "separate": one per camera, the task
+            text and the state (each with a learned type embedding); "fused": ONE token per frame (a
+            linear layer over the cameras' features concatenated, plus the text and state projections and
+            one learned embedding), a third of the per-token compute with one camera. None: the default
+            for new models (DEFAULT_FRAME_TOKENS), pinned when the model is built; a checkpoint saved
+            without the key is "separate".
         n_obs_steps: Frames in the window besides the scored one (window = n_obs_steps + 1 frames).
         frame_gap: Frames between consecutive window frames. None (default): `frame_gap_seconds` at the
             dataset's fps, resolved when training starts; an explicit value wins. Checkpoints hold the
@@ -93,6 +102,7 @@ class SARMConfig(RewardKitConfig):
     window: str = "causal"
     architecture: str | None = None
     temporal_bands: list[int] | None = None
+    frame_tokens: str | None = None
     n_obs_steps: int = 8
     frame_gap: int | None = None
     frame_gap_seconds: float | None = 1.0
@@ -140,6 +150,14 @@ class SARMConfig(RewardKitConfig):
             )
         if self.frame_gap_seconds is not None and self.frame_gap_seconds <= 0:
             raise RewardkitError(f"frame_gap_seconds must be > 0, got {self.frame_gap_seconds}")
+        if self.frame_tokens is not None:
+            if self.frame_tokens not in FRAME_TOKENS:
+                raise RewardkitError(f"frame_tokens must be one of {FRAME_TOKENS}, got '{self.frame_tokens}'")
+            if self.resolved_architecture != "sliding":
+                raise RewardkitError(
+                    "frame_tokens applies to the sliding architecture only (lerobot's layout has its own "
+                    "tokens): leave it unset with architecture='lerobot' or window='centred'"
+                )
         if self.architecture is not None or self.temporal_bands is not None:
             # early errors for explicit values; resolved for good when a model is built from the config
             _ = self.resolved_architecture
@@ -195,13 +213,17 @@ class SARMConfig(RewardKitConfig):
         return max(1, round(seconds * (fps or DEFAULT_FPS)))
 
     def resolved(self, fps: float | None = None) -> SARMConfig:
-        """A new config with `architecture`, (sliding) `temporal_bands` and the frame gap in frames (at
-        the dataset's `fps`) pinned from the fields as they are now; this one is left unchanged. A model
-        is built from, and saves, the resolved config."""
+        """A new config with `architecture`, (sliding) `temporal_bands` and `frame_tokens`, and the frame
+        gap in frames (at the dataset's `fps`) pinned from the fields as they are now; this one is left
+        unchanged. A model is built from, and saves, the resolved config."""
         architecture = self.resolved_architecture
-        bands = self.layer_bands if architecture == "sliding" else self.temporal_bands
+        sliding = architecture == "sliding"
         return replace(
-            self, architecture=architecture, temporal_bands=bands, frame_gap=self.frame_gap_for(fps)
+            self,
+            architecture=architecture,
+            temporal_bands=self.layer_bands if sliding else self.temporal_bands,
+            frame_tokens=(self.frame_tokens or DEFAULT_FRAME_TOKENS) if sliding else None,
+            frame_gap=self.frame_gap_for(fps),
         )
 
     @property

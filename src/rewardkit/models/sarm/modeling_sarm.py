@@ -35,6 +35,7 @@ Batch keys (B samples, N cameras, L positions, D feature size, S state size):
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +51,10 @@ from rewardkit.models.base import (
     FrameOutputs,
     ModelInputs,
     RewardKitModel,
+    load_config,
     load_weights,
+    read_config_dict,
+    resolve_checkpoint,
 )
 from rewardkit.models.sarm.configuration_sarm import SARMConfig
 from rewardkit.models.sarm.lerobot_layout import LerobotTransformer
@@ -100,6 +104,31 @@ class SARMRewardModel(RewardKitModel):
         state_std = torch.tensor(config.state_std or [], dtype=torch.float32).clamp_min(1e-6)
         self.register_buffer("_state_mean", state_mean, persistent=False)
         self.register_buffer("_state_std", state_std, persistent=False)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_name_or_path: str | Path,
+        *,
+        config: Any = None,
+        revision: str | None = None,
+        strict: bool = True,
+        **kwargs: Any,
+    ) -> SARMRewardModel:
+        """Load a checkpoint strictly (`RewardKitModel.from_pretrained`). A sliding checkpoint whose
+        config.json predates `frame_tokens` (no key) keeps the layout it was trained with, "separate",
+        whatever the default for new models is."""
+        folder = resolve_checkpoint(pretrained_name_or_path, revision=revision)
+        if config is None:
+            config = load_config(folder)
+        if (
+            isinstance(config, SARMConfig)
+            and config.frame_tokens is None
+            and config.resolved_architecture == "sliding"
+            and "frame_tokens" not in read_config_dict(folder)
+        ):
+            config = replace(config, frame_tokens="separate")
+        return super().from_pretrained(folder, config=config, strict=strict, **kwargs)
 
     def prepare_for_dataset(self, dataset: Any) -> None:
         """Before labelling `dataset` (a `RewardDataset`): with `state_stats_from_dataset` and no state

@@ -6,7 +6,9 @@ every window must be computed on its own: labelling T frames runs the transforme
 n_obs_steps + 1 frames, and an online step recomputes the whole window for one new frame.
 
 Here every frame is a group of tokens (one per camera, the task text, the state; a learned type embedding
-each). Layer l attends, from each token of frame t, to every token of frames t - d (d = 0..b_l, counted in
+each), or with `frame_tokens="fused"` a single token (a linear layer over the cameras' features
+concatenated, plus the text and state projections and one embedding): the same banded attention over
+frames, with a third of the per-token compute for one camera. Layer l attends, from each token of frame t, to every token of frames t - d (d = 0..b_l, counted in
 window positions, i.e. frame-gap steps) and nothing else; order enters only through a learned bias per head
 and distance d. There is no absolute position. The bands add up to n_obs_steps, so the last frame of a
 window sees exactly the window (its receptive field is n_obs_steps frame gaps), and a frame's hidden state
@@ -40,8 +42,13 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
+from rewardkit.errors import RewardkitError
+
 if TYPE_CHECKING:
     from rewardkit.models.sarm.configuration_sarm import SARMConfig
+
+
+FRAME_TOKENS = ("separate", "fused")
 
 
 def spread_bands(n_obs_steps: int, num_layers: int) -> list[int]:
@@ -154,6 +161,11 @@ class SlidingTransformer(nn.Module):
         head_sizes: output size of each head ("sparse", "dense").
         prior_classes: for the subtask model, the stage count of each head; its head then reads the fused
             frame features and the one-hot stage (None: plain linear heads, the stage model).
+        frame_tokens: "separate": a frame is num_cameras + 2 tokens (each camera, the text, the state, each
+            with a learned type embedding); "fused": ONE token per frame, a linear layer over the
+            concatenated camera features (so cameras keep their identity) plus the text and state
+            projections and one learned embedding. Every per-token cost (projections, attention,
+            feed-forward) drops by that factor; the fusion backbone reads H instead of M * H.
     """
 
     def __init__(
@@ -168,15 +180,22 @@ class SlidingTransformer(nn.Module):
         bands: list[int],
         head_sizes: dict[str, int],
         prior_classes: dict[str, int] | None = None,
+        frame_tokens: str = "separate",
     ) -> None:
         super().__init__()
+        if frame_tokens not in FRAME_TOKENS:
+            raise RewardkitError(f"frame_tokens must be one of {FRAME_TOKENS}, got '{frame_tokens}'")
         self.hidden_dim = hidden_dim
         self.num_cameras = num_cameras
         self.bands = list(bands)
+        self.frame_tokens = frame_tokens
+        fused = frame_tokens == "fused"
         self.lang_proj = nn.Linear(text_dim, hidden_dim)
-        self.visual_proj = nn.Linear(image_dim, hidden_dim)
+        # fused: one weight block per camera (a linear layer over the concatenation, i.e. the sum of
+        # per-camera projections); a shared projection summed over cameras would not tell them apart
+        self.visual_proj = nn.Linear(image_dim * (num_cameras if fused else 1), hidden_dim)
         self.state_proj = nn.Linear(state_dim, hidden_dim)
-        tokens = num_cameras + 2  # cameras, text, state
+        tokens = 1 if fused else num_cameras + 2  # one fused token, or cameras, text, state
         self.token_type = nn.Parameter(torch.randn(tokens, hidden_dim) * 0.02)
         self.layers = nn.ModuleList(BandedLayer(hidden_dim, num_heads, dropout, band) for band in bands)
         self.fusion_backbone = nn.Sequential(
@@ -215,11 +234,21 @@ class SlidingTransformer(nn.Module):
             bands=config.layer_bands,
             head_sizes=head_sizes,
             prior_classes=prior_classes,
+            frame_tokens=config.frame_tokens or "separate",  # a resolved config has it pinned
         )
 
     # ---- pieces --------------------------------------------------------------------------------
     def tokens(self, image: Tensor, text: Tensor, state: Tensor) -> Tensor:
-        """image (..., N, D_img), text (..., D_txt), state (..., S) -> tokens (..., N + 2, H)."""
+        """image (..., N, D_img), text (..., D_txt), state (..., S) -> tokens (..., M, H): M = N + 2
+        ("separate") or 1 ("fused")."""
+        if self.frame_tokens == "fused":
+            if image.shape[-2] != self.num_cameras:
+                raise RewardkitError(
+                    f"this SARM reads {self.num_cameras} camera(s) fused into one token, got "
+                    f"{image.shape[-2]}: pass the features of exactly the cameras it was built with"
+                )
+            fused = self.visual_proj(image.flatten(-2)) + self.lang_proj(text) + self.state_proj(state)
+            return (fused + self.token_type[0].to(image.dtype))[..., None, :]
         parts = [
             self.visual_proj(image),
             self.lang_proj(text)[..., None, :],
