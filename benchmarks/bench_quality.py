@@ -158,6 +158,7 @@ def train_ours(root: Path, out: Path, episodes: Sequence[int], failed: Sequence[
         "--progress_bar=false", f"--output_dir={out}", f"--cache_dir={args.work_dir / 'cache'}",
         f"--model.encoder={args.encoder}", f"--model.frame_gap={args.frame_gap}", "--seed=1000",
         *(f"--model.{k}={v}" for k, v in size.items()),
+        *(f"--model.{option}" for option in args.model_option),
     )  # fmt: skip
     return checkpoint
 
@@ -454,6 +455,10 @@ def main() -> int:
         "--frame_gap", type=int, default=4, help="frames between window frames (40 fps episodes)"
     )
     parser.add_argument("--no_lerobot", action="store_true", help="skip lerobot's SARM")
+    parser.add_argument(
+        "--model_option", action="append", default=[], metavar="KEY=VALUE",
+        help="extra rewardkit SARM config field, repeatable (e.g. frame_tokens=fused); part of the run key",
+    )  # fmt: skip
     parser.add_argument("--datasets", default="full,proprio", help="which of: full, proprio")
     args = parser.parse_args()
     args.steps = args.steps or (50 if args.quick else 3000)
@@ -475,6 +480,7 @@ def main() -> int:
     timings: dict[str, float] = {}
     everything = {}
     run_key = f"{args.encoder.replace(':', '_').replace('/', '_')}_{args.model_size}_s{args.steps}_b{args.batch_size}_g{args.frame_gap}"
+    run_key += "".join(f"_{option.replace('=', '-')}" for option in args.model_option)
     for name in args.datasets.split(","):
         _, kinds, seen, _ = DATASETS[name]
         t0 = time.perf_counter()
