@@ -48,6 +48,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "model
 
 REPO_ID = "bench/topreward"
 
+# The tiny VLM's token proportions. "realistic": a subword BPE (tests/models/vlm_helpers.subword_tokenizer:
+# TOPReward's prompt is ~40 tokens, as under Qwen's tokenizer, against ~190 bytes), the video processor's pixel
+# budget of Qwen3-VL checkpoints (what lerobot's default Qwen/Qwen3-VL-8B-Instruct loads: frames are kept at
+# their size, here 256x256 as LIBERO's, so a frame pair is 8x8 = 64 vision tokens + its timestamp). "byte": the
+# tests' byte-level tokenizer and 64x64 frames (4 vision tokens a pair): the prompt dwarfs the video.
+SETUPS = {
+    "realistic": {"tokenizer": "subword", "video_size": "qwen3_vl", "image_size": 256},
+    "byte": {"tokenizer": "byte", "video_size": "test", "image_size": 64},
+}
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(
@@ -55,12 +65,21 @@ def main() -> None:
     )
     parser.add_argument("--episodes", type=int, default=2)
     parser.add_argument("--episode_length", type=int, default=60)
-    parser.add_argument("--image_size", type=int, default=64)
+    parser.add_argument(
+        "--setup",
+        choices=sorted(SETUPS),
+        default="realistic",
+        help="the tiny VLM's token proportions: 'realistic' (subword tokenizer, Qwen3-VL's video pixel budget,"
+        " 256x256 frames) or 'byte' (the tests' byte-level tokenizer, 64x64 frames)",
+    )
+    parser.add_argument("--image_size", type=int, default=None, help="frame size (default: the setup's)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--threads", type=int, default=1, help="torch threads, the same for both")
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (median reported)")
     args = parser.parse_args()
+    setup = SETUPS[args.setup]
+    image_size = args.image_size or setup["image_size"]
 
     import numpy as np
     import pyarrow.parquet as pq
@@ -68,7 +87,7 @@ def main() -> None:
     from lerobot.rewards.topreward import TOPRewardConfig, TOPRewardModel
     from lerobot.rewards.topreward import compute_rabc_weights as reference_script
     from lerobot.rewards.topreward.processor_topreward import TOPRewardEncoderProcessorStep
-    from topreward_helpers import make_tiny_topreward_vlm
+    from topreward_helpers import QWEN3_VL_VIDEO_SIZE, TEST_VIDEO_SIZE, make_tiny_topreward_vlm
 
     import rewardkit
     from rewardkit.data.dataset import open_dataset
@@ -82,13 +101,16 @@ def main() -> None:
         repo_id=REPO_ID,
         num_episodes=args.episodes,
         episode_length=args.episode_length,
-        image_size=args.image_size,
+        image_size=image_size,
     )
-    vlm = str(make_tiny_topreward_vlm(WORK / "vlm"))
+    video_size = {"qwen3_vl": QWEN3_VL_VIDEO_SIZE, "test": TEST_VIDEO_SIZE}[setup["video_size"]]
+    vlm = str(make_tiny_topreward_vlm(WORK / "vlm", tokenizer=setup["tokenizer"], video_size=video_size))
     frames = args.episodes * args.episode_length
     print(
-        f"dataset: {args.episodes} episodes x {args.episode_length} frames ({args.image_size}x{args.image_size}),"
-        f" tiny random Qwen3-VL at {vlm}, device {args.device}, {args.dtype}, {args.threads} torch thread(s)"
+        f"setup '{args.setup}': dataset {args.episodes} episodes x {args.episode_length} frames"
+        f" ({image_size}x{image_size}); tiny random Qwen3-VL at {vlm} with the {setup['tokenizer']} tokenizer"
+        f" and video processor size {video_size}; device {args.device}, {args.dtype},"
+        f" {args.threads} torch thread(s); load average {os.getloadavg()[0]:.2f}"
     )
     runs = iter(range(10**6))
 
@@ -147,7 +169,7 @@ def main() -> None:
         "rewardkit prefix cache, every frame": (lambda: ours(None), lambda: ours(None, ours_built[None])),
     }
     names = list(pipelines)
-    print_vlm_tokens(ours_built[15], open_dataset(root=root).episodes(), args.image_size)
+    print_vlm_tokens(ours_built[15], lerobot_built[1], open_dataset(root=root).episodes(), image_size)
     # warm-up (untimed), and the outputs: ours at 15 anchors must label as lerobot does
     outputs = {name: pipelines[name][1]()[1] for name in names}
     gap = float(np.abs(outputs[names[0]] - outputs[names[1]]).max())
@@ -175,28 +197,66 @@ def main() -> None:
                   f" {cpu[name]:6.2f} {cpu[names[0]] / cpu[name]:5.2f}x  {target}  [wall: {spread}]")  # fmt: skip
 
 
-def print_vlm_tokens(model, episodes, image_size: int) -> None:
-    """Tokens through the VLM's decoder per pipeline (the bound on the model-compute ratio): lerobot feeds
-    header + the prefix's pairs + the prompt tail once per anchor; the cache feeds the header and every pair
-    once, then per anchor the tail (and, for an odd prefix, its own padded pair)."""
+def print_vlm_tokens(model, lerobot_encoder, episodes, image_size: int) -> None:
+    """The cost model, from the tokens each pipeline puts through the VLM at 15 anchors: lerobot runs
+    header + the prefix's frame pairs + the prompt tail once per anchor (sum over anchors k of video_k +
+    prompt); the cache runs the header and every pair once, then per anchor the tail (and, for an odd anchor,
+    its own padded pair). The vision tower sees the pairs in the same proportion. On a small model both
+    ratios bound the compute-only speed-up; fixed costs (decoding, loading, the parquet) pull it lower.
+    lerobot's own encoder step tokenizes the longest prefix: its length must equal the count here."""
+    import torch
+
     from rewardkit.models.topreward.modeling_topreward import anchor_lengths
 
-    lerobot_tokens = cached_tokens = 0
+    height, width = model.frame_size(image_size, image_size)
+    per_pair = height * width // (model._patch * model._merge) ** 2
+    totals = dict.fromkeys(("lerobot", "cache", "every", "lerobot_pairs", "cache_pairs"), 0)
     for episode in episodes:
         header, tail = model.prompt_pieces(episode.task)
         header_tokens = len(model._tokenizer(header)["input_ids"])
         tail_tokens = len(model._tokenizer(tail, add_special_tokens=False)["input_ids"])
-        height, width = model.frame_size(image_size, image_size)
-        per_pair = height * width // (model._patch * model._merge) ** 2
-        lengths = anchor_lengths(episode.length, 15)
-        pair = len(model._pair_ids(0, 1, per_pair))
-        lerobot_tokens += sum(header_tokens + (n + 1) // 2 * pair + tail_tokens for n in lengths)
-        cached_tokens += header_tokens + (episode.length + 1) // 2 * pair
-        cached_tokens += sum(tail_tokens + (pair if n % 2 and n != lengths[-1] else 0) for n in lengths)
+        length = episode.length
+
+        def video(n: int) -> int:  # the tokens of the pairs of a prefix of n frames
+            return sum(
+                len(model._pair_ids(2 * g, min(2 * g + 1, n - 1), per_pair)) for g in range((n + 1) // 2)
+            )
+
+        def own_pair(
+            n: int, length: int = length
+        ) -> int:  # an odd prefix shorter than the episode brings its padded last pair
+            return len(model._pair_ids(n - 1, n - 1, per_pair)) if n % 2 and n != length else 0
+
+        anchors = anchor_lengths(length, 15).tolist()
+        totals["lerobot"] += sum(header_tokens + video(n) + tail_tokens for n in anchors)
+        totals["cache"] += header_tokens + video(length) + sum(tail_tokens + own_pair(n) for n in anchors)
+        totals["every"] += (
+            header_tokens + video(length) + sum(tail_tokens + own_pair(n) for n in range(1, length + 1))
+        )
+        totals["lerobot_pairs"] += sum((n + 1) // 2 for n in anchors)
+        totals["cache_pairs"] += (length + 1) // 2 + sum(bool(own_pair(n)) for n in anchors)
+        frames = torch.zeros(1, length, 3, image_size, image_size, dtype=torch.uint8)
+        lerobot_ids = lerobot_encoder._encode_batch(frames, [episode.task], 1)["input_ids"].shape[-1]
+        assert lerobot_ids == header_tokens + video(length) + tail_tokens, (
+            lerobot_ids,
+            header_tokens,
+            tail_tokens,
+        )
+    pair = len(model._pair_ids(0, 1, per_pair))
     print(
-        f"VLM decoder tokens at 15 anchors: lerobot {lerobot_tokens}, prefix cache {cached_tokens} "
-        f"({lerobot_tokens / cached_tokens:.1f}x fewer; the prompt tail is {tail_tokens} tokens, a frame pair "
-        f"{pair})"
+        f"tokens: prompt {header_tokens + tail_tokens} ({header_tokens} before the video, {tail_tokens} after it;"
+        f" last task '{episode.task}'); a frame pair {pair} ({per_pair} vision tokens at {height}x{width} +"
+        f" timestamp and vision start/end); a {length}-frame episode's video {video(length)}"
+    )
+    print(
+        f"decoder tokens at 15 anchors: lerobot {totals['lerobot']} (sum over anchors of video_k + prompt),"
+        f" prefix cache {totals['cache']} (video once + 15 tails + odd anchors' own pairs)"
+        f" -> predicted ratio {totals['lerobot'] / totals['cache']:.2f}x; every frame {totals['every']}"
+        f" ({totals['every'] / totals['lerobot']:.2f}x lerobot's)"
+    )
+    print(
+        f"vision-tower frame pairs at 15 anchors: lerobot {totals['lerobot_pairs']}, prefix cache"
+        f" {totals['cache_pairs']} -> {totals['lerobot_pairs'] / totals['cache_pairs']:.2f}x"
     )
 
 

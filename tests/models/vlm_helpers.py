@@ -112,7 +112,9 @@ def tiny_qwen3_vl_config(tokenizer, hidden: int = 32, text_layers: int = 2, visi
     )
 
 
-def make_tiny_qwen3_vl(folder: Path, seed: int = 0, save_weights: bool = True, **widths) -> Path:
+def make_tiny_qwen3_vl(
+    folder: Path, seed: int = 0, save_weights: bool = True, tokenizer: str = "byte", **widths
+) -> Path:
     """Write a tiny random Qwen3-VL (config, weights, tokenizer, processor, chat template) into `folder`.
 
     Args:
@@ -120,6 +122,8 @@ def make_tiny_qwen3_vl(folder: Path, seed: int = 0, save_weights: bool = True, *
         seed: torch seed for the random weights.
         save_weights: also write model.safetensors (False: config and processor only, for models that
             build their own backbone from the config, like Robometer).
+        tokenizer: "byte" (`tiny_tokenizer`: one token per byte, the tests' default) or "subword"
+            (`subword_tokenizer`: about Qwen's token count on English prompts, for benchmarks).
         widths: `tiny_qwen3_vl_config` overrides (hidden, text_layers, vision_layers).
 
     Returns `folder`.
@@ -133,7 +137,10 @@ def make_tiny_qwen3_vl(folder: Path, seed: int = 0, save_weights: bool = True, *
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = tiny_tokenizer()
+    builders = {"byte": tiny_tokenizer, "subword": subword_tokenizer}
+    if tokenizer not in builders:
+        raise ValueError(f"tokenizer must be one of {sorted(builders)}, got {tokenizer!r}")
+    tokenizer = builders[tokenizer]()
     config = tiny_qwen3_vl_config(tokenizer, **widths)
     common = dict(patch_size=16, merge_size=2, temporal_patch_size=2)
     processor = Qwen3VLProcessor(
@@ -150,3 +157,70 @@ def make_tiny_qwen3_vl(folder: Path, seed: int = 0, save_weights: bool = True, *
     else:
         config.save_pretrained(folder)
     return folder
+
+
+# A few KB of plain English with the words of robot tasks and of TOPReward's prompt, to train the subword
+# tokenizer below: a real Qwen tokenizer (151k entries) holds every common English word as one token, and a
+# small BPE trained on text like this gets close to that on such words (and splits rare ones, as Qwen does).
+SUBWORD_CORPUS = """
+The above video shows a robot manipulation trajectory that completes the following task. Decide whether
+the robot completes the task. The answer is True or False. Is the task completed? The answer is: True.
+A robot arm picks up the red cube and places it in the blue bowl. The robot pushes the block to the right.
+The gripper opens, moves down, closes around the object, lifts it, and moves it to the target location.
+Pick up the cube. Put the cup on the plate. Open the drawer and put the bowl inside. Close the top drawer
+of the cabinet. Turn on the stove and put the moka pot on it. Put both the alphabet soup and the tomato
+sauce in the basket. Stack the green block on the yellow block. Push the plate to the front of the stove.
+Put the black bowl on the wooden cabinet. Pick up the ketchup and place it in the basket. Wipe the table
+with the sponge. Fold the towel in half. Insert the peg into the hole. Hang the mug on the rack.
+The video shows the robot at each step of the episode. Each frame is a picture from the camera on top of
+the table. The task is done when the object is at its goal and the gripper has let it go. A failed
+episode ends before the object reaches the goal, or the object falls from the gripper on the way.
+You are a helpful assistant. The user asks a question about a video, and the assistant answers it with
+one word. Read the instruction, look at the frames, and tell whether the robot has finished the task.
+Progress is the share of the task that is done: zero at the start, one at the end, and in between it
+grows as the robot gets closer to the goal. A reward model gives a number for every frame of the video.
+The model reads the task text and the images, and writes the answer after the prompt. The robot is in a
+kitchen with a table, a sink, a stove, a cabinet with two drawers, a basket, bowls, plates, cups and a
+few small objects: a cube, a block, a ball, a can, a bottle, a box of cream cheese, a bag of chips.
+Move the arm to the left, then to the right, then up and down. Rotate the wrist and open the gripper.
+The first frame shows the scene before the robot moves; the last frame shows the end of the episode.
+This is a trajectory of a robot that follows an instruction given in natural language by a person.
+The following task is written in English: put the object in the container and close the lid.
+Seconds, frames, steps and episodes: the video runs at two frames per second and lasts ten seconds.
+The user speaks first and the assistant second. That statement is not true; this statement is true.
+Push the button, then push the door. Do not push the cup off the table. The user did not say why.
+"""
+
+
+def subword_tokenizer(vocab_size: int = 1024):
+    """A byte-level BPE trained (offline, seconds) on `SUBWORD_CORPUS` with Qwen2's pre-tokenizer (its
+    regex: words with their leading space, single digits, punctuation runs) and Qwen's special tokens, as
+    a transformers fast tokenizer. English prompts tokenize to about Qwen's token count (one token per
+    common word), unlike `tiny_tokenizer`'s one token per byte."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        special_tokens=[],
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(SUBWORD_CORPUS.splitlines(), trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        additional_special_tokens=list(SPECIAL_TOKENS[1:]),
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token=None,
+        chat_template=CHAT_TEMPLATE,
+    )

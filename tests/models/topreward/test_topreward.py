@@ -17,6 +17,7 @@ from topreward_helpers import make_tiny_topreward_vlm
 import rewardkit
 from rewardkit.errors import RewardkitError
 from rewardkit.models.base import CheckpointError, EpisodeInputs
+from rewardkit.models.topreward.modeling_topreward import suffix_batches
 
 TASK = "push the block to the right"
 
@@ -107,6 +108,35 @@ def test_odd_prefixes_in_one_pack_equal_one_at_a_time(vlm):
         packed.score_prefix_lengths(frames, TASK, lengths),
         single.score_prefix_lengths(frames, TASK, lengths),
         atol=1e-5,
+    )
+
+
+def test_suffix_batches_hold_one_length_each_ordered_by_cut():
+    """Even anchors' suffixes (the prompt) never share a pass with odd anchors' (own pair + prompt), so no
+    row is padded; within a length, rows go by cut and at most `size` per pass; every suffix once."""
+    lengths = [35, 107, 35, 107, 35, 108, 35]
+    cuts = [900, 700, 100, 300, 500, 1100, 1300]
+    assert suffix_batches(lengths, cuts, size=2) == [[2, 4], [0, 6], [3, 1], [5]]
+    assert suffix_batches(lengths, cuts, size=16) == [[2, 4, 0, 6], [3, 1], [5]]
+    assert suffix_batches([], [], size=4) == []
+
+
+def test_prefix_cache_equals_lerobot_with_a_subword_tokenizer(tmp_path):
+    """The benchmark's realistic setup: a BPE that merges words (as Qwen's does) still tokenizes the
+    prompt pieces as the whole prompt (checked at load), and the cache equals lerobot's per-prefix scores."""
+    folder = make_tiny_topreward_vlm(tmp_path / "vlm", tokenizer="subword")
+    config = TOPRewardConfig(vlm_name=str(folder), device="cpu", torch_dtype="float32")
+    encoder = TOPRewardEncoderProcessorStep(
+        vlm_name=str(folder), image_key=config.image_key, max_frames=None, fps=config.fps
+    )
+    ours = rewardkit.load(f"topreward:{folder}", torch_dtype="float32", device="cpu")
+    header, tail = ours.prompt_pieces(TASK)
+    assert len(ours._tokenizer(header + tail)["input_ids"]) < 60  # byte-level: ~190
+    frames = random_frames(5, seed=11)
+    np.testing.assert_allclose(
+        ours.score_prefix_lengths(frames, TASK, np.arange(1, 6)),
+        lerobot_scores((TOPRewardModel(config).eval(), encoder), frames, TASK),
+        atol=1e-3,
     )
 
 

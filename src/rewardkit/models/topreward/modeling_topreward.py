@@ -112,6 +112,24 @@ def normalize_log_probs(log_probs: np.ndarray, mode: str) -> np.ndarray:
     return np.where(span > 0, (values - low) / np.where(span > 0, span, 1.0), 1.0)
 
 
+def suffix_batches(lengths: list[int], cuts: list[int], size: int) -> list[list[int]]:
+    """Group suffixes (token counts `lengths`, cache cuts `cuts`) into forward passes: indices of at most
+    `size` suffixes of one length each, ordered by cut.
+
+    One length per pass: a batch is padded to its longest row, and an odd anchor's suffix (its own frame
+    pair + the prompt) is several times an even anchor's (the prompt alone); mixed, the even rows would
+    carry that padding through every layer. By cut: a batch reads the cache up to its furthest cut, so
+    neighbouring cuts waste the fewest masked keys."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], cuts[i]))
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and len(batches[-1]) < size and lengths[batches[-1][0]] == lengths[i]:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
 @dataclass
 class ScoringPrefix:
     """The cached video prefix of one episode (or of an online episode so far).
@@ -318,15 +336,20 @@ class CachedTOPRewardRewardModel(RewardKitModel):
             prefix: the cached video.
             suffixes: (cut index into `prefix.cuts`, suffix ids, patches of the suffix's own pair or None).
 
-        Returns (S,) float64. Suffixes are scored `suffix_batch_size` at a time, one batch row each, every
-        row attending to the cache up to its own cut (`_SharedPrefix`: the cache is read, never grown).
+        Returns (S,) float64, in the order of `suffixes`. Suffixes are scored in batches of at most
+        `suffix_batch_size` rows of one length (`suffix_batches`), every row attending to the cache up to
+        its own cut (`_SharedPrefix`: the cache is read, never grown).
         """
-        results: list[float] = []
-        size = self.config.suffix_batch_size
+        results = np.empty(len(suffixes), dtype=np.float64)
         positions: dict[tuple[bool, ...], torch.Tensor] = {}
-        for begin in range(0, len(suffixes), size):
-            results.extend(self._score_batch(prefix, suffixes[begin : begin + size], positions))
-        return np.asarray(results, dtype=np.float64)
+        batches = suffix_batches(
+            [len(ids) for _, ids, _ in suffixes],
+            [prefix.cuts[cut_index] for cut_index, _, _ in suffixes],
+            self.config.suffix_batch_size,
+        )
+        for rows in batches:
+            results[rows] = self._score_batch(prefix, [suffixes[row] for row in rows], positions)
+        return results
 
     def _score_batch(
         self,
@@ -409,9 +432,13 @@ class CachedTOPRewardRewardModel(RewardKitModel):
         patches, grid = self.pixel_values([video])
         per_pair = int(grid[0, 1] * grid[0, 2]) // self._merge**2
         pairs = int(grid[0, 0])
-        prefix = self.start_prefix(header_ids, torch.tensor([[1, int(grid[0, 1]), int(grid[0, 2])]]))
-        ids: list[int] = []
-        cuts = []
+        pair_grid = torch.tensor([[1, int(grid[0, 1]), int(grid[0, 2])]])
+        prefix = ScoringPrefix(cache=None, ids=[], cuts=[], next_position=[], pair_grid=pair_grid)
+        # the header and the whole video in one pass from an empty cache: with no past, transformers' sdpa
+        # runs the causal kernel without a mask (~3x faster on CPU than the explicit mask it builds once a
+        # past exists, as it would after a header-only pass)
+        ids = list(header_ids)
+        cuts = [len(ids)]
         for g in range(pairs):
             ids += self._pair_ids(2 * g, min(2 * g + 1, last - 1), per_pair)
             cuts.append(len(ids))
