@@ -11,13 +11,15 @@ lerobot's processor in place of `from_pretrained` (identical compute). Measured 
 - ours step: gather a batch from the memory-mapped cache + forward + backward + AdamW (the trainer's step);
 - ours model-only: the trainer's step on one prepared batch (no gathering);
 - ours bf16 (default config): accelerate bf16 autocast + foreach AdamW.
-- model step, side by side: ours model-only and reference model-only alternated `--rounds` times per
-  configuration (medians; the machine is shared and noisy), target ours <= 0.5x reference, fp32.
+- model step, side by side: ours model-only (each `--frame-tokens` layout) and reference model-only
+  alternated `--rounds` times per configuration (medians; the machine is shared and noisy), target ours
+  <= 0.5x reference, fp32.
 Also: cache build time, validation loss after the same steps in fp32 and bf16 (small config, fixture data),
 peak memory. Warm-up steps are excluded from the timings.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_sarm_train.py            # ~5 min on 2 CPU cores
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_sarm_train.py --steps 2  # quicker, noisier
+    ... --frame-tokens fused separate   # our sliding SARM's frame layouts to time (default: both)
 """
 
 from __future__ import annotations
@@ -92,7 +94,13 @@ def ours(root: Path, cache_dir: Path, out: Path, steps: int, results: dict) -> N
     results["cache frames"] = stats.frames
     del encoder
 
-    def trainer_for(name: str, precision: str = "no", impl: str = "auto", seed: int = 1000) -> Trainer:
+    def trainer_for(
+        name: str,
+        precision: str = "no",
+        impl: str = "auto",
+        seed: int = 1000,
+        frame_tokens: str | None = None,
+    ) -> Trainer:
         cfg = SARMTrainConfig(
             dataset=DatasetConfig(root=str(root)),
             output_dir=str(out / name),
@@ -108,6 +116,7 @@ def ours(root: Path, cache_dir: Path, out: Path, steps: int, results: dict) -> N
         for key, value in CONFIGS[name.split("-")[0]].items():
             setattr(cfg.model, key, value)
         cfg.model.encoder = "clip-random:vit-b-32"
+        cfg.model.frame_tokens = frame_tokens
         torch.manual_seed(seed)
         model, train_data, val_data = prepare(cfg)
         return Trainer(model, train_data, cfg, cfg.output_dir, val_data)
@@ -121,7 +130,8 @@ def ours(root: Path, cache_dir: Path, out: Path, steps: int, results: dict) -> N
             model_steps[f"ours {name}"] = lambda: trainer.train_step(batch)
 
     for name in CONFIGS:
-        measure(name, trainer_for(name))
+        for layout in args_global.frame_tokens:
+            measure(f"{name} {layout}", trainer_for(name, frame_tokens=layout))
     if not args_global.no_bf16_default:
         measure("default bf16", trainer_for("default-bf16", "bf16", "foreach"), model_only=False)
     results["ours peak RSS MB"] = peak_rss_mb()
@@ -211,10 +221,11 @@ def reference_config(
 
 # ---- model step, side by side ---------------------------------------------------------------------
 def side_by_side(rounds: int, results: dict) -> None:
-    """Ours and the reference's model-only steps alternated `rounds` times per configuration (after one
-    warm-up each): the median of each, taken under the same load."""
+    """Ours (each frame layout) and the reference's model-only steps alternated `rounds` times per
+    configuration (after one warm-up each): the median of each, taken under the same load."""
     for name in CONFIGS:
-        pair = {who: model_steps[f"{who} {name}"] for who in ("ours", "reference")}
+        pair = {f"ours {layout}": model_steps[f"ours {name} {layout}"] for layout in args_global.frame_tokens}
+        pair["reference"] = model_steps[f"reference {name}"]
         times: dict[str, list[float]] = {who: [] for who in pair}
         for step in pair.values():
             step()
@@ -232,19 +243,29 @@ def report(results: dict) -> int:
     for key, value in results.items():
         print(f"| {key} | {value:.4g} |" if isinstance(value, float) else f"| {key} | {value} |")
     checks = []
+    layouts = args_global.frame_tokens
     for name in CONFIGS:
-        ratio_model = results[f"ours {name} step s"] / results[f"ours {name} model-only s"]
-        checks.append((f"{name}: ours step / model-only <= 1.1", ratio_model, ratio_model <= 1.1))
-        speed = results[f"reference {name} step s"] / results[f"ours {name} step s"]
-        target = 3 if name == "default" else 30
-        checks.append((f"{name}: ours fp32 vs reference samples/s >= {target}x", speed, speed >= target))
+        for layout in layouts:
+            ours_name = f"{name} {layout}"
+            ratio_model = results[f"ours {ours_name} step s"] / results[f"ours {ours_name} model-only s"]
+            checks.append((f"{ours_name}: ours step / model-only <= 1.1", ratio_model, ratio_model <= 1.1))
+            speed = results[f"reference {name} step s"] / results[f"ours {ours_name} step s"]
+            target = 3 if name == "default" else 30
+            checks.append(
+                (f"{ours_name}: ours fp32 vs reference samples/s >= {target}x", speed, speed >= target)
+            )
     for name in CONFIGS:
         key = f"side by side {name}: %s model-only median s"
-        if key % "ours" in results:
-            ratio = results[key % "ours"] / results[key % "reference"]
-            checks.append(
-                (f"{name}: ours model-only / reference model-only <= 0.5 (fp32)", ratio, ratio <= 0.5)
-            )
+        for layout in layouts:
+            if key % f"ours {layout}" in results:
+                ratio = results[key % f"ours {layout}"] / results[key % "reference"]
+                checks.append(
+                    (
+                        f"{name} {layout}: ours model-only / reference model-only <= 0.5 (fp32)",
+                        ratio,
+                        ratio <= 0.5,
+                    )
+                )
     from rewardkit.precision import cpu_bf16_flags
 
     bf16_flags = cpu_bf16_flags()
@@ -276,6 +297,13 @@ def main() -> int:
     )
     parser.add_argument(
         "--rounds", type=int, default=5, help="alternating model-only rounds per configuration (0: none)"
+    )
+    parser.add_argument(
+        "--frame-tokens",
+        nargs="+",
+        choices=["fused", "separate"],
+        default=["fused", "separate"],
+        help="our sliding SARM's frame layouts to time (one token per frame, or one per camera/text/state)",
     )
     parser.add_argument("--episodes", type=int, default=4)
     parser.add_argument("--episode-length", type=int, default=90)
