@@ -1,10 +1,22 @@
 """TOPReward labelling: rewardkit's prefix cache vs lerobot 0.6.1's `compute_topreward_progress`, side by side.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_vlm_label.py [--episodes 2 --episode_length 60 --repeats 3]
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_vlm_label.py [--setup realistic|byte --episodes 2
+        --episode_length 60 --repeats 3]
 
-One synthetic dataset (one camera "observation.images.top", 64x64 video) and one tiny random Qwen3-VL
+One synthetic dataset (one camera "observation.images.top") and one tiny random Qwen3-VL
 (tests/models/topreward/topreward_helpers.py: 2 text layers of width 32; the same folder for both) are
-labelled by:
+labelled by the two pipelines. The VLM is tiny but, with `--setup realistic` (the default), its token
+proportions are a real Qwen3-VL's: a subword BPE puts TOPReward's prompt at ~40 tokens (Qwen's tokenizer:
+about one per word), and the video processor has Qwen3-VL checkpoints' pixel budget, the one lerobot loads
+with its default Qwen/Qwen3-VL-8B-Instruct (shortest_edge 4096, longest_edge 25165824 over t*h*w: frames
+keep the dataset's resolution, rounded to multiples of 32, up to 384 frames of 256x256), on 256x256 frames
+(LIBERO's, the dataset lerobot's script documents): 64 vision tokens per frame pair. `--setup byte` keeps
+the tests' byte-level tokenizer (a ~190-token prompt) and 64x64 frames (4 vision tokens a pair), where the
+prompt dwarfs the video and no cache can win much. The script prints the token counts and the cost model:
+lerobot's decoder sees sum over anchors k of (video_k + prompt), the cache video once + 15 prompts (+ an odd
+anchor's own pair); their ratio is the predicted compute ratio.
+
+The pipelines:
 
 - the reference: `lerobot.rewards.topreward.compute_rabc_weights.compute_topreward_progress` at its
   default 15 anchors per episode (`--num-samples 15`): one full forward pass over each prefix;
@@ -26,7 +38,9 @@ Wall-clock and process CPU time (all threads) are both printed: on a shared mach
 steadier of the two. Targets (PASS/FAIL printed, on the wall-clock medians, compute-only and end to end): (a) >= 5x faster than the
 reference; (b) <= 2x the reference's time.
 On a tiny model the VLM's FLOPs are small, so the times also show each pipeline's fixed costs (lerobot
-decodes every frame through LeRobotDataset.__getitem__ and re-runs the processor on every prefix).
+decodes every frame through LeRobotDataset.__getitem__ and re-runs the processor on every prefix), and
+attention (quadratic in length) weighs more than in an 8B model, whose linear layers dominate at these
+lengths (there the decoder-token ratio is the closer prediction).
 """
 
 from __future__ import annotations

@@ -9,14 +9,17 @@ cached keys/values, many suffixes per forward pass (one batch row each, attendin
 cache and to itself through a 4D attention mask; the cache is broadcast to the rows one layer at a time,
 never grown). Rows rather than one packed row: a packed row's attention grows with the square of the pack,
 which cost more than the whole pass when the prompt is long (the tiny test model's ~180-token byte-level prompt).
+A pass holds suffixes of one length (an odd anchor's own pair would pad the prompt-only rows ~3x), ordered
+by cut (`suffix_batches`). The header and the video go through the decoder in one pass from an empty cache,
+so sdpa runs its causal kernel with no mask.
 
 Cost at 15 anchors, compared with lerobot's per-prefix passes: the decoder sees the header and the video
 once plus 15 prompt tails (and a padded pair for each odd anchor), lerobot's sees ~7.5 video lengths plus 15
 tails; the vision tower encodes every frame once (lerobot: ~7.5 times), and the video processor runs once
 per episode (lerobot: once per prefix). The gain is therefore bounded by the ratio of decoder tokens,
 which `benchmarks/bench_vlm_label.py` prints: it approaches 7.5x when the video is much longer than the
-prompt (real Qwen3-VL: ~40-token prompt, 57 tokens per 224x224 frame pair) and is ~2x on the tiny test
-model (~180-token byte-level prompt, 19 tokens per 64x64 pair).
+prompt (Qwen3-VL: a ~40-token prompt, 72 tokens per 256x256 frame pair; 5.4x for 60-frame episodes) and
+is ~2x with the tests' byte-level tokenizer (~190-token prompt, 19 tokens per 64x64 pair).
 
 Where the frames nest, the result equals lerobot's per-prefix scores (the parity test checks it to 1e-3 in
 float32 on a tiny random Qwen3-VL). What must hold:
