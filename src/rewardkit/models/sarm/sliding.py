@@ -8,11 +8,12 @@ n_obs_steps + 1 frames, and an online step recomputes the whole window for one n
 Here every frame is a group of tokens (one per camera, the task text, the state; a learned type embedding
 each), or with `frame_tokens="fused"` a single token (a linear layer over the cameras' features
 concatenated, plus the text and state projections and one embedding): the same banded attention over
-frames, with a third of the per-token compute for one camera. Layer l attends, from each token of frame t, to every token of frames t - d (d = 0..b_l, counted in
-window positions, i.e. frame-gap steps) and nothing else; order enters only through a learned bias per head
-and distance d. There is no absolute position. The bands add up to n_obs_steps, so the last frame of a
-window sees exactly the window (its receptive field is n_obs_steps frame gaps), and a frame's hidden state
-at any layer is the same whichever window it is computed in, provided the frames before it are. Hence:
+frames, with a third of the per-token compute for one camera. Layer l attends, from each token of frame
+t, to every token of frames t - d (d = 0..b_l, counted in window positions, i.e. frame-gap steps) and
+nothing else; order enters only through a learned bias per head and distance d. There is no absolute
+position. The bands add up to n_obs_steps, so the last frame of a window sees exactly the window (its
+receptive field is n_obs_steps frame gaps), and a frame's hidden state at any layer is the same whichever
+window it is computed in, provided the frames before it are. Hence:
 
 - labelling: the frames of one phase (t = p, p + g, p + 2g, ...) form one sequence; one pass over it gives
   every frame's output, equal to computing each frame's window on its own (`frames_before` below handles
