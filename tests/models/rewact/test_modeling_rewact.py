@@ -22,7 +22,10 @@ from rewardkit.models.rewact import RewACTPolicy, build_progress_targets
 
 
 def train(policy: RewACTPolicy, batch: dict, steps: int, lr: float = 1e-3) -> list[dict]:
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=lr)
+    # lerobot-train's optimiser: the policy's parameter groups (the reward head at reward_head_lr_scale x
+    # the transformer's lr, with its own AdamW epsilon when detached).
+    policy.config.optimizer_lr = lr
+    optimizer = torch.optim.AdamW(policy.get_optim_params(), lr=lr)
     policy.train()
     logs = []
     for _ in range(steps):

@@ -89,10 +89,14 @@ def test_a_checkpoint_saved_before_the_state_input_loads_with_its_decoder_only_h
     preprocessor.save_pretrained(tmp_path / "ckpt")
     config_path = tmp_path / "ckpt" / "config.json"
     saved = json.loads(config_path.read_text())
-    for key in ("reward_head_input", "reward_head_lr_scale"):  # as written before these fields existed
+    # As written before these fields existed.
+    for key in ("reward_head_input", "reward_head_lr_scale", "reward_head_detach"):
         del saved[key]
     config_path.write_text(json.dumps(saved))
     loaded = rewardkit.load(tmp_path / "ckpt")
     assert loaded.config.reward_head_parts == ("decoder",) and loaded.config.reward_head_lr_scale == 1.0
+    # Its reward loss trained the shared network: fine-tuning it keeps doing so.
+    assert loaded.config.reward_head_detach is False
+    assert "eps" not in loaded.get_optim_params()[-1]
     batch = preprocessor({k: v[:4] for k, v in raw.items() if isinstance(v, torch.Tensor)})
     torch.testing.assert_close(loaded.predict_reward(batch), old.predict_reward(batch))

@@ -38,6 +38,14 @@ class RewACTConfig(ACTConfig):
             hundreds of steps (the action loss, whose gradient on the shared decoder is 15-25x the reward
             loss's, keeps moving the features under it); with the state beside it the head ranks held-out
             frames within 100-200 steps, and the action loss is unchanged.
+        reward_head_detach: the head reads the decoder/encoder features detached (`.detach()`), so the
+            reward loss's gradient never reaches ACT's network: the head still trains jointly (same forward,
+            same optimiser step), but the transformer, backbone and action head get exactly the gradient
+            of plain ACT, and the reward cannot cost the policy (the only coupling left is lerobot's
+            gradient-norm clip over all parameters together). The head has no dropout, so it draws no
+            random numbers and ACT's dropout masks are those of plain ACT. Default true: measured in
+            benchmarks/bench_rewact_quality.py (the README's RewACT section has the numbers). False lets
+            the reward loss train the shared network too (the reference RewACT's behaviour).
         reward_head_lr_scale: the reward head's learning rate is `reward_head_lr_scale * optimizer_lr`
             (1: the transformer's). Default 10: the head is a small MLP fed features that keep moving under
             it while the action loss trains the trunk; at the transformer's rate it lags behind (measured
@@ -72,6 +80,7 @@ class RewACTConfig(ACTConfig):
 
     reward_head: str = "scalar"
     reward_head_input: str = "auto"
+    reward_head_detach: bool = True
     reward_head_lr_scale: float = 10.0
     reward_num_bins: int = 21
     reward_loss_weight: float = 1.0

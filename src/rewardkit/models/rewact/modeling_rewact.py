@@ -5,7 +5,9 @@ The ACT network is lerobot's own (`lerobot.policies.act.modeling_act.ACT`), unto
 - **A reward head** (MLP d -> d/2 -> d/4 -> 1, ReLU, sigmoid; or d/4 -> K bin logits for the
   distributional head) reading the transformer decoder's output at **position 0**: the query of the first
   action of the chunk, i.e. the current step, whose observation the progress describes. The decoder output
-  is captured with a forward hook on `model.decoder`, so ACT's forward runs exactly as in lerobot.
+  is captured with a forward hook on `model.decoder`, so ACT's forward runs exactly as in lerobot. By
+  default (`reward_head_detach`) the head reads those features detached: the reward loss trains the head
+  only, and ACT's network gets exactly plain ACT's gradients (the reward cannot cost the policy).
 - **Joint training** with or without the VAE: `forward` adds `reward_loss_weight * reward_loss` to ACT's
   loss whatever `use_vae` is (the reference trained the head only when the VAE was on).
 - **Targets looked up by global frame index.** At construction (lerobot's `make_policy` passes the
@@ -59,6 +61,12 @@ logger = logging.getLogger(__name__)
 PROGRESS_KEY = "progress"
 # lerobot's global frame index of each sample: (B,) int64.
 INDEX_KEY = "index"
+# The detached head's gradient is scaled by this in backward, and its AdamW epsilon by the same: Adam's
+# step is invariant to a constant gradient scale once epsilon scales with it, so the head learns exactly as
+# unscaled, while its share of the gradient norm that lerobot-train clips over all parameters (clip 10,
+# active on most early steps; the head's norm reaches ~15% of the trunk's) falls below float32 resolution.
+# The clip then scales ACT's gradients as it does for plain ACT, and the reward cannot move ACT's step.
+DETACHED_HEAD_GRAD_SCALE = 1e-4
 # The processor files lerobot-train writes beside the weights.
 PREPROCESSOR_FILE = "policy_preprocessor.json"
 POSTPROCESSOR_FILE = "policy_postprocessor.json"
@@ -148,6 +156,9 @@ class RewACTPolicy(ACTPolicy):
             if encoder_out is None:
                 raise RuntimeError("the ACT encoder did not run")
             features.append(encoder_out.mean(dim=0))
+        if self.config.reward_head_detach:
+            # The reward loss then trains the head alone: ACT's network gets plain ACT's gradients.
+            features = [feature.detach() for feature in features]
         if "state" in self._head_parts:
             features.append(batch[OBS_STATE].to(out.dtype))
         return features[0] if len(features) == 1 else torch.cat(features, dim=-1)
@@ -159,13 +170,18 @@ class RewACTPolicy(ACTPolicy):
 
     def get_optim_params(self) -> list[dict]:
         """ACT's parameter groups (the backbone at `optimizer_lr_backbone`) and the reward head in a group
-        of its own at `reward_head_lr_scale * optimizer_lr` (lerobot-train's optimiser reads these)."""
+        of its own at `reward_head_lr_scale * optimizer_lr` (lerobot-train's optimiser reads these); with
+        the detached head, that group's AdamW epsilon is scaled like its gradient
+        (`DETACHED_HEAD_GRAD_SCALE`)."""
         head = {id(p) for p in self.reward_head.parameters()}
         groups = super().get_optim_params()
         for group in groups:
             group["params"] = [p for p in group["params"] if id(p) not in head]
         head_lr = self.config.reward_head_lr_scale * self.config.optimizer_lr
-        return [*groups, {"params": list(self.reward_head.parameters()), "lr": head_lr}]
+        head = {"params": list(self.reward_head.parameters()), "lr": head_lr}
+        if self.config.reward_head_detach:
+            head["eps"] = self.config.get_optimizer_preset().eps * DETACHED_HEAD_GRAD_SCALE
+        return [*groups, head]
 
     # ---- reward readout and loss -----------------------------------------------------------------
     def _reward_from_head(self, head_out: Tensor) -> Tensor:
@@ -257,8 +273,11 @@ class RewACTPolicy(ACTPolicy):
             valid = int((~torch.isnan(target)).sum())
             # The mean over the samples that have a target (0, with a gradient path, when none has).
             reward_loss = per_sample.sum() / max(valid, 1)
-            loss = loss + weight * (reward_loss if reduction == "mean" else per_sample)
             logs["reward_loss"] = reward_loss.item()
+            reward_term = reward_loss if reduction == "mean" else per_sample
+            if self.config.reward_head_detach:
+                reward_term = scale_gradient(reward_term, DETACHED_HEAD_GRAD_SCALE)
+            loss = loss + weight * reward_term
         return loss, logs
 
     # ---- inference -------------------------------------------------------------------------------
@@ -487,7 +506,26 @@ def read_rewact_config(folder: Path) -> RewACTConfig:
         config.reward_head_input = "decoder"
     if "reward_head_lr_scale" not in saved:
         config.reward_head_lr_scale = 1.0
+    # Checkpoints saved before the detached head trained the shared network with the reward loss too.
+    if "reward_head_detach" not in saved:
+        config.reward_head_detach = False
     return config
+
+
+class _ScaleGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, scale: float) -> Tensor:
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return grad * ctx.scale, None
+
+
+def scale_gradient(x: Tensor, scale: float) -> Tensor:
+    """`x` unchanged in forward; its gradient multiplied by `scale` in backward."""
+    return _ScaleGradient.apply(x, scale)
 
 
 # ---- ACT's loss per sample ---------------------------------------------------------------------------
