@@ -7,8 +7,12 @@ episodes marked (`reward_targets="failure"`), for each seed and at several step 
   simulator's progress (the numbers `rewardkit eval` reports);
 - held-out action L1 (ACT's training loss, normalised actions) beside plain ACT (the same network,
   `reward_loss_weight=0`) trained with the same seed and batches, at the same step;
-- with `--variants`, the options measured for the issue: the old head (decoder output only, the
-  transformer's learning rate), the state input alone, the head learning rate alone.
+- how often lerobot's gradient-norm clip (10, over all parameters) scaled a step ("clipped"): the only
+  way a detached reward head (the default, `reward_head_detach`) can change ACT's step;
+- with `--variants [NAME ...]`, the options measured for the issue (all when none is named): the attached
+  head (`reward_head_detach=false`: the reward loss trains ACT's network too), and, attached as they were
+  measured, the old head (decoder output only, the transformer's learning rate), the state input alone,
+  the head learning rate alone.
 SARM and the two baselines on the same held-out episodes come from the demo's own run (`--demo_json`,
 default outputs/demo/demo.json) when it exists: SARM trains on a feature cache, not here.
 
@@ -18,6 +22,7 @@ within the demo's (`--demo_steps`), AUROC >= 0.90, action L1 within 2% of plain 
 
 Usage:
     .venv/bin/python benchmarks/bench_rewact_quality.py [--seeds 0 1 2] [--steps 100 200 400 800]
+    .venv/bin/python benchmarks/bench_rewact_quality.py --seeds 2 --variants "attached head"
     .venv/bin/python benchmarks/bench_rewact_quality.py --quick   # one seed, 60 steps: a smoke run
 """
 
@@ -34,15 +39,29 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from rewact_harness import load_data, make_optimizer, make_policy, normalise, score, train  # noqa: E402
+from rewact_harness import (  # noqa: E402
+    CLIP_NORM,
+    load_data,
+    make_optimizer,
+    make_policy,
+    normalise,
+    score,
+    train,
+)
 
 VOC_TEN_MINUTES, VOC_DEMO, AUROC_TARGET, ACTION_TOLERANCE = 0.90, 0.80, 0.90, 0.02
 TEN_MINUTES_S = 600.0
 VARIANTS = {
     "rewact": {},
-    "old head (decoder only, 1x lr)": {"reward_head_input": "decoder", "reward_head_lr_scale": 1.0},
-    "state input only": {"reward_head_lr_scale": 1.0},
-    "head lr only": {"reward_head_input": "decoder"},
+    "attached head": {"reward_head_detach": False},
+    # The options measured before the detached head, as they were measured (the reward trains ACT too).
+    "old head (decoder only, 1x lr)": {
+        "reward_head_input": "decoder",
+        "reward_head_lr_scale": 1.0,
+        "reward_head_detach": False,
+    },
+    "state input only": {"reward_head_lr_scale": 1.0, "reward_head_detach": False},
+    "head lr only": {"reward_head_input": "decoder", "reward_head_detach": False},
 }
 
 
@@ -52,15 +71,24 @@ def run(data, split, seed: int, steps: list[int], fields: dict) -> list[dict]:
     norm = normalise(data, preprocessor)
     failed = set(split.failed)
     rows = []
+    grad_norms: list[tuple[float, float]] = []
 
     def checkpoint(step: int, seconds: float) -> None:
         result = score(policy, norm, data, split.held_out, failed)
-        rows.append({"step": step, "train_s": round(seconds, 1), **vars(result)})
+        norms = np.asarray(grad_norms)
+        # How often lerobot's clip (over all parameters) scaled the step, and how often it would have
+        # for ACT's parameters alone: where these differ, the reward head's gradient changed ACT's step.
+        clip = {
+            "clipped": round(float(np.mean(norms[:, 0] > CLIP_NORM)), 3),
+            "trunk_clipped": round(float(np.mean(norms[:, 1] > CLIP_NORM)), 3),
+            "max_total_over_trunk": round(float(np.max(norms[:, 0] / norms[:, 1])), 4),
+        }
+        rows.append({"step": step, "train_s": round(seconds, 1), **vars(result), **clip})
         print(json.dumps({"seed": seed, **fields, **rows[-1]}), flush=True)
 
     train(
         policy, norm, data, split.train, max(steps), seed, checkpoints=tuple(steps),
-        on_checkpoint=checkpoint, optimizer=make_optimizer(policy),
+        on_checkpoint=checkpoint, optimizer=make_optimizer(policy), grad_norms=grad_norms,
     )  # fmt: skip
     return rows
 
@@ -75,7 +103,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, nargs="+", default=[100, 200, 400, 800])
     parser.add_argument("--demo_steps", type=int, default=None, help="the demo's RewACT steps")
-    parser.add_argument("--variants", action="store_true", help="also the options measured for issue 17")
+    parser.add_argument(
+        "--variants",
+        nargs="*",
+        default=None,
+        help=f"also these of the options measured for issue 17 (none named: all): {list(VARIANTS)[1:]}",
+    )
     parser.add_argument("--quick", action="store_true", help="one seed, 60 steps: a smoke run")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--demo_json", default="outputs/demo/demo.json")
@@ -97,7 +130,10 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"{len(split.train)} training episodes, {len(split.held_out)} held out; load average {load:.1f}")
 
-    variants = VARIANTS if args.variants else {"rewact": {}}
+    if args.variants is not None and any(name not in VARIANTS for name in args.variants):
+        parser.error(f"--variants: unknown name(s) {args.variants}; choose from {list(VARIANTS)[1:]}")
+    named = VARIANTS if args.variants == [] else {n: VARIANTS[n] for n in args.variants or []}
+    variants = {"rewact": {}, **named}
     variants = {**variants, "plain ACT": {"reward_loss_weight": 0.0}}
     results: dict[str, dict[int, list[dict]]] = {}
     for name, fields in variants.items():
@@ -111,13 +147,24 @@ def main() -> None:
         f"\nheld-out episodes, {len(args.seeds)} seed(s), mean ± spread (std over seeds); training seconds "
         f"on this CPU at load {load:.1f} (shared machine: timings are loose)"
     )
-    header = f"{'model':32s} {'step':>5s} {'train s':>8s} {'VOC success':>14s} {'AUROC':>14s} {'MAE':>14s} {'action L1':>14s}"
+    header = (
+        f"{'model':32s} {'step':>5s} {'train s':>8s} {'VOC success':>14s} {'AUROC':>14s} {'MAE':>14s} "
+        f"{'action L1':>14s} {'L1 / ACT':>14s} {'clipped':>8s}"
+    )
     print(header)
+    act_rows = results["plain ACT"]
     for name, by_step in results.items():
         for step, rows in sorted(by_step.items()):
             cells = [mean_spread([r[k] for r in rows]) for k in ("voc_success", "auroc", "mae", "action_l1")]
+            ratios = [r["action_l1"] / a["action_l1"] for r, a in zip(rows, act_rows[step], strict=True)]
+            cells.append(" ".join(f"{x:.4f}" for x in ratios))  # per seed: the target is per seed
             seconds = np.mean([r["train_s"] for r in rows])
-            print(f"{name:32s} {step:5d} {seconds:8.0f} " + " ".join(f"{c:>14s}" for c in cells))
+            clipped = np.mean([r["clipped"] for r in rows])  # fraction of steps the clip scaled
+            print(
+                f"{name:32s} {step:5d} {seconds:8.0f} "
+                + " ".join(f"{c:>14s}" for c in cells)
+                + f" {clipped:8.2f}"
+            )
     demo_json = Path(args.demo_json)
     if demo_json.is_file():
         headline = json.loads(demo_json.read_text())["headline"]

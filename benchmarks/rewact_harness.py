@@ -18,6 +18,8 @@ from torch import Tensor
 from rewardkit.evaluation.metrics import mean_absolute_error, roc_auc, value_order_correlation
 
 CAMERA_PREFIX = "observation.images."
+# lerobot-train's gradient-norm clip (its optimiser presets' grad_clip_norm), over all parameters.
+CLIP_NORM = 10.0
 
 # The demo's RewACT (rewardkit.demo._train_rewact) as config fields.
 DEMO_FIELDS = dict(
@@ -142,6 +144,13 @@ def score(policy, norm: dict[str, Tensor], data: Data, held_out: list[int], fail
     )
 
 
+def trunk_grad_norm(policy) -> float:
+    """The gradient norm over ACT's parameters (all but the reward head's)."""
+    head = {id(p) for p in policy.reward_head.parameters()}
+    grads = [p.grad for p in policy.parameters() if id(p) not in head and p.grad is not None]
+    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+
+
 def train(
     policy,
     norm: dict[str, Tensor],
@@ -154,9 +163,13 @@ def train(
     on_checkpoint=None,
     on_step=None,
     optimizer=None,
+    grad_norms: list | None = None,
 ) -> float:
-    """lerobot-train's step (AdamW, grad-norm clip 10) on random batches of the training frames.
-    Returns the seconds spent in training steps (checkpoint scoring excluded)."""
+    """lerobot-train's step (AdamW, grad-norm clip 10 over all parameters) on random batches of the
+    training frames. Returns the seconds spent in training steps (checkpoint scoring excluded).
+
+    `grad_norms`, when given, gets one (total, trunk) pair per step: the gradient norm over all parameters
+    that the clip sees and over ACT's parameters alone (the reward head excluded), before clipping."""
     rng = np.random.default_rng(seed)
     rows = np.flatnonzero(np.isin(data.episode, train_episodes))
     optimizer = optimizer or make_optimizer(policy)
@@ -168,11 +181,22 @@ def train(
         loss, logs = policy.forward(batch)
         optimizer.zero_grad()
         loss.backward()
+        for parameter in policy.reward_head.parameters():
+            # Plain ACT (reward_loss_weight=0) leaves the head without gradients; zeros make the clip
+            # reduce its norm over the same tensors as RewACT's, so the float summation order (and thus
+            # the clip factor, to the last bit) is the same in both and ACT's steps can be compared.
+            if parameter.grad is None:
+                parameter.grad = torch.zeros_like(parameter)
         if on_step is not None:
             on_step(step, logs)
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), 10.0)
+        untimed = time.perf_counter()
+        trunk = trunk_grad_norm(policy) if grad_norms is not None else 0.0
+        untimed = time.perf_counter() - untimed  # a measurement, not part of lerobot's step
+        total = torch.nn.utils.clip_grad_norm_(policy.parameters(), CLIP_NORM)
+        if grad_norms is not None:
+            grad_norms.append((float(total), trunk))
         optimizer.step()
-        seconds += time.perf_counter() - tick
+        seconds += time.perf_counter() - tick - untimed
         if step in checkpoints and on_checkpoint is not None:
             on_checkpoint(step, seconds)
     return seconds
