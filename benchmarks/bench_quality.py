@@ -145,7 +145,20 @@ def splits(root: Path, seen: Sequence[str], train_fraction: float = 0.6) -> dict
 
 
 # ---- rewardkit ----------------------------------------------------------------------------------------
-def train_ours(root: Path, out: Path, episodes: Sequence[int], failed: Sequence[int], args) -> Path:
+def failure_frames(truths: Mapping, failed: Sequence[int]) -> list[int]:
+    """Where each failed episode failed, as an annotator would mark it: the first frame at which the
+    simulator's reached progress attains its final level (the attempt makes no progress after it; a drop
+    fails where the object was highest, a stall where it stopped)."""
+    frames = []
+    for episode in failed:
+        reached = np.asarray(truths[episode].progress_reached, dtype=np.float64)
+        frames.append(int(np.argmax(reached >= reached[-1] - 1e-6)))
+    return frames
+
+
+def train_ours(
+    root: Path, out: Path, episodes: Sequence[int], failed: Sequence[int], args, frames: Sequence[int] = ()
+) -> Path:
     checkpoint = out / "checkpoints" / "last" / "pretrained_model"
     if checkpoint.exists():
         log(f"{OURS}: cached checkpoint {checkpoint}")
@@ -159,6 +172,9 @@ def train_ours(root: Path, out: Path, episodes: Sequence[int], failed: Sequence[
         f"--model.encoder={args.encoder}", f"--model.frame_gap={args.frame_gap}", "--seed=1000",
         *(f"--model.{k}={v}" for k, v in size.items()),
         *(f"--model.{option}" for option in args.model_option),
+        *(f"--{option}" for option in args.train_option),
+        *([f"--failure_frames=[{','.join(map(str, frames))}]", f"--failure_target={args.failure_target}"]
+          if frames else []),
     )  # fmt: skip
     return checkpoint
 
@@ -226,7 +242,8 @@ def lerobot_patches():
 
 
 def train_lerobot(root: Path, out: Path, episodes: Sequence[int], args) -> Path:
-    """lerobot's SARM trained by its own forward/loss on its processor's batches (AdamW, its presets)."""
+    """lerobot's SARM trained by its own forward/loss on its processor's batches (AdamW and the
+    cosine schedule of its presets, as lerobot-train uses them)."""
     if (out / "model.safetensors").exists():
         log(f"{LEROBOT}: cached checkpoint {out}")
         return out
@@ -254,6 +271,9 @@ def train_lerobot(root: Path, out: Path, episodes: Sequence[int], args) -> Path:
         pre, _ = processor_sarm.make_sarm_pre_post_processors(config, dataset.meta.stats, dataset.meta)
         preset = config.get_optimizer_preset()
         optimizer = torch.optim.AdamW(model.parameters(), lr=preset.lr, weight_decay=preset.weight_decay)
+        # its scheduler preset built as lerobot-train builds it (warm-up and decay scaled to a short run),
+        # the schedule rewardkit's trainer gives ours
+        scheduler = config.get_scheduler_preset().build(optimizer, args.steps)
         rng = np.random.default_rng(1000)
         model.train()
         for step in range(args.steps):
@@ -262,6 +282,7 @@ def train_lerobot(root: Path, out: Path, episodes: Sequence[int], args) -> Path:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
             optimizer.step()
+            scheduler.step()
             optimizer.zero_grad()
             if step % max(1, args.steps // 4) == 0 or step == args.steps - 1:
                 log(f"{LEROBOT}: step {step + 1}/{args.steps} loss {loss.item():.4f}")
@@ -456,10 +477,22 @@ def main() -> int:
     )
     parser.add_argument("--no_lerobot", action="store_true", help="skip lerobot's SARM")
     parser.add_argument(
+        "--train_option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="passed to rewardkit's `train` as --KEY=VALUE (e.g. lr=1e-4); part of the run key",
+    )
+    parser.add_argument(
         "--model_option", action="append", default=[], metavar="KEY=VALUE",
         help="extra rewardkit SARM config field, repeatable (e.g. frame_tokens=fused); part of the run key",
     )  # fmt: skip
     parser.add_argument("--datasets", default="full,proprio", help="which of: full, proprio")
+    parser.add_argument(
+        "--failure_target", choices=("hold", "drop", "none"), default="hold",
+        help="protocol (b): failed training episodes get their failure frame (from the simulator's reached "
+        "progress) and this target after it; none: marked failed, frame unknown",
+    )  # fmt: skip
     args = parser.parse_args()
     args.steps = args.steps or (50 if args.quick else 3000)
     args.episodes = args.episodes or (4 if args.quick else 8)
@@ -480,7 +513,7 @@ def main() -> int:
     timings: dict[str, float] = {}
     everything = {}
     run_key = f"{args.encoder.replace(':', '_').replace('/', '_')}_{args.model_size}_s{args.steps}_b{args.batch_size}_g{args.frame_gap}"
-    run_key += "".join(f"_{option.replace('=', '-')}" for option in args.model_option)
+    run_key += "".join(f"_{option.replace('=', '-')}" for option in args.model_option + args.train_option)
     for name in args.datasets.split(","):
         _, kinds, seen, _ = DATASETS[name]
         t0 = time.perf_counter()
@@ -498,10 +531,18 @@ def main() -> int:
             f"kinds {list(seen)}); held out {len(split['test'])} ({sum(not t.success for t in truths.values())} failed)")  # fmt: skip
         for protocol in ("a", "b"):
             failed = split["b_failed"] if protocol == "b" else []
-            out = args.work_dir / "runs" / run_key / f"{name}_{protocol}"
+            # (b)'s checkpoints depend on what training is told about the failures; (a)'s do not
+            tag = f"{name}_{protocol}" + (f"_fail-{args.failure_target}" if protocol == "b" else "")
+            out = args.work_dir / "runs" / run_key / tag
             predictions = {}
             t0 = time.perf_counter()
-            checkpoint = train_ours(root, out / "rewardkit", split[protocol], failed, args)
+            frames = []
+            if failed and args.failure_target != "none":
+                dataset.selected_episodes = failed
+                frames = failure_frames(ground_truth_from_dataset(dataset, stage_scheme=None), failed)
+                dataset.selected_episodes = None
+                log(f"{name} ({protocol}): failure frames {dict(zip(failed, frames, strict=True))}")
+            checkpoint = train_ours(root, out / "rewardkit", split[protocol], failed, args, frames)
             timings[f"{name} ({protocol}): {OURS} train"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             predictions[OURS] = label(
@@ -510,7 +551,10 @@ def main() -> int:
             timings[f"{name} ({protocol}): {OURS} label"] = time.perf_counter() - t0
             if not args.no_lerobot:
                 t0 = time.perf_counter()
-                folder = train_lerobot(root, out / "lerobot", split[protocol], args)
+                # lerobot's SARM knows no failures: one checkpoint per protocol whatever --failure_target
+                folder = train_lerobot(
+                    root, out.parent / f"{name}_{protocol}" / "lerobot_scheduled", split[protocol], args
+                )
                 timings[f"{name} ({protocol}): {LEROBOT} train"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 model = rewardkit.load(folder).eval()
@@ -518,12 +562,12 @@ def main() -> int:
                 predictions[LEROBOT] = label(model, dataset, split["test"], args.work_dir / "cache")
                 timings[f"{name} ({protocol}): {LEROBOT} label"] = time.perf_counter() - t0
             scored = score(predictions, truths, task_of, seen if protocol == "b" else ())
-            everything[f"{name}_{protocol}"] = scored
+            everything[tag] = scored
             print_table(f"protocol ({protocol}), {name} state, held-out episodes", scored)
-            plot(args.work_dir / "plots" / f"{run_key}_{name}_{protocol}.png", scored, predictions, truths)
+            plot(args.work_dir / "plots" / f"{run_key}_{tag}.png", scored, predictions, truths)
             judge(verdicts, protocol, name, scored, seen)
 
-    results_path = args.work_dir / f"results_{run_key}.json"
+    results_path = args.work_dir / f"results_{run_key}_fail-{args.failure_target}.json"
     serialisable = {
         key: {model: {"summary": r["summary"], "groups": {f"{t} | {g}": row for (t, g), row in r["groups"].items()}}
               for model, r in scored.items()}
