@@ -130,6 +130,9 @@ def _sarm_config(cfg: DemoConfig, dataset_root: Path, split: DemoSplit, cache_di
         frame_gap=4,
         max_rewind_steps=2,
         dropout=0.1,
+        # one token per camera, text and state: at width 64 the fused single token measured a worse
+        # held-out MAE over 8 seeds (0.104 vs 0.096; issue 18's closing note)
+        frame_tokens="separate",
     )
     return SARMTrainConfig(
         dataset=DatasetConfig(root=str(dataset_root), episodes=split.train),
