@@ -3,9 +3,9 @@
 RewACT is a lerobot policy, so its training loop is lerobot's (dataloading, optimiser, checkpoints with
 pre/post processors, logging, resuming, hub push). This module translates rewardkit's flag style to
 lerobot's: `--model.<field>` becomes `--policy.<field>` (every `RewACTConfig` field, e.g.
-`--model.reward_loss_weight=2`, `--model.path=<checkpoint>` to fine-tune); `--failed_episodes` becomes
-`--policy.failed_episodes`; every other flag (`--dataset.*`, `--steps`, `--batch_size`, `--output_dir`, ...)
-is lerobot's, passed unchanged. Unlike `lerobot-train`, nothing is uploaded unless
+`--model.reward_loss_weight=2`, `--model.path=<checkpoint>` to fine-tune); `--failed_episodes` and
+`--failure_frames` become `--policy.failed_episodes` / `--policy.failure_frames`; every other flag
+(`--dataset.*`, `--steps`, `--batch_size`, `--output_dir`, ...) is lerobot's, passed unchanged. Unlike `lerobot-train`, nothing is uploaded unless
 `--model.push_to_hub=true` is given.
 
 Example:
@@ -27,8 +27,9 @@ from rewardkit.training.trainer import TrainResult
 
 MODEL_PREFIX = "--model."
 POLICY_PREFIX = "--policy."
-# rewardkit's shared spelling of failed episodes; RewACT keeps them in its policy config.
+# rewardkit's shared spellings of failed episodes (and where they failed); RewACT keeps them in its config.
 FAILED_FLAG = "--failed_episodes"
+FAILURE_FRAMES_FLAG = "--failure_frames"
 
 
 @dataclass
@@ -48,7 +49,7 @@ def lerobot_train_args(argv: list[str]) -> list[str]:
     for arg in argv:
         if arg.startswith(MODEL_PREFIX):
             arg = POLICY_PREFIX + arg[len(MODEL_PREFIX) :]
-        elif arg.startswith(FAILED_FLAG + "="):
+        elif arg.startswith((FAILED_FLAG + "=", FAILURE_FRAMES_FLAG + "=")):
             arg = POLICY_PREFIX + arg[2:]
         args.append(arg)
     has_path = any(arg.startswith("--policy.path") for arg in args)

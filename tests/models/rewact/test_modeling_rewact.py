@@ -17,6 +17,7 @@ from scipy.stats import spearmanr
 
 import rewardkit
 from rewardkit.data.targets import failure_progress, keyframe_progress, linear_progress
+from rewardkit.errors import RewardkitError
 from rewardkit.models.base import EpisodeInputs
 from rewardkit.models.rewact import RewACTPolicy, build_progress_targets
 
@@ -256,6 +257,27 @@ def test_linear_targets_are_looked_up_by_global_index(rewact_data):
     np.testing.assert_array_equal(policy.progress_targets_for({"index": order}).numpy(), expected[order])
     with pytest.raises(ValueError, match="outside the progress target table"):
         policy.progress_targets_for({"index": torch.tensor([60])})
+
+
+def test_failure_frames_give_failed_targets_that_hold_or_drop(rewact_data):
+    """A failure frame (episode 1, frames 20-43, failed at its frame 6) stops the failed episode's targets
+    there: held at the level reached (default) or dropped to 0, instead of rising to the 0.9 cap."""
+    _, meta, _ = rewact_data
+    base = linear_progress(24)
+    held = build_progress_targets(
+        tiny_config(reward_targets="failure", failed_episodes=[1], failure_frames=[6]), meta
+    )
+    np.testing.assert_array_equal(held[20:44], failure_progress(24, base, fail_frame=6, after="hold"))
+    assert held[43] == held[26] < 0.5 and held[19] == 1.0  # ends where it failed; successes untouched
+    dropped = build_progress_targets(
+        tiny_config(reward_targets="failure", failed_episodes=[1], failure_frames=[6], failure_target="drop"),
+        meta,
+    )
+    assert dropped[43] == 0.0 and dropped[25] == held[25] > 0.0
+    with pytest.raises(RewardkitError, match="failure_frames has 2 frames for 1 failed_episodes"):
+        tiny_config(reward_targets="failure", failed_episodes=[1], failure_frames=[6, 7])
+    with pytest.raises(RewardkitError, match="failure_target must be one of"):
+        tiny_config(failure_target="stop")
 
 
 def test_failure_keyframe_and_parquet_targets(rewact_data, tmp_path):

@@ -72,6 +72,11 @@ def test_rewardkit_train_dispatches_to_lerobot_training(tiny_dataset, tmp_path):
 
 
 def test_flag_translation():
+    # where each failed episode failed: RewACT keeps the frames in its config, beside the episodes
+    assert lerobot_train_args(["--failed_episodes=[3,5]", "--failure_frames=[7,0]"])[:2] == [
+        "--policy.failed_episodes=[3,5]",
+        "--policy.failure_frames=[7,0]",
+    ]
     assert lerobot_train_args(["--model.type=rewact", "--steps=3"]) == [
         "--policy.type=rewact",
         "--steps=3",

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from lerobot.configs import PreTrainedConfig
 from lerobot.policies.act.configuration_act import ACTConfig
 
+from rewardkit.data.targets import FAILURE_TARGETS
 from rewardkit.errors import RewardkitError
 
 REWARD_HEADS = ("scalar", "distributional")
@@ -72,6 +73,15 @@ class RewACTConfig(ACTConfig):
             and rows that are not frames of their episode in the training dataset are an error.
         failed_episodes: episode indices that failed: their targets are capped below 1 and never end at
             1 (`failure_progress`); used by "linear", "keyframe" and "failure" targets.
+        failure_frames: the frame (within the episode, 0 included) where each of `failed_episodes` failed,
+            in the same order (`--failure_frames` of `rewardkit train`). Without it the frame is unknown and
+            a failed episode's linear targets rise to the 0.9 cap and stay there: hardly below a success's
+            1, so with longer training the head learned to rate a failure's last frames like a success's
+            (benchmarks/bench_rewact_quality.py, seed 0 at 900 steps: a held-out dropped object ended at
+            0.99 and the failure AUROC fell to 0.80; with frames see the README's RewACT section).
+        failure_target: from a failed episode's failure frame on, "hold" the level reached there (a stalled
+            attempt) or "drop" to 0 (`rewardkit.data.targets.failure_progress`); without failure frames it
+            changes nothing. Default "hold", as SARM's training (`SARMTrainConfig.failure_target`).
         reward_refresh: at inference, "every_step": `select_action` returns a fresh reward for the latest
             observation on every call (on queued steps this runs the backbone, encoder and one decoder
             query, not the whole chunk); "on_refill": the reward is computed only when the action queue
@@ -93,6 +103,8 @@ class RewACTConfig(ACTConfig):
     reward_targets_path: str | None = None
     reward_target_column: str = "progress_sparse"
     failed_episodes: list[int] = field(default_factory=list)
+    failure_frames: list[int] | None = None
+    failure_target: str = "hold"
     reward_refresh: str = "every_step"
     return_reward: bool = True
     label_batch_size: int = 32
@@ -125,6 +137,15 @@ class RewACTConfig(ACTConfig):
             )
         if self.reward_targets in ("keyframe", "parquet") and not self.reward_targets_path:
             raise RewardkitError(f"reward_targets={self.reward_targets!r} needs reward_targets_path")
+        if self.failure_target not in FAILURE_TARGETS:
+            raise RewardkitError(
+                f"failure_target must be one of {FAILURE_TARGETS}, got {self.failure_target!r}"
+            )
+        if self.failure_frames is not None and len(self.failure_frames) != len(self.failed_episodes):
+            raise RewardkitError(
+                f"failure_frames has {len(self.failure_frames)} frames for {len(self.failed_episodes)} "
+                "failed_episodes; give one frame per failed episode, in the same order"
+            )
         if self.reward_target_column not in REWARD_TARGET_COLUMNS:
             raise RewardkitError(
                 f"reward_target_column must be one of {REWARD_TARGET_COLUMNS}, got {self.reward_target_column!r}"

@@ -622,10 +622,14 @@ def build_progress_targets(config: RewACTConfig, dataset_meta: Any) -> np.ndarra
                 )
             targets[index] = values
         return targets
+    failed = config.failed_episodes
+    if config.failure_frames is not None:
+        failed = dict(zip(config.failed_episodes, config.failure_frames, strict=True))
     by_episode = load_progress_targets(
         dataset_meta.root,
         keyframes=config.reward_targets_path if config.reward_targets == "keyframe" else None,
-        failed=config.failed_episodes,
+        failed=failed,
+        failure_target=config.failure_target,
         start=config.reward_target_start,
         end=config.reward_target_end,
     )
