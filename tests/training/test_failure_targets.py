@@ -21,6 +21,9 @@ LENGTHS = [20, 24, 16]  # tiny_dataset's episodes
 
 
 def _cfg(root, tmp_path, **flags) -> SARMTrainConfig:
+    # the failed episodes' own clock, so targets are easy to write by hand (the successes' clock, the
+    # default, has its own test)
+    flags.setdefault("failure_clock", "episode")
     model = SARMConfig(encoder="clip-random:tiny", hidden_dim=32, num_layers=1, num_heads=4, n_obs_steps=4,
                        frame_gap=2, max_rewind_steps=2)  # fmt: skip
     return SARMTrainConfig(dataset=DatasetConfig(root=str(root)), model=model, output_dir=str(tmp_path / "out"),
@@ -105,3 +108,21 @@ def test_staged_failure_targets_hold_or_drop_by_hand():
         progress = normalized_progress(stage, tau, [0.25, 0.75])
         np.testing.assert_allclose(progress[14:], after, atol=1e-6)
         np.testing.assert_allclose(progress[:10], 0.25 * np.arange(10) / 9, atol=1e-6)
+
+
+def test_failed_episode_timed_on_the_successes_clock(tiny_dataset, tmp_path):
+    root = tiny_dataset[0]
+    flags = dict(failed_episodes=[1], failure_frames=[12], failure_target="hold")
+    # own clock: episode 1's ramp runs over its 24 frames, held from frame 12 at 12/23
+    _, own, _ = prepare(_cfg(root, tmp_path, failure_clock="episode", **flags))
+    np.testing.assert_allclose(_frame_targets(own, 1)[12:], 12 / 23, atol=1e-6)
+    # successes' clock: the median length of the successes of its task (episodes 0 and 2: 20 and 16 -> 18)
+    assert SARMTrainConfig().failure_clock == "successes"  # the default
+    _, clocked, _ = prepare(_cfg(root, tmp_path, failure_clock="successes", **flags))
+    got = _frame_targets(clocked, 1)
+    np.testing.assert_allclose(got[:12], np.arange(12) / 17, atol=1e-6)
+    np.testing.assert_allclose(got[12:], 12 / 17, atol=1e-6)
+    # successes keep their own ramp, ending at 1
+    np.testing.assert_allclose(_frame_targets(clocked, 2), single_stage_targets(LENGTHS[2])[1], atol=1e-6)
+    with pytest.raises(DatasetError, match="--failure_clock must be"):
+        prepare(_cfg(root, tmp_path, failure_clock="wall", **flags))
