@@ -2,7 +2,10 @@
 
 The demo's model (rewardkit.demo: ACT dim 128, 2 encoder / 1 decoder layers, no VAE, chunk 10, lr 3e-4,
 from scratch) on the demo's train / held-out split (rewardkit.demo.held_out_split), failed training
-episodes marked (`reward_targets="failure"`), for each seed and at several step counts:
+episodes marked (`reward_targets="failure"`, `failed_episodes`) with the frame where each failed, from the
+simulator (`failure_frames`; the targets hold the level reached there: `--failure_frames=none` marks them
+without a frame, as the demo does, and `--failure_target=drop` drops them to 0), for each seed and at
+several step counts:
 - held-out VOC on successful episodes, success/failure AUROC of the final reward, MAE against the
   simulator's progress (the numbers `rewardkit eval` reports);
 - held-out action L1 (ACT's training loss, normalised actions) beside plain ACT (the same network,
@@ -19,6 +22,8 @@ default outputs/demo/demo.json) when it exists: SARM trains on a feature cache, 
 Training is timed without scoring (in-process, the dataset decoded once into memory; lerobot-train adds
 its dataloader). Targets, PASS/FAIL per seed: VOC >= 0.90 within a 10-minute training budget and >= 0.80
 within the demo's (`--demo_steps`), AUROC >= 0.90, action L1 within 2% of plain ACT at the same step.
+(Before the failure fields were passed, this benchmark trained the failed episodes with a success's targets:
+the numbers measured then, 100-400 steps, are of unmarked failures.)
 
 Usage:
     .venv/bin/python benchmarks/bench_rewact_quality.py [--seeds 0 1 2] [--steps 100 200 400 900]
@@ -41,6 +46,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from rewact_harness import (  # noqa: E402
     CLIP_NORM,
+    failure_frames,
     load_data,
     make_optimizer,
     make_policy,
@@ -51,6 +57,7 @@ from rewact_harness import (  # noqa: E402
 
 VOC_TEN_MINUTES, VOC_DEMO, AUROC_TARGET, ACTION_TOLERANCE = 0.90, 0.80, 0.90, 0.02
 TEN_MINUTES_S = 600.0
+FAILURE_FIELDS = ("failed_episodes", "failure_frames", "failure_target")
 VARIANTS = {
     "rewact": {},
     "attached head": {"reward_head_detach": False},
@@ -63,6 +70,16 @@ VARIANTS = {
     "state input only": {"reward_head_lr_scale": 1.0, "reward_head_detach": False},
     "head lr only": {"reward_head_input": "decoder", "reward_head_detach": False},
 }
+
+
+def failure_fields(data, split, frames: str, target: str) -> dict:
+    """The config fields that mark the failed training episodes, as `rewardkit train` gets them from
+    `--failed_episodes` (and `--failure_frames`): `frames="sim"` gives each one's failure frame from the
+    simulator (`failure_frames`), "none" leaves it unknown (the targets rise to the 0.9 cap: the demo's)."""
+    fields = {"failed_episodes": list(split.train_failed), "failure_target": target}
+    if frames == "sim":
+        fields["failure_frames"] = failure_frames(data, split.train_failed)
+    return fields
 
 
 def run(data, split, seed: int, steps: list[int], fields: dict) -> list[dict]:
@@ -84,7 +101,8 @@ def run(data, split, seed: int, steps: list[int], fields: dict) -> list[dict]:
             "max_total_over_trunk": round(float(np.max(norms[:, 0] / norms[:, 1])), 4),
         }
         rows.append({"step": step, "train_s": round(seconds, 1), **vars(result), **clip})
-        print(json.dumps({"seed": seed, **fields, **rows[-1]}), flush=True)
+        variant = {k: v for k, v in fields.items() if k not in FAILURE_FIELDS}  # printed once, in main
+        print(json.dumps({"seed": seed, **variant, **rows[-1]}), flush=True)
 
     train(
         policy, norm, data, split.train, max(steps), seed, checkpoints=tuple(steps),
@@ -110,6 +128,13 @@ def main() -> None:
         default=None,
         help=f"also these of the options measured for issue 17 (none named: all): {list(VARIANTS)[1:]}",
     )
+    parser.add_argument(
+        "--failure_frames",
+        choices=("sim", "none"),
+        default="sim",
+        help="failed training episodes: their failure frames from the simulator, or none (the demo's)",
+    )
+    parser.add_argument("--failure_target", choices=("hold", "drop"), default="hold")
     parser.add_argument("--quick", action="store_true", help="one seed, 60 steps: a smoke run")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--demo_json", default="outputs/demo/demo.json")
@@ -136,6 +161,9 @@ def main() -> None:
     named = VARIANTS if args.variants == [] else {n: VARIANTS[n] for n in args.variants or []}
     variants = {"rewact": {}, **named}
     variants = {**variants, "plain ACT": {"reward_loss_weight": 0.0}}
+    marked = failure_fields(data, split, args.failure_frames, args.failure_target)
+    print(f"failed training episodes {marked}")
+    variants = {name: {**marked, **fields} for name, fields in variants.items()}
     results: dict[str, dict[int, list[dict]]] = {}
     for name, fields in variants.items():
         for seed in args.seeds:

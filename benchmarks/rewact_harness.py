@@ -86,6 +86,18 @@ def make_policy(data: Data, seed: int, **fields):
     return policy, preprocessor
 
 
+def failure_frames(data: Data, episodes: list[int]) -> list[int]:
+    """Where each of `episodes` failed, as an annotator would mark it (bench_quality.py's rule): the first
+    frame at which the simulator's reached progress attains its final level."""
+    from rewardkit.sim.phases import progress_reached
+
+    frames = []
+    for episode in episodes:
+        reached = np.asarray(progress_reached(data.truth[data.episode == episode]), dtype=np.float64)
+        frames.append(int(np.argmax(reached >= reached[-1] - 1e-6)))
+    return frames
+
+
 def normalise(data: Data, preprocessor) -> dict[str, Tensor]:
     out = preprocessor(dict(data.batch))
     return {k: v for k, v in out.items() if isinstance(v, Tensor)}
