@@ -45,9 +45,9 @@ class RewACTConfig(ACTConfig):
             of plain ACT, and the reward cannot cost the policy (the only coupling left is lerobot's
             gradient-norm clip over all parameters together). The head has no dropout, so it draws no
             random numbers and ACT's dropout masks are those of plain ACT. Default true: measured in
-            benchmarks/bench_rewact_quality.py (demo model, seeds 0/1/2, 100-400 steps) the detached head
-            keeps held-out VOC >= 0.997 and failure AUROC 1.0, and the action L1 equals plain ACT's to the
-            last bit (the README's RewACT section has the numbers). False lets the reward loss train the
+            benchmarks/bench_rewact_quality.py (demo model, seeds 0/1/2, 100-900 steps, failures marked
+            with their frames) the detached head keeps held-out VOC >= 0.99 and failure AUROC 1.0, and the
+            action L1 equals plain ACT's to the last bit (the README's RewACT section has the numbers). False lets the reward loss train the
             shared network too (the reference RewACT's behaviour; checkpoints saved before this field load
             with it).
         reward_head_lr_scale: the reward head's learning rate is `reward_head_lr_scale * optimizer_lr`
