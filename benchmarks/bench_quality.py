@@ -36,6 +36,7 @@ import hashlib
 import json
 import math
 import os
+import random
 import subprocess
 import sys
 import time
@@ -267,6 +268,8 @@ def train_lerobot(root: Path, out: Path, episodes: Sequence[int], args) -> Path:
         dataset = LeRobotDataset("rewardkit/metaworld-sim", root=root, episodes=list(episodes),
                                  delta_timestamps={camera: deltas, "observation.state": deltas})  # fmt: skip
         torch.manual_seed(1000)
+        # lerobot's SARM draws rewind, language perturbation and stage conditioning from Python's `random`
+        random.seed(1000)
         model = SARMRewardModel(config, dataset_stats=dataset.meta.stats, dataset_meta=dataset.meta)
         pre, _ = processor_sarm.make_sarm_pre_post_processors(config, dataset.meta.stats, dataset.meta)
         preset = config.get_optimizer_preset()
