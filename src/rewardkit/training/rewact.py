@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import datetime
 import logging
 import sys
 from collections.abc import Iterator
@@ -60,9 +61,23 @@ def lerobot_train_args(argv: list[str]) -> list[str]:
     return args
 
 
+def with_output_dir(args: list[str], now: datetime.datetime | None = None) -> list[str]:
+    """`args` with an `--output_dir`: lerobot's own choice (`outputs/train/<date>/<time>_<job name>`) made
+    here when none is given, so the checkpoint's folder is known and printed (lerobot does not return it).
+    A resumed run (`--resume=true`) keeps lerobot's handling (the folder of the checkpoint it resumes)."""
+    if any(a.startswith("--output_dir=") for a in args) or "--resume=true" in args:
+        return list(args)
+    now = now or datetime.datetime.now()
+    jobs = [a.split("=", 1)[1] for a in args if a.startswith("--job_name=")]
+    types = [a.split("=", 1)[1] for a in args if a.startswith("--policy.type=")]
+    job = jobs[-1] if jobs else (types[-1] if types else "rewact")
+    return [*args, f"--output_dir=outputs/train/{now:%Y-%m-%d}/{now:%H-%M-%S}_{job}"]
+
+
 def train_rewact(cfg: RewACTTrainConfig) -> TrainResult:
     """Train a RewACT policy with lerobot's training pipeline; returns the last checkpoint's model folder
-    (`<output_dir>/checkpoints/last/pretrained_model`; None without `--output_dir`)."""
+    (`<output_dir>/checkpoints/last/pretrained_model`; without `--output_dir`, lerobot's dated folder, chosen
+    here; None for a resumed run without one)."""
     from lerobot.scripts import lerobot_train
     from lerobot.utils.import_utils import register_third_party_plugins
 
@@ -72,7 +87,7 @@ def train_rewact(cfg: RewACTTrainConfig) -> TrainResult:
     register_third_party_plugins()
     saved_argv = sys.argv
     # lerobot's config parser (and its `--policy.path` handling) reads sys.argv.
-    args = check_policy_path(lerobot_train_args(list(cfg.args)))
+    args = with_output_dir(check_policy_path(lerobot_train_args(list(cfg.args))))
     sys.argv = ["lerobot-train", *args]
     try:
         lerobot_train.train()
@@ -80,7 +95,6 @@ def train_rewact(cfg: RewACTTrainConfig) -> TrainResult:
         sys.argv = saved_argv
     output_dirs = [arg.split("=", 1)[1] for arg in args if arg.startswith("--output_dir=")]
     steps = [int(arg.split("=", 1)[1]) for arg in args if arg.startswith("--steps=")]
-    # Without --output_dir lerobot names the folder itself (by date) and does not return it.
     checkpoint = Path(output_dirs[-1]) / "checkpoints" / "last" / "pretrained_model" if output_dirs else None
     return TrainResult(checkpoint=checkpoint, step=steps[-1] if steps else 0)
 

@@ -99,3 +99,18 @@ def test_bad_flags_fail_clearly(tiny_dataset, tmp_path, bad):
     with pytest.raises((ValueError, SystemExit)):
         main(argv)
     assert not np.any([p.name == "checkpoints" for p in tmp_path.glob("run/*")])
+
+
+def test_output_dir_is_chosen_as_lerobot_would_and_known():
+    import datetime
+
+    from rewardkit.training.rewact import with_output_dir
+
+    now = datetime.datetime(2026, 12, 1, 17, 5, 9)
+    args = lerobot_train_args(["--dataset.root=x", "--steps=3"])
+    assert with_output_dir(args, now)[-1] == "--output_dir=outputs/train/2026-12-01/17-05-09_rewact"
+    assert with_output_dir([*args, "--job_name=pick"], now)[-1].endswith("17-05-09_pick")
+    given = [*args, "--output_dir=out/x"]
+    assert with_output_dir(given, now) == given  # the user's folder wins
+    resumed = ["--config_path=out/x/checkpoints/last/pretrained_model/train_config.json", "--resume=true"]
+    assert with_output_dir(resumed, now) == resumed  # lerobot resumes in the checkpoint's own folder
