@@ -52,17 +52,11 @@ CHAT_TEMPLATE = (
 )
 
 
-def tiny_tokenizer():
-    """A byte-level BPE tokenizer (256 byte tokens, no merges) with Qwen's special tokens, as a
-    transformers fast tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+def as_qwen_tokenizer(tokenizer):
+    """A `tokenizers.Tokenizer` as a transformers fast tokenizer with Qwen's special tokens and chat
+    template."""
     from transformers import PreTrainedTokenizerFast
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
 
-    vocab = {char: i for i, char in enumerate(bytes_to_unicode().values())}
-    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         additional_special_tokens=list(SPECIAL_TOKENS[1:]),
@@ -71,6 +65,19 @@ def tiny_tokenizer():
         unk_token=None,
         chat_template=CHAT_TEMPLATE,
     )
+
+
+def tiny_tokenizer():
+    """A byte-level BPE tokenizer (256 byte tokens, no merges) with Qwen's special tokens, as a
+    transformers fast tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    vocab = {char: i for i, char in enumerate(bytes_to_unicode().values())}
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    return as_qwen_tokenizer(tokenizer)
 
 
 def tiny_qwen3_vl_config(tokenizer, hidden: int = 32, text_layers: int = 2, vision_layers: int = 1):
@@ -198,7 +205,6 @@ def subword_tokenizer(vocab_size: int = 1024):
     a transformers fast tokenizer. English prompts tokenize to about Qwen's token count (one token per
     common word), unlike `tiny_tokenizer`'s one token per byte."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
     tokenizer = Tokenizer(models.BPE())
@@ -216,11 +222,4 @@ def subword_tokenizer(vocab_size: int = 1024):
         show_progress=False,
     )
     tokenizer.train_from_iterator(SUBWORD_CORPUS.splitlines(), trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        additional_special_tokens=list(SPECIAL_TOKENS[1:]),
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        unk_token=None,
-        chat_template=CHAT_TEMPLATE,
-    )
+    return as_qwen_tokenizer(tokenizer)
