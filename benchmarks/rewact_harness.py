@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from rewardkit.demo import REWACT_FIELDS
 from rewardkit.evaluation.metrics import mean_absolute_error, roc_auc, value_order_correlation
 
 CAMERA_PREFIX = "observation.images."
@@ -22,21 +23,7 @@ CAMERA_PREFIX = "observation.images."
 CLIP_NORM = 10.0
 
 # The demo's RewACT (rewardkit.demo._train_rewact) as config fields.
-DEMO_FIELDS = dict(
-    device="cpu",
-    pretrained_backbone_weights=None,
-    dim_model=128,
-    n_heads=4,
-    dim_feedforward=256,
-    n_encoder_layers=2,
-    n_decoder_layers=1,
-    use_vae=False,
-    chunk_size=10,
-    n_action_steps=10,
-    optimizer_lr=3e-4,
-    optimizer_lr_backbone=3e-4,
-    reward_targets="failure",
-)
+DEMO_FIELDS = REWACT_FIELDS
 
 
 @dataclass

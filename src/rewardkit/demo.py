@@ -37,6 +37,24 @@ ENCODER_NOTES = {
 VOC_TARGET = 0.9
 AUROC_TARGET = 0.9
 REWACT_NAME = "RewACT"
+# The demo's RewACT: a small ACT for a CPU, offline (no ImageNet backbone download), from scratch, so at a
+# from-scratch learning rate (ACT's fine-tuning rate 1e-5 learns nothing in a short run). The RewACT quality
+# benchmark (benchmarks/rewact_harness.py) trains this same model.
+REWACT_FIELDS: dict[str, Any] = dict(
+    device="cpu",
+    pretrained_backbone_weights=None,
+    dim_model=128,
+    n_heads=4,
+    dim_feedforward=256,
+    n_encoder_layers=2,
+    n_decoder_layers=1,
+    use_vae=False,
+    chunk_size=10,
+    n_action_steps=10,
+    optimizer_lr=3e-4,
+    optimizer_lr_backbone=3e-4,
+    reward_targets="failure",
+)
 # Measured in benchmarks/bench_rewact_quality.py (issue 17): the reward head reads ACT's decoder output
 # detached (reward_head_detach, the default) and the robot state, at 10x the transformer's learning rate, so
 # the reward loss trains the head alone and ACT takes plain ACT's steps (equal action loss, to the last bit);
@@ -173,26 +191,19 @@ def _train_rewact(cfg: DemoConfig, dataset_root: Path, split: DemoSplit, repo_id
         f"--log_freq={max(1, cfg.rewact_steps // 5)}",
         f"--seed={cfg.seed}",
         "--wandb.enable=false",
-        "--model.device=cpu",
-        # Offline: no ImageNet backbone download; a small ACT for a CPU.
-        "--model.pretrained_backbone_weights=null",
-        "--model.dim_model=128",
-        "--model.n_heads=4",
-        "--model.dim_feedforward=256",
-        "--model.n_encoder_layers=2",
-        "--model.n_decoder_layers=1",
-        "--model.use_vae=false",
-        "--model.chunk_size=10",
-        "--model.n_action_steps=10",
-        # From scratch (no pretrained backbone): ACT's fine-tuning rate 1e-5 learns nothing in a short run.
-        "--model.optimizer_lr=3e-4",
-        "--model.optimizer_lr_backbone=3e-4",
-        "--model.reward_targets=failure",
+        *(f"--model.{key}={_flag_value(value)}" for key, value in REWACT_FIELDS.items()),
         f"--failed_episodes=[{','.join(str(i) for i in split.train_failed)}]",
     ]
     with lerobot_info_logs_hidden():
         train_rewact(RewACTTrainConfig(args=argv))
     return output / "checkpoints" / "last" / "pretrained_model"
+
+
+def _flag_value(value: Any) -> str:
+    """A config value as lerobot's command line spells it (None -> null, booleans lower case)."""
+    if value is None:
+        return "null"
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _truths(dataset, ground_truth: dict, split: DemoSplit) -> dict:
