@@ -115,16 +115,8 @@ def main() -> int:
         labels = bq.label(rewardkit.load(checkpoint).eval(), dataset, split["test"], args.work_dir / "cache")
         task_of = {i: t.task for i, t in truth.items()}
         scored = bq.score({variant: labels}, truths, task_of, SEEN if variant != "a" else ())
-        for (task, group), row in scored[variant]["groups"].items():
-            if task != "both":
-                continue
-            if group == "successes":
-                print(f"  {variant:5s} successes ({row['num_episodes']}): final {row['final_progress_mean']:.3f} "
-                      f"MAE {row['mae_success']:.3f} VOC {row['voc_success']:.3f}")  # fmt: skip
-            else:
-                print(f"  {variant:5s} {group} ({row['num_episodes']}): AUROC {row['final_progress_auroc']:.3f} "
-                      f"final {row['final_progress_mean']:.3f} MAE now {row['mae_failure']:.3f} "
-                      f"reached {row['mae_failure_reached']:.3f}", flush=True)  # fmt: skip
+        both = {key: row for key, row in scored[variant]["groups"].items() if key[0] == "both"}
+        bq.print_table(f"variant {variant}, both tasks", {variant: {"groups": both}})
     return 0
 
 

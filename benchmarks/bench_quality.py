@@ -361,50 +361,28 @@ class Verdicts(list):
         print(f"{'PASS' if ok else 'FAIL'}  {label}: {fmt(value)} (target {target})")
 
 
-def judge(
-    verdicts: Verdicts, protocol: str, dataset: str, scored: Mapping[str, dict], seen: Sequence[str]
-) -> None:
+# Issue 15's failure targets per protocol: (group, AUROC at least, MAE against current progress at most).
+FAILURE_TARGETS = {
+    "a": [("state-visible", 0.95, 0.08), ("vision-only", 0.85, None)],
+    "b": [("seen", 0.98, 0.06), ("unseen", 0.9, None)],
+}
+
+
+def judge(verdicts: Verdicts, protocol: str, dataset: str, scored: Mapping[str, dict]) -> None:
     """Issue 15's targets for one protocol and dataset, on each task."""
     ours, ref = scored[OURS]["groups"], scored.get(LEROBOT, {}).get("groups", {})
     at_least = lambda bound: lambda v: v >= bound  # noqa: E731
     at_most = lambda bound: lambda v: v <= bound  # noqa: E731
     for task in TASKS:
         where = f"({protocol}) {dataset} {task}"
-        groups = [g for (t, g) in ours if t == task]
-        if protocol == "a":
-            for family, auroc in (("state-visible", 0.95), ("vision-only", 0.85)):
-                if family in groups:
-                    row = ours[(task, family)]
-                    verdicts.check(
-                        f"{where} {family} failure AUROC",
-                        row["final_progress_auroc"],
-                        at_least(auroc),
-                        f">= {auroc}",
-                    )
-                    if family == "state-visible":
-                        verdicts.check(
-                            f"{where} {family} failure MAE", row["mae_failure"], at_most(0.08), "<= 0.08"
-                        )
-        else:
-            if "seen" in groups:
-                row = ours[(task, "seen")]
-                verdicts.check(
-                    f"{where} seen kinds failure AUROC",
-                    row["final_progress_auroc"],
-                    at_least(0.98),
-                    ">= 0.98",
-                )
-                verdicts.check(
-                    f"{where} seen kinds failure MAE", row["mae_failure"], at_most(0.06), "<= 0.06"
-                )
-            if "unseen" in groups:
-                row = ours[(task, "unseen")]
-                verdicts.check(
-                    f"{where} unseen kinds failure AUROC",
-                    row["final_progress_auroc"],
-                    at_least(0.9),
-                    ">= 0.9",
-                )
+        for group, auroc, mae in FAILURE_TARGETS[protocol]:
+            if (task, group) not in ours:
+                continue
+            row = ours[(task, group)]
+            verdicts.check(f"{where} {group} failure AUROC", row["final_progress_auroc"], at_least(auroc),
+                           f">= {auroc}")  # fmt: skip
+            if mae is not None:
+                verdicts.check(f"{where} {group} failure MAE", row["mae_failure"], at_most(mae), f"<= {mae}")
         success = ours[(task, "successes")]
         verdicts.check(f"{where} success MAE", success["mae_success"], at_most(0.05), "<= 0.05")
         verdicts.check(f"{where} success VOC", success["voc_success"], at_least(0.95), ">= 0.95")
@@ -568,7 +546,7 @@ def main() -> int:
             everything[tag] = scored
             print_table(f"protocol ({protocol}), {name} state, held-out episodes", scored)
             plot(args.work_dir / "plots" / f"{run_key}_{tag}.png", scored, predictions, truths)
-            judge(verdicts, protocol, name, scored, seen)
+            judge(verdicts, protocol, name, scored)
 
     results_path = args.work_dir / f"results_{run_key}_fail-{args.failure_target}.json"
     serialisable = {
