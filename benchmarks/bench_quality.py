@@ -157,8 +157,23 @@ def failure_frames(truths: Mapping, failed: Sequence[int]) -> list[int]:
     return frames
 
 
+def failure_kinds_seen(truths: Mapping, failed: Sequence[int]) -> list[str]:
+    """What each failed episode's current progress did after its failure, as an annotator watching it would
+    say: "drop" when it fell back (ends below half the progress reached: an object dropped, a grasp that
+    closed on nothing), else "hold" (stalled where it got to)."""
+    return [
+        "drop" if truths[e].progress[-1] < 0.5 * truths[e].progress_reached[-1] else "hold" for e in failed
+    ]
+
+
 def train_ours(
-    root: Path, out: Path, episodes: Sequence[int], failed: Sequence[int], args, frames: Sequence[int] = ()
+    root: Path,
+    out: Path,
+    episodes: Sequence[int],
+    failed: Sequence[int],
+    args,
+    frames: Sequence[int] = (),
+    targets: Sequence[str] = (),
 ) -> Path:
     checkpoint = out / "checkpoints" / "last" / "pretrained_model"
     if checkpoint.exists():
@@ -174,8 +189,9 @@ def train_ours(
         *(f"--model.{k}={v}" for k, v in size.items()),
         *(f"--model.{option}" for option in args.model_option),
         *(f"--{option}" for option in args.train_option),
-        *([f"--failure_frames=[{','.join(map(str, frames))}]", f"--failure_target={args.failure_target}"]
-          if frames else []),
+        *([f"--failure_frames=[{','.join(map(str, frames))}]"] if frames else []),
+        *([f"--failure_target={args.failure_target}"] if frames and not targets else []),
+        *([f"--failure_targets=[{','.join(targets)}]"] if targets else []),
     )  # fmt: skip
     return checkpoint
 
@@ -470,9 +486,10 @@ def main() -> int:
     )  # fmt: skip
     parser.add_argument("--datasets", default="full,proprio", help="which of: full, proprio")
     parser.add_argument(
-        "--failure_target", choices=("hold", "drop", "none"), default="hold",
+        "--failure_target", choices=("hold", "drop", "sim", "none"), default="hold",
         help="protocol (b): failed training episodes get their failure frame (from the simulator's reached "
-        "progress) and this target after it; none: marked failed, frame unknown",
+        "progress) and this target after it; sim: per episode, drop where its current progress fell back, "
+        "else hold; none: marked failed, frame unknown",
     )  # fmt: skip
     args = parser.parse_args()
     args.steps = args.steps or (50 if args.quick else 3000)
@@ -495,6 +512,13 @@ def main() -> int:
     everything = {}
     run_key = f"{args.encoder.replace(':', '_').replace('/', '_')}_{args.model_size}_s{args.steps}_b{args.batch_size}_g{args.frame_gap}"
     run_key += "".join(f"_{option.replace('=', '-')}" for option in args.model_option + args.train_option)
+    # lerobot's SARM depends on the data and budget only, not on rewardkit's encoder or options: one
+    # checkpoint per dataset, protocol and budget serves every variant of ours
+    lerobot_runs = (
+        args.work_dir
+        / "runs"
+        / f"lerobot_{args.model_size}_s{args.steps}_b{args.batch_size}_g{args.frame_gap}"
+    )
     for name in args.datasets.split(","):
         _, kinds, seen, _ = DATASETS[name]
         t0 = time.perf_counter()
@@ -517,13 +541,17 @@ def main() -> int:
             out = args.work_dir / "runs" / run_key / tag
             predictions = {}
             t0 = time.perf_counter()
-            frames = []
+            frames, targets = [], []
             if failed and args.failure_target != "none":
                 dataset.selected_episodes = failed
-                frames = failure_frames(ground_truth_from_dataset(dataset, stage_scheme=None), failed)
+                failed_truths = ground_truth_from_dataset(dataset, stage_scheme=None)
+                frames = failure_frames(failed_truths, failed)
+                if args.failure_target == "sim":
+                    targets = failure_kinds_seen(failed_truths, failed)
                 dataset.selected_episodes = None
-                log(f"{name} ({protocol}): failure frames {dict(zip(failed, frames, strict=True))}")
-            checkpoint = train_ours(root, out / "rewardkit", split[protocol], failed, args, frames)
+                log(f"{name} ({protocol}): failure frames {dict(zip(failed, frames, strict=True))}"
+                    + (f", targets {dict(zip(failed, targets, strict=True))}" if targets else ""))  # fmt: skip
+            checkpoint = train_ours(root, out / "rewardkit", split[protocol], failed, args, frames, targets)
             timings[f"{name} ({protocol}): {OURS} train"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             predictions[OURS] = label(
@@ -533,9 +561,7 @@ def main() -> int:
             if not args.no_lerobot:
                 t0 = time.perf_counter()
                 # lerobot's SARM knows no failures: one checkpoint per protocol whatever --failure_target
-                folder = train_lerobot(
-                    root, out.parent / f"{name}_{protocol}" / "lerobot_scheduled", split[protocol], args
-                )
+                folder = train_lerobot(root, lerobot_runs / f"{name}_{protocol}", split[protocol], args)
                 timings[f"{name} ({protocol}): {LEROBOT} train"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 model = rewardkit.load(folder).eval()

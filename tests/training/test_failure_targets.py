@@ -126,3 +126,23 @@ def test_failed_episode_timed_on_the_successes_clock(tiny_dataset, tmp_path):
     np.testing.assert_allclose(_frame_targets(clocked, 2), single_stage_targets(LENGTHS[2])[1], atol=1e-6)
     with pytest.raises(DatasetError, match="--failure_clock must be"):
         prepare(_cfg(root, tmp_path, failure_clock="wall", **flags))
+
+
+def test_failure_target_per_episode(tiny_dataset, tmp_path):
+    root = tiny_dataset[0]
+    # episode 1 dropped its object at frame 12, episode 2 stalled at frame 5; the default would hold both
+    flags = dict(failed_episodes=[1, 2], failure_frames=[12, 5], failure_targets=["drop", "hold"])
+    _, data, _ = prepare(_cfg(root, tmp_path, **flags))
+    np.testing.assert_allclose(_frame_targets(data, 1)[12:], 0.0, atol=1e-6)
+    np.testing.assert_allclose(_frame_targets(data, 1)[:12], np.arange(12) / 23, atol=1e-6)
+    np.testing.assert_allclose(_frame_targets(data, 2)[5:], 5 / 15, atol=1e-6)
+    cfg = parse_train_config(
+        ["--model.type=sarm", "--failed_episodes=[1,2]", "--failure_targets=[drop,hold]"]
+    )
+    assert cfg.failure_targets == ["drop", "hold"]
+    with pytest.raises(DatasetError, match="--failure_targets has 1 values for 2 --failed_episodes"):
+        prepare(
+            _cfg(root, tmp_path, failed_episodes=[1, 2], failure_frames=[12, 5], failure_targets=["drop"])
+        )
+    with pytest.raises(DatasetError, match=r"one of \('drop', 'hold'\); got \{2: 'fall'\}"):
+        prepare(_cfg(root, tmp_path, **{**flags, "failure_targets": ["drop", "fall"]}))

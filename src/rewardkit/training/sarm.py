@@ -48,6 +48,10 @@ class SARMTrainConfig(RewardTrainingConfig):
             benchmarks/bench_quality.py, protocol (b), failure frames held: kinds seen in training AUROC
             0.857 -> 0.952 (lr 5e-5) and 0.929 -> 1.000 (lr 2e-4), successes' MAE 0.134 -> 0.109 and
             0.107 -> 0.085; kinds not seen 0.967 -> 0.867 and 0.933 -> 0.950.
+        failure_targets: Per failed episode, "hold" or "drop", in the order of `--failed_episodes` (one
+            each): what happened there, overriding `failure_target` for it. A dropped object or a grasp
+            that closed on nothing puts the attempt back to reaching ("drop"); a stall keeps what it reached
+            ("hold").
     """
 
     model: SARMConfig = field(default_factory=SARMConfig)
@@ -55,6 +59,7 @@ class SARMTrainConfig(RewardTrainingConfig):
     num_perturbation_texts: int = 64
     failure_target: str = "hold"
     failure_clock: str = "successes"
+    failure_targets: list[str] | None = None
 
 
 def _scheme_annotations(dataset: RewardDataset, scheme: str) -> tuple[dict, list[str], list[float] | None]:
@@ -147,6 +152,26 @@ def episode_targets(
     return stage.astype(np.int64), tau.astype(np.float32)
 
 
+def per_episode_failure_targets(cfg: SARMTrainConfig) -> dict[int, str]:
+    """{failed episode: "hold" | "drop"} from `--failure_targets` (aligned with `--failed_episodes`)."""
+    from rewardkit.data.targets import FAILURE_TARGETS
+
+    if cfg.failure_targets is None:
+        return {}
+    named = [int(e) for e in cfg.failed_episodes or ()]
+    if len(cfg.failure_targets) != len(named):
+        raise DatasetError(
+            f"--failure_targets has {len(cfg.failure_targets)} values for {len(named)} --failed_episodes; "
+            "give one per failed episode, in the same order"
+        )
+    bad = {e: t for e, t in zip(named, cfg.failure_targets, strict=True) if t not in FAILURE_TARGETS}
+    if bad:
+        raise DatasetError(
+            f"--failure_targets must each be one of {FAILURE_TARGETS}; got {bad} (episode: value)"
+        )
+    return dict(zip(named, cfg.failure_targets, strict=True))
+
+
 def prepare(cfg: SARMTrainConfig) -> tuple[SARMRewardModel, SARMTrainingData, SARMTrainingData | None]:
     """Model and its training / validation data.
 
@@ -189,6 +214,7 @@ def prepare(cfg: SARMTrainConfig) -> tuple[SARMRewardModel, SARMTrainingData, SA
         raise DatasetError(f"--failure_clock must be 'episode' or 'successes', got {cfg.failure_clock!r}")
     if cfg.failure_target not in FAILURE_TARGETS:
         raise DatasetError(f"--failure_target must be one of {FAILURE_TARGETS}, got {cfg.failure_target!r}")
+    target_of = per_episode_failure_targets(cfg)
     lengths = {e.episode_index: e.length for e in episodes}
     late = {e: f for e, f in failed.items() if f is not None and f >= lengths[e]}
     if late:
@@ -245,7 +271,7 @@ def prepare(cfg: SARMTrainConfig) -> tuple[SARMRewardModel, SARMTrainingData, SA
                 model_config.proportions(scheme),
                 e.episode_index in failed,
                 failed.get(e.episode_index),
-                cfg.failure_target,
+                target_of.get(e.episode_index, cfg.failure_target),
                 clock.get(e.task),
             )
             stage[e.from_index : e.to_index], tau[e.from_index : e.to_index] = s, t
