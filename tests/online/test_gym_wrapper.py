@@ -192,3 +192,41 @@ def test_combine_add_and_replace_and_bad_options():
         RewardWrapper(SlideEnv(), RewardMonitor(progress_model), reward_mode="shaped", gamma=1.5)
     with pytest.raises(RewardkitError, match="combine"):
         RewardWrapper(SlideEnv(), RewardMonitor(progress_model), combine="multiply")
+
+
+class EndingSlideEnv(SlideEnv):
+    """SlideEnv that terminates (the task's own end) once the square passes `end`."""
+
+    def __init__(self, end: float = 0.45, **kwargs):
+        super().__init__(**kwargs)
+        self.end = end
+
+    def step(self, action):
+        observation, reward, _, truncated, info = super().step(action)
+        return observation, reward, self.position > self.end, truncated, info
+
+
+@pytest.mark.parametrize("speed", [0.1, 0.25])
+def test_shaped_reward_has_no_potential_at_a_terminal_state(speed):
+    # Phi(terminal) = 0: the shaping terms of an episode sum to -Phi(s0) however it goes (policy invariance)
+    env = RewardWrapper(
+        EndingSlideEnv(speed=speed), RewardMonitor(progress_model, fps=10), obs_to_model=to_model,
+        reward_mode="shaped", gamma=1.0, combine="replace",
+    )  # fmt: skip
+    _, info = env.reset(seed=0)
+    phi, rewards, terminated = info["reward_model"]["progress"], [], False
+    while not terminated:
+        _, reward, terminated, _, info = env.step(np.zeros(1))
+        rewards.append(reward)
+    assert info["reward_model"]["progress"] > 0.4  # it ended in a state of high progress ...
+    assert rewards[-1] == pytest.approx(-(info["reward_model"]["progress"] - speed))  # ... worth 0 there
+    assert sum(rewards) == pytest.approx(-phi)
+    # a truncation is not terminal: the potential is kept (the episode could have gone on)
+    truncating = RewardWrapper(
+        SlideEnv(speed=2.0), RewardMonitor(progress_model, fps=10), obs_to_model=to_model,
+        reward_mode="shaped", gamma=1.0, combine="replace",
+    )  # fmt: skip
+    truncating.reset(seed=0)
+    truncating.step(np.zeros(1))
+    _, reward, terminated, truncated, _ = truncating.step(np.zeros(1))
+    assert truncated and not terminated and reward == pytest.approx(1.0 - 1.0)

@@ -3,7 +3,8 @@
 The model's output goes into `info["reward_model"]` (a dict of the `MonitorOutput` fields) at reset and
 at every step; by option it replaces the env's reward (the env's own reward stays in
 `info["env_reward"]`), is added to it, or shapes it (potential-based shaping, Ng et al. 1999: r + γΦ(s') - Φ(s)
-with Φ = progress, which keeps the env's optimal policies), and ends the episode (`terminated=True`) when the monitor detects task completion.
+with Φ = progress, and Φ = 0 at a terminal state, which keeps the env's optimal policies), and ends the
+episode (`terminated=True`) when the monitor detects task completion.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ class RewardWrapper(gym.Wrapper):
             for a classifier), "delta" (progress increase since the previous step: a potential-based
             shaping term with γ = 1), "success" (1.0 once task completion has fired, else 0.0) or "shaped"
             (the shaping term γ·Φ(s') - Φ(s), Φ = progress; returned added to the env's reward by default).
+            On a step that ends the episode (`terminated`, the env's or completion's; not a truncation,
+            where the episode could go on) Φ(s') = 0: an absorbing state has no potential, so the shaping
+            terms of an episode sum to -Φ(s0) whatever the policy does, and the optimal policies stay the
+            env's (with Φ(s') kept, ending in a high-progress state would pay by itself).
         gamma: γ of the shaped reward (use the RL algorithm's discount).
         combine: what `step` returns: "env" (the env's reward; the model's in info), "replace" (the
             model's) or "add" (env + model). Default: "replace" with `replace_reward`, "add" for
@@ -85,12 +90,13 @@ class RewardWrapper(gym.Wrapper):
             )
         return self.monitor.step(model_observation)
 
-    def model_reward(self, output: MonitorOutput) -> float:
-        """The reward this wrapper derives from one monitor output (see `reward_mode`)."""
+    def model_reward(self, output: MonitorOutput, terminated: bool = False) -> float:
+        """The reward this wrapper derives from one monitor output (see `reward_mode`); `terminated`: the
+        step ends the episode (shaped: the next state's potential is 0)."""
         if self.reward_mode == "delta":
             return output.progress - self._previous_progress
         if self.reward_mode == "shaped":
-            return self.gamma * output.progress - self._previous_progress
+            return (0.0 if terminated else self.gamma * output.progress) - self._previous_progress
         if self.reward_mode == "success":
             return float(output.done)
         return output.signal
@@ -107,13 +113,13 @@ class RewardWrapper(gym.Wrapper):
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         observation, env_reward, terminated, truncated, info = self.env.step(action)
         output = self._observe(observation)
-        reward = self.model_reward(output)
+        # `done`, not the one-step `completed` event: completion detected at reset also ends the episode.
+        if self.terminate_on_complete and output.done:
+            terminated = True
+        reward = self.model_reward(output, terminated=bool(terminated))
         self._previous_progress = output.progress
         info = dict(info)
         info[INFO_KEY] = {**asdict(output), "reward": reward}
         info["env_reward"] = env_reward
-        # `done`, not the one-step `completed` event: completion detected at reset also ends the episode.
-        if self.terminate_on_complete and output.done:
-            terminated = True
         returned = {"env": env_reward, "replace": reward, "add": float(env_reward) + reward}[self.combine]
         return observation, returned, terminated, truncated, info
