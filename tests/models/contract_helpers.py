@@ -128,6 +128,22 @@ def build_classifier(dataset: RewardDataset, encoder: Any, **overrides: Any) -> 
     return model.eval()
 
 
+def build_ensemble(
+    dataset: RewardDataset, encoder: Any, seeds: tuple[int, ...] = (0, 1, 2)
+) -> torch.nn.Module:
+    """Tiny sliding SARMs (`build_sarm`), one per seed, as one ensemble: their progress differs, so the
+    ensemble's `progress_std` is not 0."""
+    from rewardkit.models.ensemble import EnsembleRewardModel
+    from rewardkit.models.sarm import SARMRewardModel
+
+    config = build_sarm(dataset, encoder, architecture="sliding").config
+    members = []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        members.append(SARMRewardModel(config).eval())
+    return EnsembleRewardModel.from_members(members)
+
+
 CASES = [
     ModelCase(
         "sarm_sliding_causal",
@@ -190,6 +206,8 @@ CASES = [
     # Zero-shot GVL progress over a fake OpenAI-compatible server on 127.0.0.1 that scores each frame by its
     # content; every frame shown (num_frames >= the episode), so an online step equals labelling.
     ModelCase("vlm_progress", "tiny_dataset", build_vlm_progress, {"progress": ()}),
+    # Three tiny SARMs of different seeds: mean progress and the members' spread.
+    ModelCase("ensemble_sarm", "two_camera_dataset", build_ensemble, {"progress": (), "progress_std": ()}),
 ]
 
 

@@ -53,7 +53,9 @@ from rewardkit.models.base import EpisodeInputs, FrameOutputs, ModelInputs, Rewa
 logger = logging.getLogger(__name__)
 
 # Outputs with one value per frame: interpolated linearly under a stride.
-PER_FRAME_OUTPUTS = ("progress", "progress_dense", "success_prob")
+# (`progress_std`, an ensemble's spread, is interpolated the same way: between labelled frames it is an
+# estimate, as the progress is.)
+PER_FRAME_OUTPUTS = ("progress", "progress_dense", "success_prob", "progress_std")
 # Outputs with K probabilities per frame: interpolated per column, then renormalised.
 STAGE_OUTPUTS = ("stage_probs", "stage_probs_dense")
 

@@ -2,7 +2,8 @@
 
 Columns: `index` (global frame index, int64), `episode_index` (int64), `frame_index` (int64),
 `progress_sparse` (float32), when the model has a dense head `progress_dense` (float32), and when it gives them
-`success_prob` and `log_prob` (float32, see `EXTRA_COLUMNS`); rows sorted
+`success_prob`, `log_prob` and `progress_std` (an ensemble's spread across its members) (float32, see
+`EXTRA_COLUMNS`); rows sorted
 by `index`. The schema metadata holds `reward_model_path` (lerobot reads it back with
 `get_reward_model_path_from_parquet`) and `rewardkit` (a JSON blob: stride, model type, episodes, and
 `dataset`, the fingerprint of the dataset labelled, see `dataset_fingerprint`).
@@ -37,7 +38,7 @@ class EpisodeLabels:
         episode_index: the episode's index.
         from_index: global index (`index` column) of the episode's first frame.
         outputs: name -> array; "progress" (T,) always, optionally "progress_dense" (T,),
-            "stage_probs" (T, K), "stage_probs_dense" (T, K'), "success_prob" (T,).
+            "stage_probs" (T, K), "stage_probs_dense" (T, K'), "success_prob" (T,), "progress_std" (T,).
     """
 
     episode_index: int
@@ -55,7 +56,7 @@ class EpisodeLabels:
 
 # Optional per-frame columns written beside the progress columns (readers that do not know them ignore
 # them: lerobot's RA-BC reads `progress_sparse` / `progress_dense` only).
-EXTRA_COLUMNS = ("success_prob", "log_prob")
+EXTRA_COLUMNS = ("success_prob", "log_prob", "progress_std")
 
 
 def progress_table(labels: Sequence[EpisodeLabels], metadata: dict[str, str] | None = None):

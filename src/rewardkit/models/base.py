@@ -41,6 +41,7 @@ MODEL_MODULES = (
     "rewardkit.models.topreward",
     "rewardkit.models.robometer",
     "rewardkit.models.vlm_progress",
+    "rewardkit.models.ensemble",
 )
 
 
@@ -99,6 +100,8 @@ class FrameOutputs(TypedDict, total=False):
         stage_probs: (N, K) probabilities of the K stages of the main head (rows sum to 1).
         success_prob: (N,) P(task has succeeded), from a success head or classifier.
         log_prob: (N,) a zero-shot VLM's raw score (TOPReward: log P("True")) before normalisation.
+        progress_std: (N,) the spread of `progress` across an ensemble's members (population standard
+            deviation, in [0, 0.5]): where it is high the members disagree, a frame to look at.
     """
 
     progress: Required[np.ndarray]
@@ -106,6 +109,7 @@ class FrameOutputs(TypedDict, total=False):
     stage_probs: np.ndarray
     success_prob: np.ndarray
     log_prob: np.ndarray
+    progress_std: np.ndarray
 
 
 @runtime_checkable
