@@ -76,6 +76,12 @@ class CurationReport:
         """Sorted indices of the episodes whose verdict is one of `verdicts`."""
         return sorted(q.episode_index for q in self.episodes if q.verdict in verdicts)
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The table's columns: `COLUMNS`, and "disagreement" when the progress came from an ensemble."""
+        has_disagreement = any(q.disagreement is not None for q in self.episodes)
+        return (*COLUMNS, "disagreement") if has_disagreement else COLUMNS
+
     def counts(self) -> dict[str, int]:
         """{verdict: number of episodes}."""
         return {v: sum(q.verdict == v for q in self.episodes) for v in ("keep", "look", "drop")}
@@ -104,6 +110,7 @@ def curate_dataset(
     Raises:
         RewardkitError: the file does not fit the dataset, lacks the head's column, or is all NaN.
     """
+    from rewardkit.labelling.parquet import read_episode_means
     from rewardkit.rabc.weighter import ProgressTable
 
     table = ProgressTable.from_file(progress_path, head, dataset)
@@ -118,7 +125,7 @@ def curate_dataset(
     thresholds = thresholds or CurationThresholds()
     fps = float(dataset.fps)
     return CurationReport(
-        episodes=curate(curves, fps, thresholds),
+        episodes=curate(curves, fps, thresholds, read_episode_means(table.path, "progress_std")),
         curves=curves,
         frame_index=frame_index,
         fps=fps,
@@ -194,13 +201,13 @@ def render_curation_html(report: CurationReport, max_curves: int = 50) -> str:
             )
         )
         + "</ul>",
-        "<table><tr>" + "".join(f'<th class="{c}">{e(c)}</th>' for c in COLUMNS) + "</tr>",
+        "<table><tr>" + "".join(f'<th class="{c}">{e(c)}</th>' for c in report.columns) + "</tr>",
     ]
     for quality in report.episodes:
         row = quality.as_row()
         parts.append(
             f'<tr class="{quality.verdict}">'
-            + "".join(f'<td class="{c}">{e(_format(row[c]))}</td>' for c in COLUMNS)
+            + "".join(f'<td class="{c}">{e(_format(row.get(c)))}</td>' for c in report.columns)
             + "</tr>"
         )
     parts.append("</table>")
@@ -231,11 +238,11 @@ def write_curation(
     for path in paths.values():
         check_overwrite(path, overwrite)
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(COLUMNS), lineterminator="\n")
+    writer = csv.DictWriter(text, fieldnames=list(report.columns), lineterminator="\n")
     writer.writeheader()
     for quality in report.episodes:
         row = quality.as_row()
-        writer.writerow({c: _format(row[c]) for c in COLUMNS})
+        writer.writerow({c: _format(row.get(c)) for c in report.columns})
     atomic_write_text(paths["curation.csv"], text.getvalue())
     atomic_write_text(paths["curation.json"], json.dumps(_json_safe(report.as_dict()), indent=2))
     atomic_write_text(paths["curation.html"], render_curation_html(report))

@@ -10,7 +10,7 @@ dataset: `curate` takes every curve at once and returns the judged episodes sort
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -100,12 +100,16 @@ class EpisodeQuality:
         outlier_score: robust z-score of the duration among all episodes (positive: slower than peers).
         verdict: "keep", "look" or "drop".
         reasons: why (empty for a clean keep), worst first.
+        disagreement: the episode's mean `progress_std` when the progress came from an ensemble (how much
+            its members disagree on this episode: high is worth a look); None otherwise. Not part of the
+            verdict.
     """
 
     metrics: EpisodeMetrics
     outlier_score: float
     verdict: str
     reasons: tuple[str, ...] = field(default_factory=tuple)
+    disagreement: float | None = None
 
     @property
     def episode_index(self) -> int:
@@ -117,15 +121,19 @@ class EpisodeQuality:
         return "; ".join(self.reasons) or "clean"
 
     def as_row(self) -> dict:
-        """A flat dict: every metric, outlier_score, verdict, reason (for CSV / JSON)."""
+        """A flat dict: every metric, outlier_score, verdict, reason, and disagreement when known (for CSV /
+        JSON)."""
         from dataclasses import asdict
 
-        return {
+        row = {
             **asdict(self.metrics),
             "outlier_score": self.outlier_score,
             "verdict": self.verdict,
             "reason": self.reason,
         }
+        if self.disagreement is not None:
+            row["disagreement"] = self.disagreement
+        return row
 
 
 def _longest_stall_frames(progress: np.ndarray, epsilon: float) -> int:
@@ -241,12 +249,16 @@ def verdict(
 
 
 def curate(
-    curves: Mapping[int, np.ndarray], fps: float, thresholds: CurationThresholds | None = None
+    curves: Mapping[int, np.ndarray],
+    fps: float,
+    thresholds: CurationThresholds | None = None,
+    disagreement: Mapping[int, float] | None = None,
 ) -> list[EpisodeQuality]:
     """Judge every episode of a dataset: {episode_index: progress (T,)} -> judged episodes, worst first.
 
     Worst first: drop, then look, then keep; within a verdict, lower final progress, then the larger
-    outlier score.
+    outlier score. `disagreement` ({episode_index: mean progress_std}, an ensemble's) is carried into
+    each episode's row, not judged.
     """
     if not curves:
         raise RewardkitError("no episodes to curate")
@@ -254,6 +266,8 @@ def curate(
     metrics = [episode_metrics(curve, fps, int(e), t) for e, curve in sorted(curves.items())]
     scores = robust_z(np.array([m.duration_s for m in metrics]))
     judged = [verdict(m, float(z), t) for m, z in zip(metrics, scores, strict=True)]
+    if disagreement is not None:
+        judged = [replace(q, disagreement=disagreement.get(q.episode_index)) for q in judged]
     return sorted(
         judged,
         key=lambda q: (

@@ -115,6 +115,21 @@ def write_progress_parquet(
     return atomic_write(path, lambda temporary: pq.write_table(table, temporary))
 
 
+def read_episode_means(path: str | Path, column: str) -> dict[int, float] | None:
+    """{episode_index: mean of `column` over its frames} from a progress parquet, or None when the file has
+    no such column (e.g. the per-episode disagreement of an ensemble's `progress_std`)."""
+    import pyarrow.parquet as pq
+
+    if column not in pq.read_schema(path).names:
+        return None
+    table = pq.read_table(path, columns=["episode_index", column])
+    episodes = table.column("episode_index").to_numpy()
+    values = table.column(column).to_numpy().astype(np.float64)
+    found, inverse = np.unique(episodes, return_inverse=True)
+    means = np.bincount(inverse, weights=values) / np.bincount(inverse)
+    return {int(e): float(m) for e, m in zip(found, means, strict=True)}
+
+
 def read_progress_parquet(
     path: str | Path, with_index: bool = False
 ) -> tuple[dict[int, dict[str, np.ndarray]], dict[str, str]]:

@@ -308,3 +308,15 @@ def test_cli_combines_then_label_writes_progress_std(member_folders, tiny_datase
     spread = table.column("progress_std").to_numpy()
     assert len(spread) == sum(t.length for t in truths)
     assert np.isfinite(spread).all() and spread.min() >= 0.0 and spread.max() > 1e-3
+
+    # what reads the parquet or runs the model takes the ensemble as any other model
+    curation = tmp_path / "curation"
+    assert (
+        main(["curate", f"--progress_path={progress}", f"--dataset.root={root}", f"--output_dir={curation}"])
+        == 0
+    )
+    assert "disagreement" in (curation / "curation.csv").read_text().splitlines()[0]
+    report = tmp_path / "eval"
+    evaluate = ["eval", f"--dataset.root={root}", f"--models=[{output}]", f"--output_dir={report}"]
+    assert main([*evaluate, "--episode_plots=1"]) == 0
+    assert (report / "eval.json").is_file()
