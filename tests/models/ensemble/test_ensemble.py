@@ -173,6 +173,8 @@ def test_online_steps_equal_labelling_with_one_encoder_pass_per_frame(
     observations = list(recorded_observations(dataset, EPISODE))
     outputs = [monitor.step(observation) for observation in observations]
     np.testing.assert_allclose([o.progress for o in outputs], labels["progress"], atol=1e-4)
+    np.testing.assert_allclose([o.extras["progress_std"] for o in outputs], labels["progress_std"], atol=1e-4)
+    # the members share one encoder: each frame of the one camera is encoded once, not once per member
     assert counting.images == len(observations)
 
 
