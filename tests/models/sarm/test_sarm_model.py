@@ -180,3 +180,22 @@ def test_multi_camera_model_reads_every_camera():
     loss, _ = model(batch)
     batch["image_features"][:, 1] += 1.0
     assert not torch.allclose(loss, model(batch)[0])
+
+
+def test_state_dropout_blanks_whole_windows_in_training_only():
+    from rewardkit.errors import RewardkitError
+
+    model = SARMRewardModel(tiny_config(state_dropout=0.5, state_mean=[0.0] * 3, state_std=[1.0] * 3))
+    state = torch.randn(256, 5, 3) + 3.0  # never zero
+    torch.manual_seed(0)
+    model.train()
+    prepared = model._prepare_state(state, 256, 5, torch.device("cpu"))[..., :3]
+    blank = (prepared == 0).all(dim=(1, 2))
+    assert ((prepared != 0).all(dim=(1, 2)) | blank).all()  # a window keeps all its state or none of it
+    assert 0.35 < blank.float().mean() < 0.65
+    model.eval()  # labelling always reads the state
+    assert (model._prepare_state(state, 256, 5, torch.device("cpu"))[..., :3] != 0).all()
+    plain = SARMRewardModel(tiny_config(state_mean=[0.0] * 3, state_std=[1.0] * 3)).train()
+    assert (plain._prepare_state(state, 256, 5, torch.device("cpu"))[..., :3] != 0).all()
+    with pytest.raises(RewardkitError, match="state_dropout must be in"):
+        tiny_config(state_dropout=1.0)

@@ -71,6 +71,11 @@ class SARMConfig(RewardKitConfig):
         cameras: Camera keys read, in order (None: every camera of the dataset, resolved at training).
         encoder: Frozen-encoder spec whose cached features the model reads (e.g. "clip").
         use_state: Read `observation.state` (normalised with `state_mean`/`state_std`); False feeds zeros.
+        state_dropout: Training only: the chance, per sample, that its whole window's state is replaced by
+            zeros (what `use_state=False` feeds), so the progress must also be read from the images. A model
+            that always has the robot state learns from it alone where the state and the time say enough
+            (the hand moves the same whether or not the gripper holds the object) and misses failures only
+            the images show. Labelling always reads the state.
         state_mean: Per-dimension state mean (set from the training episodes).
         state_std: Per-dimension state standard deviation (set from the training episodes).
         state_stats_from_dataset: When `state_mean`/`state_std` are not set, take them from the labelled
@@ -116,6 +121,7 @@ class SARMConfig(RewardKitConfig):
     cameras: list[str] | None = None
     encoder: str = "clip"
     use_state: bool = True
+    state_dropout: float = 0.0
     state_mean: list[float] | None = None
     state_std: list[float] | None = None
     state_stats_from_dataset: bool = False
@@ -172,6 +178,8 @@ class SARMConfig(RewardKitConfig):
             raise RewardkitError(
                 f"max_rewind_steps ({self.max_rewind_steps}) must be in [0, n_obs_steps={self.n_obs_steps})"
             )
+        if not 0.0 <= self.state_dropout < 1.0:
+            raise RewardkitError(f"state_dropout must be in [0, 1), got {self.state_dropout}")
         if self.label_chunk_frames < 1:
             raise RewardkitError(f"label_chunk_frames must be >= 1, got {self.label_chunk_frames}")
         if self.hidden_dim % self.num_heads:

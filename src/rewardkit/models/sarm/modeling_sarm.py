@@ -174,6 +174,10 @@ class SARMRewardModel(RewardKitModel):
             dims = min(state.shape[-1], self._state_mean.numel())
             state = state.clone()
             state[..., :dims] = (state[..., :dims] - self._state_mean[:dims]) / self._state_std[:dims]
+        if self.training and self.config.state_dropout > 0:
+            # modality dropout: whole windows without the state, as use_state=False feeds them
+            keep = torch.rand(state.shape[0], 1, 1, device=device) >= self.config.state_dropout
+            state = state * keep
         if state.shape[-1] >= size:
             return state[..., :size]
         return F.pad(state, (0, size - state.shape[-1]))
