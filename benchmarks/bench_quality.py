@@ -513,6 +513,10 @@ def main() -> int:
     )
     parser.add_argument("--no_lerobot", action="store_true", help="skip lerobot's SARM")
     parser.add_argument(
+        "--lerobot_protocols", default="a,b",
+        help="protocols in which lerobot's SARM is trained and compared (its CPU cost is ~10x ours)",
+    )  # fmt: skip
+    parser.add_argument(
         "--train_option",
         action="append",
         default=[],
@@ -598,7 +602,7 @@ def main() -> int:
                 rewardkit.load(checkpoint).eval(), dataset, split["test"], args.work_dir / "cache"
             )
             timings[f"{name} ({protocol}): {OURS} label"] = time.perf_counter() - t0
-            if not args.no_lerobot:
+            if not args.no_lerobot and protocol in args.lerobot_protocols.split(","):
                 t0 = time.perf_counter()
                 # lerobot's SARM knows no failures: one checkpoint per protocol whatever --failure_target
                 folder = train_lerobot(root, lerobot_runs / f"{root.name}_{protocol}", split[protocol], args)
