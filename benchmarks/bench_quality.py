@@ -69,9 +69,8 @@ MODEL_SIZES = {
 }
 OURS, LEROBOT = "rewardkit SARM", "lerobot SARM"
 ELAPSED, CONSTANT = "baseline: elapsed fraction", "baseline: constant 0.5"
-FLOOR = (
-    "floor: training targets"  # not a model: what training's targets themselves score (see `target_floor`)
-)
+# not a model: what training's targets themselves score (see `training_targets`)
+TARGETS = "training targets themselves"
 START = time.perf_counter()
 
 
@@ -173,30 +172,31 @@ def failure_kinds_seen(truths: Mapping, failed: Sequence[int]) -> list[str]:
     ]
 
 
-def target_floor(truths: Mapping, tasks: Mapping[int, str], train_successes: Mapping[int, int]) -> dict:
+def training_targets(truths: Mapping, tasks: Mapping[int, str], train_successes: Mapping[int, int]) -> dict:
     """What single-stage training's targets would say of each held-out episode, given its exact failure frame
     and what happened there (`failure_frames`, `failure_kinds_seen`): the time ramp on successes, and on
     failures the ramp on the successes' clock, held or dropped from the failure frame (the targets
-    `--failure_clock=successes` builds). A model that learnt such targets perfectly scores this; it is the
-    floor of their MAE against the simulator's progress, not a model (it reads the failure frame off the
-    simulator, which no model has at labelling time). `train_successes`: training success -> its length."""
+    `--failure_clock=successes` builds). A model that learnt such targets perfectly scores this: how far
+    the targets themselves are from the simulator's progress. Not a model (it reads the failure frame off
+    the simulator, which no model has at labelling time), and not a bound: a model can generalise past its
+    targets. `train_successes`: training success -> its length."""
     from rewardkit.data.targets import failure_progress
 
     clock = {}
     for task in set(tasks.values()):
         lengths = [length for e, length in train_successes.items() if tasks[e] == task]
         clock[task] = int(np.median(lengths)) if lengths else None
-    floor = {}
+    out = {}
     for episode, truth in truths.items():
         length = len(truth.progress)
         if truth.success:
-            floor[episode] = {"progress": np.arange(length, dtype=np.float32) / max(length - 1, 1)}
+            out[episode] = {"progress": np.arange(length, dtype=np.float32) / max(length - 1, 1)}
             continue
         reference = clock[tasks[episode]] or length
         ramp = np.minimum(np.arange(length) / max(reference - 1, 1), 1.0)
         frame, after = failure_frames(truths, [episode])[0], failure_kinds_seen(truths, [episode])[0]
-        floor[episode] = {"progress": failure_progress(length, ramp, fail_frame=frame, after=after)}
-    return floor
+        out[episode] = {"progress": failure_progress(length, ramp, fail_frame=frame, after=after)}
+    return out
 
 
 def train_ours(
@@ -431,15 +431,15 @@ def judge(verdicts: Verdicts, protocol: str, dataset: str, scored: Mapping[str, 
             verdicts.check(f"{where} {group} failure AUROC", row["final_progress_auroc"], at_least(auroc),
                            f">= {auroc}")  # fmt: skip
             if mae is not None:
-                low = scored[FLOOR]["groups"][(task, group)]["mae_failure"] if FLOOR in scored else None
+                own = scored[TARGETS]["groups"][(task, group)]["mae_failure"] if TARGETS in scored else None
                 verdicts.check(f"{where} {group} failure MAE", row["mae_failure"], at_most(mae),
-                               f"<= {mae}; {FLOOR}: {fmt(low)}")  # fmt: skip
+                               f"<= {mae}; the training targets themselves: {fmt(own)}")  # fmt: skip
         success = ours[(task, "successes")]
-        # single-stage training targets are the elapsed-time ramp: a model that learnt them exactly scores
-        # the elapsed baseline, the floor of what such targets can give against the simulator's progress
-        floor = scored[ELAPSED]["groups"][(task, "successes")]["mae_success"]
+        # a success's single-stage training targets are the elapsed-time ramp: a model that learnt them
+        # exactly scores the elapsed baseline against the simulator's progress
+        ramp = scored[ELAPSED]["groups"][(task, "successes")]["mae_success"]
         verdicts.check(f"{where} success MAE", success["mae_success"], at_most(0.05),
-                       f"<= 0.05; the time ramp, single-stage training's targets, scores {floor:.3f}")  # fmt: skip
+                       f"<= 0.05; the time ramp, single-stage training's targets, scores {ramp:.3f}")  # fmt: skip
         verdicts.check(f"{where} success VOC", success["voc_success"], at_least(0.95), ">= 0.95")
         if (task, "all failures") in ref:
             mine, theirs = ours[(task, "all failures")], ref[(task, "all failures")]
@@ -614,7 +614,7 @@ def main() -> int:
                 timings[f"{name} ({protocol}): {LEROBOT} label"] = time.perf_counter() - t0
             models = dict(predictions)
             lengths = {e.episode_index: e.length for e in dataset.episodes() if e.episode_index in split["a"]}
-            predictions[FLOOR] = target_floor(truths, task_of, lengths)
+            predictions[TARGETS] = training_targets(truths, task_of, lengths)
             scored = score(predictions, truths, task_of, seen if protocol == "b" else ())
             everything[tag] = scored
             print_table(f"protocol ({protocol}), {name} state, held-out episodes", scored)
