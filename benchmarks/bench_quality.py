@@ -163,7 +163,7 @@ def failure_frames(truths: Mapping, failed: Sequence[int]) -> list[int]:
     return frames
 
 
-def failure_kinds_seen(truths: Mapping, failed: Sequence[int]) -> list[str]:
+def failure_targets_from_sim(truths: Mapping, failed: Sequence[int]) -> list[str]:
     """What each failed episode's current progress did after its failure, as an annotator watching it would
     say: "drop" when it fell back (ends below half the progress reached: an object dropped, a grasp that
     closed on nothing), else "hold" (stalled where it got to)."""
@@ -174,13 +174,13 @@ def failure_kinds_seen(truths: Mapping, failed: Sequence[int]) -> list[str]:
 
 def training_targets(truths: Mapping, tasks: Mapping[int, str], train_successes: Mapping[int, int]) -> dict:
     """What single-stage training's targets would say of each held-out episode, given its exact failure frame
-    and what happened there (`failure_frames`, `failure_kinds_seen`): the time ramp on successes, and on
+    and what happened there (`failure_frames`, `failure_targets_from_sim`): the time ramp on successes, and on
     failures the ramp on the successes' clock, held or dropped from the failure frame (the targets
     `--failure_clock=successes` builds). A model that learnt such targets perfectly scores this: how far
     the targets themselves are from the simulator's progress. Not a model (it reads the failure frame off
     the simulator, which no model has at labelling time), and not a bound: a model can generalise past its
     targets. `train_successes`: training success -> its length."""
-    from rewardkit.data.targets import failure_progress
+    from rewardkit.training.sarm import episode_targets
 
     clock = {}
     for task in set(tasks.values()):
@@ -188,14 +188,17 @@ def training_targets(truths: Mapping, tasks: Mapping[int, str], train_successes:
         clock[task] = int(np.median(lengths)) if lengths else None
     out = {}
     for episode, truth in truths.items():
-        length = len(truth.progress)
-        if truth.success:
-            out[episode] = {"progress": np.arange(length, dtype=np.float32) / max(length - 1, 1)}
-            continue
-        reference = clock[tasks[episode]] or length
-        ramp = np.minimum(np.arange(length) / max(reference - 1, 1), 1.0)
-        frame, after = failure_frames(truths, [episode])[0], failure_kinds_seen(truths, [episode])[0]
-        out[episode] = {"progress": failure_progress(length, ramp, fail_frame=frame, after=after)}
+        failed = not truth.success
+        frame, after = (
+            (failure_frames(truths, [episode])[0], failure_targets_from_sim(truths, [episode])[0])
+            if failed
+            else (None, "hold")
+        )
+        # the targets training builds for a single-stage episode (no annotation)
+        _, tau = episode_targets(
+            len(truth.progress), None, ["task"], [1.0], failed, frame, after, clock[tasks[episode]]
+        )
+        out[episode] = {"progress": tau}
     return out
 
 
@@ -591,7 +594,7 @@ def main() -> int:
                 failed_truths = ground_truth_from_dataset(dataset, stage_scheme=None)
                 frames = failure_frames(failed_truths, failed)
                 if args.failure_target == "sim":
-                    targets = failure_kinds_seen(failed_truths, failed)
+                    targets = failure_targets_from_sim(failed_truths, failed)
                 dataset.selected_episodes = None
                 log(f"{name} ({protocol}): failure frames {dict(zip(failed, frames, strict=True))}"
                     + (f", targets {dict(zip(failed, targets, strict=True))}" if targets else ""))  # fmt: skip

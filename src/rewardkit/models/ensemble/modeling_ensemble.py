@@ -193,14 +193,17 @@ class EnsembleRewardModel(RewardKitModel):
         return outputs
 
     @torch.no_grad()
-    def predict_progress(self, batch: dict[str, Tensor]) -> Tensor:
-        """The members' mean progress, (B,); the batch is what each member reads (see its model)."""
-        return torch.stack([member.compute_reward(batch) for member in self.members]).mean(0)
+    def member_progress(self, batch: dict[str, Tensor]) -> Tensor:
+        """Every member's progress, (K, B); the batch is what each member reads (see its model)."""
+        return torch.stack([member.compute_reward(batch) for member in self.members])
 
-    @torch.no_grad()
+    def predict_progress(self, batch: dict[str, Tensor]) -> Tensor:
+        """The members' mean progress, (B,)."""
+        return self.member_progress(batch).mean(0)
+
     def predict_progress_std(self, batch: dict[str, Tensor]) -> Tensor:
         """The members' spread (population standard deviation) of progress, (B,)."""
-        return torch.stack([member.compute_reward(batch) for member in self.members]).std(0, correction=0)
+        return self.member_progress(batch).std(0, correction=0)
 
     def online(self, **kwargs: Any) -> EnsembleOnline:
         """Every member's online adapter stepped together (`online_ensemble.py`); `kwargs` go to each
