@@ -207,7 +207,12 @@ CASES = [
     # content; every frame shown (num_frames >= the episode), so an online step equals labelling.
     ModelCase("vlm_progress", "tiny_dataset", build_vlm_progress, {"progress": ()}),
     # Three tiny SARMs of different seeds: mean progress and the members' spread.
-    ModelCase("ensemble_sarm", "two_camera_dataset", build_ensemble, {"progress": (), "progress_std": ()}),
+    ModelCase(
+        "ensemble_sarm",
+        "two_camera_dataset",
+        build_ensemble,
+        {"progress": (), "progress_std": (), "stage_probs": (1,)},
+    ),
 ]
 
 

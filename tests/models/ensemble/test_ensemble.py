@@ -10,6 +10,7 @@ import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -20,6 +21,7 @@ from safetensors.torch import load_file, save_file
 sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/models: the contract suite's helpers
 
 from contract_helpers import (  # noqa: E402
+    DUAL,
     ENCODER,
     EPISODE,
     EncoderFeatures,
@@ -96,7 +98,7 @@ def test_labels_are_the_members_mean_and_population_std(ensemble_folder, member_
         own = np.stack(
             [m.label_episode(inputs_for(m, dataset, features, frames))["progress"] for m in members]
         )  # (K, F): each member's own labels, from its own checkpoint
-        assert set(labels) == {"progress", "progress_std"}
+        assert set(labels) == {"progress", "progress_std", "stage_probs"}  # single stage: K = 1
         np.testing.assert_allclose(labels["progress"], own.mean(0), atol=1e-6)
         np.testing.assert_allclose(labels["progress_std"], own.std(0), atol=1e-6)
         # the seeds differ, so the members disagree: the spread is a real number, not a zero column
@@ -104,14 +106,70 @@ def test_labels_are_the_members_mean_and_population_std(ensemble_folder, member_
         assert labels["progress"].shape == labels["progress_std"].shape == (own.shape[1],)
 
 
+def test_stage_probabilities_are_the_members_mean_when_they_share_the_stages(dataset, encoder, features):
+    members = [sarm(dataset, encoder, seed, **DUAL) for seed in SEEDS]  # 2 sparse stages, 3 dense
+    ensemble = EnsembleRewardModel.from_members(members)
+    for frames in (None, np.array([0, 3, 7, 23])):
+        labels = ensemble.label_episode(inputs_for(ensemble, dataset, features, frames))
+        own = [m.label_episode(inputs_for(m, dataset, features, frames)) for m in members]
+        for name, stages in (("stage_probs", 2), ("stage_probs_dense", 3)):
+            mean = np.stack([o[name] for o in own]).mean(0)  # (F, K): the members' own stage probabilities
+            assert labels[name].shape == (len(own[0]["progress"]), stages)
+            np.testing.assert_allclose(labels[name], mean, atol=1e-6)
+            np.testing.assert_allclose(labels[name].sum(1), 1.0, atol=1e-6)
+            # the seeds differ, so the mean is not any one member's
+            assert np.abs(labels[name] - own[0][name]).max() > 1e-3
+
+
+def _fixed_ensemble(members):
+    """An ensemble over stand-in members (only `label_episode` and, when given, `config` are read)."""
+    ensemble = EnsembleRewardModel.__new__(EnsembleRewardModel)
+    torch.nn.Module.__init__(ensemble)
+    ensemble.members = members  # label_episode only iterates them
+    return ensemble
+
+
+class Fixed:
+    """A stand-in member whose `label_episode` returns fixed outputs; `names` its stages' names."""
+
+    def __init__(self, progress, names=None, **others):
+        self.outputs = {"progress": np.asarray(progress, np.float32), **others}
+        if names is not None:
+            self.config = SimpleNamespace(sparse_subtask_names=names)
+
+    def label_episode(self, inputs):
+        return self.outputs
+
+
+def test_stage_probabilities_are_left_out_unless_every_member_has_the_same_stages():
+    from rewardkit.models.base import EpisodeInputs
+
+    inputs = EpisodeInputs(episode_index=0, task="t", length=2, fps=10)
+    two = np.array([[0.8, 0.2], [0.4, 0.6]])
+    other = np.array([[0.2, 0.8], [0.0, 1.0]])
+    same = _fixed_ensemble(
+        [Fixed([0.1, 0.5], ["a", "b"], stage_probs=two), Fixed([0.3, 0.5], ["a", "b"], stage_probs=other)]
+    )
+    np.testing.assert_allclose(
+        EnsembleRewardModel.label_episode(same, inputs)["stage_probs"], [[0.5, 0.5], [0.2, 0.8]], atol=1e-6
+    )
+    cases = {
+        "one member has none": [Fixed([0.1, 0.5], stage_probs=two), Fixed([0.3, 0.5])],
+        "another count": [
+            Fixed([0.1, 0.5], stage_probs=two),
+            Fixed([0.3, 0.5], stage_probs=np.ones((2, 3)) / 3),
+        ],
+        "other names": [
+            Fixed([0.1, 0.5], ["a", "b"], stage_probs=two),
+            Fixed([0.3, 0.5], ["b", "a"], stage_probs=other),
+        ],
+    }
+    for case, members in cases.items():
+        labels = EnsembleRewardModel.label_episode(_fixed_ensemble(members), inputs)
+        assert set(labels) == {"progress", "progress_std"}, case
+
+
 def test_a_dense_head_and_success_probability_are_averaged_when_every_member_has_them():
-    class Fixed:
-        def __init__(self, progress, **others):
-            self.outputs = {"progress": np.asarray(progress, np.float32), **others}
-
-        def label_episode(self, inputs):
-            return self.outputs
-
     from rewardkit.models.base import EpisodeInputs
 
     inputs = EpisodeInputs(episode_index=0, task="t", length=3, fps=10)
@@ -121,10 +179,7 @@ def test_a_dense_head_and_success_probability_are_averaged_when_every_member_has
         ),
         Fixed([0.3, 0.2, 0.5], success_prob=np.array([1.0, 0.5, 0.0])),
     ]
-    ensemble = EnsembleRewardModel.__new__(EnsembleRewardModel)
-    torch.nn.Module.__init__(ensemble)
-    ensemble.members = members  # label_episode only iterates them
-    labels = EnsembleRewardModel.label_episode(ensemble, inputs)
+    labels = EnsembleRewardModel.label_episode(_fixed_ensemble(members), inputs)
     np.testing.assert_allclose(labels["progress"], [0.2, 0.2, 0.7], atol=1e-6)
     np.testing.assert_allclose(labels["progress_std"], [0.1, 0.0, 0.2], atol=1e-6)
     np.testing.assert_allclose(labels["success_prob"], [0.5, 0.5, 0.5], atol=1e-6)

@@ -4,7 +4,8 @@ Every member labels the same episode; the ensemble reports the members' mean as 
 population standard deviation (ddof=0) as `progress_std`, per frame. Where the members were trained alike
 and disagree, the data is unlike what they saw: `progress_std` points a user at the frames and episodes to
 look at (Lakshminarayanan et al., 2017, "Simple and scalable predictive uncertainty estimation using deep
-ensembles"). A dense head's progress and a success probability are averaged too when every member has them.
+ensembles"). A dense head's progress and a success probability are averaged too when every member has them,
+and so are stage probabilities when every member gives them over the same stages (names and count).
 
 One checkpoint folder: config.json holds each member's full config (`EnsembleConfig.members`), one
 model.safetensors every member's weights under `members.<k>.`; it loads strictly through `rewardkit.load`
@@ -41,6 +42,10 @@ if TYPE_CHECKING:
 
 # Per-frame outputs averaged over the members when every member gives them (besides `progress`).
 AVERAGED_OUTPUTS = ("progress_dense", "success_prob")
+# (F, K) stage probabilities averaged (then renormalised per frame) when every member gives them over the
+# same stages; the member config field that names each output's stages (a model type without it: the same
+# count K suffices).
+STAGE_OUTPUTS = {"stage_probs": "sparse_subtask_names", "stage_probs_dense": "dense_subtask_names"}
 
 
 def member_config_dict(config: RewardKitConfig) -> dict[str, Any]:
@@ -64,6 +69,13 @@ def member_config(fields: dict[str, Any], device: str, where: str) -> RewardKitC
             f"{where} is a lerobot '{model_type}' config; an ensemble holds rewardkit models"
         )
     return config
+
+
+def same_stage_names(members: Sequence[Any], name: str) -> bool:
+    """Whether the members' configs name the stages of `name` (a key of `STAGE_OUTPUTS`) alike: the same
+    names in the same order, or no names at all (a model type that does not name them)."""
+    names = [getattr(getattr(m, "config", None), STAGE_OUTPUTS[name], None) for m in members]
+    return all(n == names[0] for n in names)
 
 
 def check_same_inputs(models: Sequence[Any], names: Sequence[str]) -> ModelInputs:
@@ -157,8 +169,9 @@ class EnsembleRewardModel(RewardKitModel):
         """Every member's `label_episode` on the same inputs, combined per frame.
 
         Returns "progress" (F,) the members' mean, "progress_std" (F,) their population standard deviation
-        (ddof=0), and "progress_dense" / "success_prob" (F,) the members' mean when every member gives them;
-        F = T, or len(inputs.frame_indices) when given.
+        (ddof=0), "progress_dense" / "success_prob" (F,) the members' mean when every member gives them,
+        and "stage_probs" / "stage_probs_dense" (F, K) the members' mean, renormalised per frame, when every
+        member gives them over the same K stages (same names); F = T, or len(inputs.frame_indices) when given.
         """
         frames = None if inputs.frame_indices is None else np.asarray(inputs.frame_indices)
         outputs = [self._member_outputs(member, inputs, frames) for member in self.members]
@@ -170,17 +183,32 @@ class EnsembleRewardModel(RewardKitModel):
         for name in AVERAGED_OUTPUTS:
             if all(name in o for o in outputs):
                 labels[name] = np.stack([o[name] for o in outputs]).mean(0).astype(np.float32)
+        for name in STAGE_OUTPUTS:
+            if self._same_stages(name, outputs):
+                mean = np.stack([o[name] for o in outputs]).mean(0)  # (F, K)
+                labels[name] = (mean / mean.sum(1, keepdims=True)).astype(np.float32)
         return labels
+
+    def _same_stages(self, name: str, outputs: Sequence[dict[str, np.ndarray]]) -> bool:
+        """Whether every member gave `name` (a stage output) over the same stages: the same count K and,
+        where the members' configs name the stages, the same names in the same order (averaging the
+        probabilities of different stages would mean nothing)."""
+        if not all(name in o and o[name].ndim == 2 for o in outputs):
+            return False
+        if len({o[name].shape[1] for o in outputs}) > 1:
+            return False
+        return same_stage_names(self.members, name)
 
     @staticmethod
     def _member_outputs(
         member: Any, inputs: EpisodeInputs, frames: np.ndarray | None
     ) -> dict[str, np.ndarray]:
-        """One member's per-frame outputs as float64 arrays at the requested frames (a member may return
-        every frame although it was given `frame_indices`: those are sampled at the frames)."""
+        """One member's per-frame outputs as float64 arrays ((F,), stage outputs (F, K)) at the requested
+        frames (a member may return every frame although it was given `frame_indices`: those are sampled at
+        the frames)."""
         raw = member.label_episode(inputs)
         outputs = {}
-        for name in ("progress", *AVERAGED_OUTPUTS):
+        for name in ("progress", *AVERAGED_OUTPUTS, *STAGE_OUTPUTS):
             if name not in raw:
                 continue
             value = raw[name]

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from rewardkit.errors import RewardkitError
+from rewardkit.models.ensemble.modeling_ensemble import same_stage_names
 from rewardkit.models.online import StepOutput
 
 
@@ -73,6 +74,7 @@ class EnsembleOnline:
             shared = SharedEncoder(encoder)
         member_kwargs = {**kwargs, "encoder": shared} if shared is not None else kwargs
         self.adapters = [member.online(**member_kwargs) for member in model.members]
+        self._same_stages = same_stage_names(model.members, "stage_probs")
 
     def reset(self) -> None:
         for adapter in self.adapters:
@@ -85,7 +87,9 @@ class EnsembleOnline:
 
     def step_features(self, features: list[Any]) -> StepOutput:
         """Step every member; progress = their mean, success_prob = their mean when every member gives
-        one, extras: "progress_std" (population std) and "member_progress" (each member's)."""
+        one, extras: "progress_std" (population std) and "member_progress" (each member's), and, when every
+        member gives them over the same stages, "stage_probs" (K,) their mean renormalised and "stage" its
+        argmax (as `label_episode`'s stage_probs)."""
         if len(features) != len(self.adapters):
             raise RewardkitError(
                 f"the ensemble has {len(self.adapters)} members, step_features got {len(features)} features"
@@ -93,8 +97,16 @@ class EnsembleOnline:
         outputs = [adapter.step_features(f) for adapter, f in zip(self.adapters, features, strict=True)]
         progress = np.array([o.progress for o in outputs], dtype=np.float64)
         success = [o.success_prob for o in outputs]
+        extras: dict[str, Any] = {"progress_std": float(progress.std()), "member_progress": progress.tolist()}
+        stage_probs = [o.extras.get("stage_probs") for o in outputs]
+        if self._same_stages and all(p is not None for p in stage_probs):
+            rows = [np.asarray(p, np.float64).reshape(-1) for p in stage_probs]
+            if len({len(row) for row in rows}) == 1:
+                mean = np.stack(rows).mean(0)  # (K,)
+                extras["stage_probs"] = (mean / mean.sum()).astype(np.float32)
+                extras["stage"] = int(mean.argmax())
         return StepOutput(
             progress=float(progress.mean()),
             success_prob=None if any(s is None for s in success) else float(np.mean(success)),
-            extras={"progress_std": float(progress.std()), "member_progress": progress.tolist()},
+            extras=extras,
         )
