@@ -52,3 +52,21 @@ def test_check_overwrite_refuses_an_existing_output_unless_asked(tmp_path):
     with pytest.raises(RewardkitError, match=r"eval.json already exists; pass --overwrite=true"):
         check_overwrite(target, overwrite=False)
     assert check_overwrite(target, overwrite=True) == target
+
+
+def test_failed_folder_write_keeps_the_old_folder_and_removes_the_temporary(tmp_path):
+    from rewardkit.io_utils import atomic_write_folder
+
+    target = tmp_path / "checkpoint"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+
+    def broken(folder):
+        folder.mkdir()
+        (folder / "half.txt").write_text("half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        atomic_write_folder(target, broken)
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint"]
+    assert [p.name for p in target.iterdir()] == ["old.txt"]

@@ -8,6 +8,9 @@ hidden temporary file, which is removed when the write itself fails.
 Modes: a new file gets the mode the user's umask gives a plain `open()` (mkstemp's owner-only 600 would
 make shared datasets unreadable by others); a replaced file keeps its own mode.
 
+`atomic_write_folder` does the same for a whole folder (a checkpoint, a dataset): built beside its target,
+then swapped in, replacing an old folder as a whole (no stale file of it survives).
+
 `check_overwrite` is the one rule for existing outputs: nothing is replaced unless the user said
 `--overwrite=true`.
 """
@@ -15,6 +18,7 @@ make shared datasets unreadable by others); a replaced file keeps its own mode.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -71,3 +75,32 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write `text` (UTF-8) to `path` atomically. Returns `path`."""
     return atomic_write(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+
+
+def atomic_write_folder(path: str | Path, write: Callable[[Path], object]) -> Path:
+    """Call `write(folder)` to build a folder (`folder` does not exist yet: `write` creates it) in a
+    temporary folder beside `path`, then move it to `path`, replacing whatever is there as a whole.
+
+    Readers never see a half-built folder, nor old files mixed with new ones; between moving the old folder
+    aside and the new one in, `path` is briefly absent. A failed write leaves `path` as it was and no
+    temporary behind. Returns `path`.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    built, aside = staging / "new", staging / "previous"
+    try:
+        write(built)
+        if not built.is_dir():
+            raise RewardkitError(f"nothing was written for {path} (the writer made no folder)")
+        if path.exists() or path.is_symlink():
+            path.rename(aside)
+        try:
+            built.rename(path)
+        except BaseException:
+            if aside.exists() or aside.is_symlink():
+                aside.rename(path)  # put the old one back
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return path

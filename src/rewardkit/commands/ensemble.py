@@ -16,7 +16,7 @@ class EnsembleCommandConfig:
     checkpoints: the member checkpoint folders (or hub repos), at least two, all of one model type and
         reading the same cameras, encoder and state (e.g. `rewardkit train ... --seed=K` for K = 0, 1, 2).
     output_dir: the ensemble's checkpoint folder (load it with `rewardkit.load`, label with `rewardkit label`).
-    overwrite: replace an existing output folder.
+    overwrite: replace an existing output folder as a whole (none of its files are kept), atomically.
     """
 
     checkpoints: list[str] = field(default_factory=list)

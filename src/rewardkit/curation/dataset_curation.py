@@ -17,7 +17,6 @@ import io
 import json
 import logging
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ import numpy as np
 
 from rewardkit.curation.quality import CurationThresholds, EpisodeQuality, curate
 from rewardkit.errors import RewardkitError
-from rewardkit.io_utils import atomic_write_text, check_overwrite
+from rewardkit.io_utils import atomic_write_folder, atomic_write_text, check_overwrite
 
 logger = logging.getLogger(__name__)
 
@@ -301,21 +300,15 @@ def write_filtered_dataset(
         raise RewardkitError(f"episodes {unknown} to keep are not episodes of {source_root}")
     delete = sorted(all_episodes - set(keep))
     name = repo_id or f"{dataset.repo_id}_curated"
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=output_dir.parent, prefix=f".{output_dir.name}."))
-    target = staging / "dataset"
-    try:
+
+    def write(target: Path) -> None:
         if delete:
             source = LeRobotDataset(repo_id=str(dataset.repo_id), root=source_root)
             delete_episodes(source, delete, output_dir=target, repo_id=name)
         else:  # lerobot's tool refuses an empty deletion; keeping everything is a plain copy
             shutil.copytree(source_root, target)
-        if output_dir.exists():
-            aside = staging / "previous"
-            output_dir.rename(aside)
-        target.rename(output_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    atomic_write_folder(output_dir, write)
     logger.info("wrote %s: %d of %d episodes of %s", output_dir, len(keep), len(all_episodes), source_root)
     return output_dir
 

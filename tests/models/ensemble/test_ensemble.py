@@ -341,8 +341,35 @@ def test_combine_refuses_an_existing_output_without_overwrite(member_folders, tm
     assert sorted(p.name for p in output.iterdir()) == ["note.txt"]
     combine_checkpoints(member_folders[:2], output, overwrite=True)
     assert len(rewardkit.load(output).members) == 2
+    # the folder is replaced as a whole: nothing of the old one is kept, nothing temporary is left beside it
+    assert sorted(p.name for p in output.iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ensemble"]
     with pytest.raises(RewardkitError, match="is one of the checkpoints"):
         combine_checkpoints([member_folders[0], output], output, overwrite=True)
+    # replacing a folder that holds a checkpoint would delete it
+    runs = member_folders[0].parent
+    with pytest.raises(RewardkitError, match=f"holds one of the checkpoints \\({member_folders[0]}\\)"):
+        combine_checkpoints(member_folders, runs, overwrite=True)
+    assert all((folder / "model.safetensors").is_file() for folder in member_folders)
+
+
+def test_cli_overwrite_replaces_the_folder_as_a_whole_and_without_it_leaves_it_untouched(
+    member_folders, tmp_path, capsys
+):
+    output = tmp_path / "ensemble"
+    argv = ["ensemble", f"--checkpoints=[{member_folders[0]},{member_folders[1]}]", f"--output_dir={output}"]
+    assert main(argv) == 0
+    (output / "stray.txt").write_text("from an earlier run")
+    before = {p.name: p.read_bytes() for p in output.iterdir()}
+    assert main(argv) == 2
+    assert "already exists; pass --overwrite=true" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in output.iterdir()} == before
+
+    three = ["ensemble", f"--checkpoints=[{','.join(map(str, member_folders))}]", f"--output_dir={output}"]
+    assert main([*three, "--overwrite=true"]) == 0
+    assert sorted(p.name for p in output.iterdir()) == ["config.json", "model.safetensors"]
+    assert len(rewardkit.load(output).members) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ensemble"]
 
 
 # ---- the command line --------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rewardkit.errors import RewardkitError
-from rewardkit.io_utils import check_overwrite
+from rewardkit.io_utils import atomic_write_folder, check_overwrite
 from rewardkit.models.base import load
 from rewardkit.models.ensemble.modeling_ensemble import EnsembleRewardModel
 
@@ -17,7 +17,9 @@ def combine_checkpoints(paths: Sequence[str | Path], output_dir: str | Path, ove
 
     Everything is checked before anything is written: at least two checkpoints, each loads (strictly), all
     of one model type, all reading the same inputs (cameras, encoder, state); `output_dir` is refused when
-    it exists (unless `overwrite`) or is one of the checkpoints. The folder is written atomically.
+    it exists (unless `overwrite`), is one of the checkpoints or holds one. The folder is written atomically:
+    built beside `output_dir`, then swapped in; with `overwrite` an existing folder is replaced as a whole
+    (none of its files survive).
 
     Returns the output folder.
     """
@@ -29,12 +31,15 @@ def combine_checkpoints(paths: Sequence[str | Path], output_dir: str | Path, ove
         )
     output = Path(output_dir)
     check_overwrite(output, overwrite)
+    resolved = output.expanduser().resolve()
     for name in names:
-        if Path(name).expanduser().resolve() == output.expanduser().resolve():
+        checkpoint = Path(name).expanduser().resolve()
+        if checkpoint == resolved or resolved in checkpoint.parents:
+            # --overwrite replaces the output folder as a whole: it would delete the checkpoint
+            what = "is" if checkpoint == resolved else "holds"
             raise RewardkitError(
-                f"--output_dir {output} is one of the checkpoints; write the ensemble elsewhere"
+                f"--output_dir {output} {what} one of the checkpoints ({name}); write the ensemble elsewhere"
             )
     models = [load(name, device="cpu") for name in names]
     ensemble = EnsembleRewardModel.from_members(models, names)
-    ensemble.save_pretrained(output)
-    return output
+    return atomic_write_folder(output, ensemble.save_pretrained)
