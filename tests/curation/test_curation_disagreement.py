@@ -53,3 +53,25 @@ def test_curate_reports_each_episodes_mean_progress_std(tiny_dataset, tmp_path, 
     assert got == pytest.approx(SPREAD, abs=1e-3)
     assert {r["episode_index"]: r["disagreement"] for r in rows} == pytest.approx(SPREAD, abs=1e-6)
     assert '<th class="disagreement">' in page
+
+
+def test_curation_reads_the_progress_file_once(tiny_dataset, tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    from rewardkit.curation import curate_dataset
+
+    root, _ = tiny_dataset
+    progress = _progress(root, tmp_path / "p.parquet", with_spread=True)
+    dataset = open_dataset(root=root)
+    reads = []
+    read_table = pq.read_table
+
+    def counting(source, *args, **kwargs):
+        reads.append(str(source))
+        return read_table(source, *args, **kwargs)
+
+    monkeypatch.setattr(pq, "read_table", counting)
+    report = curate_dataset(progress, dataset)
+    assert [r for r in reads if r == str(progress)] == [str(progress)]  # progress and progress_std in one read
+    got = {q.episode_index: q.disagreement for q in report.episodes}
+    assert got == pytest.approx(SPREAD, abs=1e-6)

@@ -109,22 +109,25 @@ def curate_dataset(
     Raises:
         RewardkitError: the file does not fit the dataset, lacks the head's column, or is all NaN.
     """
-    from rewardkit.labelling.parquet import read_episode_means
     from rewardkit.rabc.weighter import ProgressTable
 
-    table = ProgressTable.from_file(progress_path, head, dataset)
+    table = ProgressTable.from_file(progress_path, head, dataset)  # the file's one read
     order = np.lexsort((table.index, table.episode_index))
     episodes, starts = np.unique(table.episode_index[order], return_index=True)
     bounds = [*starts.tolist(), order.size]
     curves, frame_index = {}, {}
+    # an ensemble's progress: each episode's mean progress_std, its members' disagreement
+    disagreement = None if table.progress_std is None else {}
     for k, episode in enumerate(episodes.tolist()):
         rows = order[bounds[k] : bounds[k + 1]]
         curves[episode] = table.progress[rows]
         frame_index[episode] = table.index[rows]
+        if disagreement is not None:
+            disagreement[episode] = float(table.progress_std[rows].sum() / rows.size)
     thresholds = thresholds or CurationThresholds()
     fps = float(dataset.fps)
     return CurationReport(
-        episodes=curate(curves, fps, thresholds, read_episode_means(table.path, "progress_std")),
+        episodes=curate(curves, fps, thresholds, disagreement),
         curves=curves,
         frame_index=frame_index,
         fps=fps,

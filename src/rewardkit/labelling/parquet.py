@@ -115,25 +115,11 @@ def write_progress_parquet(
     return atomic_write(path, lambda temporary: pq.write_table(table, temporary))
 
 
-def read_episode_means(path: str | Path, column: str) -> dict[int, float] | None:
-    """{episode_index: mean of `column` over its frames} from a progress parquet, or None when the file has
-    no such column (e.g. the per-episode disagreement of an ensemble's `progress_std`)."""
-    import pyarrow.parquet as pq
-
-    if column not in pq.read_schema(path).names:
-        return None
-    table = pq.read_table(path, columns=["episode_index", column])
-    episodes = table.column("episode_index").to_numpy()
-    values = table.column(column).to_numpy().astype(np.float64)
-    found, inverse = np.unique(episodes, return_inverse=True)
-    means = np.bincount(inverse, weights=values) / np.bincount(inverse)
-    return {int(e): float(m) for e, m in zip(found, means, strict=True)}
-
-
 def read_progress_parquet(
     path: str | Path, with_index: bool = False
 ) -> tuple[dict[int, dict[str, np.ndarray]], dict[str, str]]:
-    """Read a progress parquet: ({episode_index: {"progress": (T,), ["progress_dense": (T,)]}}, metadata).
+    """Read a progress parquet: ({episode_index: {"progress": (T,), ["progress_dense": (T,)],
+    ["progress_std": (T,)]}}, metadata); "progress_std" (an ensemble's spread) when the file has it.
 
     The one reader of the format (labelling, viz, RA-BC and RewACT's targets all come through here).
     Rows are put in `frame_index` order per episode (`index` order when the file has no `frame_index`,
@@ -159,7 +145,7 @@ def read_progress_parquet(
         raise RewardkitError(
             f"{path} is not a progress parquet: missing column(s) {missing} (progress columns: {available})"
         )
-    wanted = [c for c in (*required, "frame_index", "progress_dense") if c in names]
+    wanted = [c for c in (*required, "frame_index", "progress_dense", "progress_std") if c in names]
     # One thread: on a busy machine pyarrow's thread pool costs more than it gains for a few columns.
     table = pq.read_table(path, columns=wanted, use_threads=False)
     metadata = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
@@ -174,8 +160,9 @@ def read_progress_parquet(
     episode = integers("episode_index")
     frame = integers("frame_index") if "frame_index" in names else None
     columns = {"progress": "progress_sparse"}
-    if "progress_dense" in names:
-        columns["progress_dense"] = "progress_dense"
+    for optional in ("progress_dense", "progress_std"):
+        if optional in names:
+            columns[optional] = optional
     values = {
         key: table.column(name).to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
         for key, name in columns.items()

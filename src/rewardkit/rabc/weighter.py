@@ -47,6 +47,8 @@ class ProgressTable:
         index: (N,) int64 global frame index.
         episode_index: (N,) int64 episode of each frame.
         progress: (N,) float64 progress, NaN where unknown.
+        progress_std: (N,) float64 an ensemble's spread of progress (its `progress_std` column), or None
+            when the file has none.
     """
 
     path: Path
@@ -54,6 +56,7 @@ class ProgressTable:
     index: np.ndarray
     episode_index: np.ndarray
     progress: np.ndarray
+    progress_std: np.ndarray | None = None
 
     @classmethod
     def from_file(cls, path: str | Path, head_mode: str = "sparse", dataset: object = None) -> ProgressTable:
@@ -88,6 +91,11 @@ class ProgressTable:
                 [np.full(len(e["index"]), k, np.int64) for k, e in episodes.items()]
             ),
             progress=np.concatenate([e[column] for e in episodes.values()]).astype(np.float64),
+            progress_std=(
+                np.concatenate([e["progress_std"] for e in episodes.values()]).astype(np.float64)
+                if "progress_std" in next(iter(episodes.values()))
+                else None
+            ),
         )
 
 
