@@ -12,7 +12,8 @@ Ground truth is the simulator's: `ground_truth.progress` (current progress, the 
 `ground_truth.progress_reached` (its running maximum).
 
 Protocols, on the same held-out episodes (about 40% of the successes of each task and every failure
-not used for training):
+not used for training; with `--test_successes`/`--test_episodes`, also every episode of an evaluation-only
+dataset generated with another seed, so that AUROC is not read off a handful of successes):
   (a) trained on successes only;
   (b) trained on successes plus half the failures of some kinds ("seen": drop and stall on `full`,
       grasp_air on `proprio`); the other kinds ("unseen": action_noise, place_beside) are never trained on.
@@ -67,6 +68,9 @@ MODEL_SIZES = {
     "small": dict(hidden_dim=256, num_layers=2, num_heads=8),
     "default": dict(hidden_dim=768, num_layers=8, num_heads=12),
 }
+# the evaluation-only datasets: their seed is the training dataset's plus this, and their episodes are
+# keyed EVALUATION_INDEX + episode index beside the training dataset's held-out ones
+EVALUATION_SEED_OFFSET, EVALUATION_INDEX = 1000, 100_000
 OURS, LEROBOT = "rewardkit SARM", "lerobot SARM"
 ELAPSED, CONSTANT = "baseline: elapsed fraction", "baseline: constant 0.5"
 # not a model: what training's targets themselves score (see `training_targets`)
@@ -101,13 +105,17 @@ def default_encoder() -> str:
 
 
 # ---- data -------------------------------------------------------------------------------------------
-def generate(work: Path, name: str, successes: int, per_kind: int, image_size: int) -> Path:
-    """The `name` dataset of both tasks, generated with `rewardkit sim` unless already in `work`."""
+def generate(
+    work: Path, name: str, successes: int, per_kind: int, image_size: int, evaluation_only: bool = False
+) -> Path:
+    """The `name` dataset of both tasks, generated with `rewardkit sim` unless already in `work`.
+    `evaluation_only`: another seed (other object and goal positions), for held-out episodes only."""
     state, kinds, _, seed, cameras = DATASETS[name]
+    seed += EVALUATION_SEED_OFFSET if evaluation_only else 0
     params = dict(tasks=TASKS, successes=successes, per_kind=per_kind, image_size=image_size, state=state,
                   kinds=kinds, seed=seed, camera=",".join(cameras))  # fmt: skip
     digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
-    root = work / "data" / f"{name}_{digest}"
+    root = work / "data" / f"{name}{'-eval' if evaluation_only else ''}_{digest}"
     if (root / "meta" / "rewardkit_sim.json").exists():
         log(f"dataset {name}: cached at {root}")
         return root
@@ -232,16 +240,27 @@ def train_ours(
     return checkpoint
 
 
-def label(model, dataset, episodes: Sequence[int], cache_dir: Path) -> dict[int, dict[str, np.ndarray]]:
+def label(
+    model, dataset, episodes: Sequence[int], cache_dir: Path, evaluation=None
+) -> dict[int, dict[str, np.ndarray]]:
+    """The model's progress on `episodes` of `dataset`, and on every episode of the `evaluation` dataset
+    when given (keyed EVALUATION_INDEX + its episode index)."""
     from rewardkit.labelling import label_dataset
 
-    previous = dataset.selected_episodes
-    dataset.selected_episodes = list(episodes)
-    try:
-        labels = label_dataset(model, dataset, show_progress=False, cache_dir=cache_dir)
-    finally:
-        dataset.selected_episodes = previous
-    return {ep.episode_index: {"progress": np.asarray(ep.outputs["progress"])} for ep in labels}
+    out = {}
+    for data, chosen, offset in ((dataset, episodes, 0), (evaluation, None, EVALUATION_INDEX)):
+        if data is None:
+            continue
+        previous = data.selected_episodes
+        data.selected_episodes = None if chosen is None else list(chosen)
+        try:
+            labels = label_dataset(model, data, show_progress=False, cache_dir=cache_dir)
+        finally:
+            data.selected_episodes = previous
+        out.update(
+            {offset + ep.episode_index: {"progress": np.asarray(ep.outputs["progress"])} for ep in labels}
+        )
+    return out
 
 
 # ---- lerobot's SARM -------------------------------------------------------------------------------------
@@ -507,6 +526,16 @@ def main() -> int:
     parser.add_argument(
         "--successes", type=int, default=None, help="successes per task (default 24, quick 8)"
     )
+    parser.add_argument(
+        "--test_successes", type=int, default=0,
+        help="successes per task of an evaluation-only dataset (another seed) added to the held-out episodes",
+    )  # fmt: skip
+    parser.add_argument(
+        "--test_episodes",
+        type=int,
+        default=0,
+        help="failures per kind and task of that evaluation-only dataset",
+    )
     parser.add_argument("--image_size", type=int, default=64)
     parser.add_argument(
         "--model_size", choices=sorted(MODEL_SIZES), default=None, help="default small (quick) / default"
@@ -544,6 +573,8 @@ def main() -> int:
     args.model_size = args.model_size or "small"
     args.batch_size = args.batch_size or (8 if args.quick else 16)
     args.encoder = args.encoder or default_encoder()
+    if (args.test_successes > 0) != (args.test_episodes > 0):
+        parser.error("--test_successes and --test_episodes go together (AUROC needs successes and failures)")
     args.work_dir = args.work_dir.resolve()
     args.work_dir.mkdir(parents=True, exist_ok=True)
     log(f"settings: steps {args.steps}, batch {args.batch_size}, encoder {args.encoder}, model {args.model_size}, "
@@ -565,6 +596,8 @@ def main() -> int:
         / "runs"
         / f"lerobot_{args.model_size}_s{args.steps}_b{args.batch_size}_g{args.frame_gap}"
     )
+    # results scored with an evaluation-only dataset are kept apart from those without
+    test_key = f"_test{args.test_successes}x{args.test_episodes}" if args.test_successes else ""
     for name in args.datasets.split(","):
         _, kinds, seen, _, _ = DATASETS[name]
         t0 = time.perf_counter()
@@ -578,8 +611,21 @@ def main() -> int:
         from rewardkit.sim.metaworld_sim import read_ground_truth
 
         task_of = {i: truth.task for i, truth in read_ground_truth(root).items()}
+        evaluation = None
+        if args.test_successes:
+            import dataclasses
+
+            extra_root = generate(args.work_dir, name, args.test_successes, args.test_episodes, args.image_size,
+                                  evaluation_only=True)  # fmt: skip
+            evaluation = open_dataset(root=extra_root)
+            for i, truth in ground_truth_from_dataset(evaluation, stage_scheme=None).items():
+                truths[EVALUATION_INDEX + i] = dataclasses.replace(truth, episode_index=EVALUATION_INDEX + i)
+            task_of.update({EVALUATION_INDEX + i: t.task for i, t in read_ground_truth(extra_root).items()})
+        extra = (
+            f", {len(truths) - len(split['test'])} of them from {evaluation.root.name}" if evaluation else ""
+        )
         log(f"{name}: train (a) {len(split['a'])} episodes, (b) {len(split['b'])} ({len(split['b_failed'])} failed, "
-            f"kinds {list(seen)}); held out {len(split['test'])} ({sum(not t.success for t in truths.values())} failed)")  # fmt: skip
+            f"kinds {list(seen)}); held out {len(truths)} ({sum(not t.success for t in truths.values())} failed{extra})")  # fmt: skip
         for protocol in ("a", "b"):
             failed = split["b_failed"] if protocol == "b" else []
             # (b)'s checkpoints depend on what training is told about the failures; (a)'s do not
@@ -602,7 +648,7 @@ def main() -> int:
             timings[f"{name} ({protocol}): {OURS} train"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             predictions[OURS] = label(
-                rewardkit.load(checkpoint).eval(), dataset, split["test"], args.work_dir / "cache"
+                rewardkit.load(checkpoint).eval(), dataset, split["test"], args.work_dir / "cache", evaluation
             )
             timings[f"{name} ({protocol}): {OURS} label"] = time.perf_counter() - t0
             if not args.no_lerobot and protocol in args.lerobot_protocols.split(","):
@@ -613,7 +659,9 @@ def main() -> int:
                 t0 = time.perf_counter()
                 model = rewardkit.load(folder).eval()
                 model.config.encoder = LEROBOT_CLIP  # the random CLIP it was trained with
-                predictions[LEROBOT] = label(model, dataset, split["test"], args.work_dir / "cache")
+                predictions[LEROBOT] = label(
+                    model, dataset, split["test"], args.work_dir / "cache", evaluation
+                )
                 timings[f"{name} ({protocol}): {LEROBOT} label"] = time.perf_counter() - t0
             models = dict(predictions)
             lengths = {e.episode_index: e.length for e in dataset.episodes() if e.episode_index in split["a"]}
@@ -621,10 +669,10 @@ def main() -> int:
             scored = score(predictions, truths, task_of, seen if protocol == "b" else ())
             everything[tag] = scored
             print_table(f"protocol ({protocol}), {name} state, held-out episodes", scored)
-            plot(args.work_dir / "plots" / f"{run_key}_{tag}.png", scored, models, truths)
+            plot(args.work_dir / "plots" / f"{run_key}_{tag}{test_key}.png", scored, models, truths)
             judge(verdicts, protocol, name, scored)
 
-    results_path = args.work_dir / f"results_{run_key}_fail-{args.failure_target}.json"
+    results_path = args.work_dir / f"results_{run_key}_fail-{args.failure_target}{test_key}.json"
     serialisable = {
         key: {model: {"summary": r["summary"], "groups": {f"{t} | {g}": row for (t, g), row in r["groups"].items()}}
               for model, r in scored.items()}
