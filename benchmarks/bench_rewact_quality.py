@@ -183,8 +183,14 @@ def main() -> None:
     print(header)
     act_rows = results["plain ACT"]
     for name, by_step in results.items():
+        # no trained reward head (reward_loss_weight=0): its reward scores are an untrained head's
+        headless = variants[name].get("reward_loss_weight") == 0.0
         for step, rows in sorted(by_step.items()):
-            cells = [mean_spread([r[k] for r in rows]) for k in ("voc_success", "auroc", "mae", "action_l1")]
+            cells = [
+                "n/a" if headless else mean_spread([r[k] for r in rows])
+                for k in ("voc_success", "auroc", "mae")
+            ]
+            cells.append(mean_spread([r["action_l1"] for r in rows]))
             ratios = [r["action_l1"] / a["action_l1"] for r, a in zip(rows, act_rows[step], strict=True)]
             cells.append(" ".join(f"{x:.4f}" for x in ratios))  # per seed: the target is per seed
             seconds = np.mean([r["train_s"] for r in rows])
@@ -194,6 +200,10 @@ def main() -> None:
                 + " ".join(f"{c:>14s}" for c in cells)
                 + f" {clipped:8.2f}"
             )
+    print(
+        "n/a: plain ACT (reward_loss_weight=0) trains no reward head, so its VOC, AUROC and MAE score an "
+        "untrained head; it is here for the action L1"
+    )
     demo_json = Path(args.demo_json)
     if demo_json.is_file():
         headline = json.loads(demo_json.read_text())["headline"]
