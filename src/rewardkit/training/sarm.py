@@ -13,16 +13,17 @@ import numpy as np
 from lerobot.utils.constants import OBS_STATE
 
 from rewardkit.data.dataset import DatasetError, RewardDataset, open_from_config
+from rewardkit.errors import RewardkitError
 from rewardkit.models.sarm.configuration_sarm import SARMConfig
 from rewardkit.models.sarm.data import EpisodeSlice, SARMTrainingData, perturbation_texts
-from rewardkit.models.sarm.modeling_sarm import SARMRewardModel
+from rewardkit.models.sarm.modeling_sarm import SARMRewardModel, saved_config
 from rewardkit.training.flags import (
     RewardTrainingConfig,
     check_numeric_inputs,
     find_failed_episodes,
     validation_split,
 )
-from rewardkit.training.trainer import Trainer, TrainResult
+from rewardkit.training.trainer import PRETRAINED, Trainer, TrainResult, config_for_resume, resume_folder
 
 logger = logging.getLogger(__name__)
 
@@ -172,16 +173,37 @@ def per_episode_failure_targets(cfg: SARMTrainConfig) -> dict[int, str]:
     return dict(zip(named, cfg.failure_targets, strict=True))
 
 
+def run_model_config(cfg: SARMTrainConfig) -> SARMConfig:
+    """The model config the run trains from: `cfg.model`; with `--resume`, the checkpoint's own config
+    (its config.json, as `SARMRewardModel` loads it) with the `--model.*` flags the user set on top
+    (`trainer.config_for_resume`), so today's defaults never change a resumed model (a run saved with
+    frame_tokens="separate" resumes without the flag).
+
+    Raises:
+        RewardkitError: `--resume` and no checkpoint to resume from, or one of another model type.
+    """
+    if not cfg.resume:
+        return cfg.model
+    folder = resume_folder(cfg.output_dir) / PRETRAINED
+    if not (folder / "config.json").is_file():
+        raise RewardkitError(
+            f"--resume: no checkpoint to resume from at {resume_folder(cfg.output_dir)} (no "
+            f"{folder / 'config.json'}); drop --resume=true to start a new run in {cfg.output_dir}"
+        )
+    return config_for_resume(cfg.model, saved_config(folder))
+
+
 def prepare(cfg: SARMTrainConfig) -> tuple[SARMRewardModel, SARMTrainingData, SARMTrainingData | None]:
     """Model and its training / validation data.
 
     `cfg.model` is not changed: what the dataset decides (cameras, stage names and proportions, frame gap,
-    feature size, state statistics) goes into a new config, the model's, which its checkpoints save.
+    feature size, state statistics) goes into a new config, the model's, which its checkpoints save. A
+    resumed run starts from its checkpoint's config instead (`run_model_config`).
     """
     from rewardkit.cache import open_or_build_cache
 
+    given = run_model_config(cfg)  # before the dataset: a resume with nothing to resume is refused at once
     dataset = open_from_config(cfg.dataset)
-    given = cfg.model
     resolved: dict = {"cameras": list(given.cameras or dataset.camera_keys)}
     for camera in resolved["cameras"]:
         dataset.check_camera(camera)

@@ -16,6 +16,7 @@ Checkpoint layout (lerobot's): `<output_dir>/checkpoints/<step:06d>/{pretrained_
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -104,6 +105,39 @@ class TrainResult:
     train_logs: dict[str, float] = field(default_factory=dict)
     val_logs: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def resume_folder(output_dir: str | Path) -> Path:
+    """The checkpoint `--resume` continues from: `<output_dir>/checkpoints/last`."""
+    return Path(output_dir) / CHECKPOINTS / "last"
+
+
+# Fields of a model config that describe this process, not the model: a resumed run takes them from its
+# own flags, never from the checkpoint (a run saved on a GPU may resume on a CPU).
+RUNTIME_FIELDS = ("device",)
+
+
+def config_for_resume(given: Any, saved: Any) -> Any:
+    """The model config a resumed run continues with: `saved` (the checkpoint's own config), with the
+    fields the user set taken from `given` (the run's parsed config): those where `given` differs from its
+    class's defaults, and the runtime fields (`RUNTIME_FIELDS`). Today's defaults never replace what the
+    run was saved with (e.g. a default that changed since, like SARM's `frame_tokens`).
+
+    A flag set to exactly today's default cannot be told from no flag: the saved value is kept then.
+    Both configs are of one dataclass type; a new config is returned, neither is changed.
+    """
+    if type(saved) is not type(given):
+        raise RewardkitError(
+            f"the checkpoint to resume holds a '{getattr(saved, 'type', type(saved).__name__)}' model, this run "
+            f"trains '{getattr(given, 'type', type(given).__name__)}': resume with the run's own --model.type"
+        )
+    default = type(given)()
+    chosen = {
+        f.name: getattr(given, f.name)
+        for f in dataclasses.fields(given)
+        if f.init and (f.name in RUNTIME_FIELDS or getattr(given, f.name) != getattr(default, f.name))
+    }
+    return dataclasses.replace(saved, **chosen)
 
 
 def split_episodes(episodes: list[int], val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
@@ -349,7 +383,7 @@ class Trainer:
             self.remove_stale_temporaries()
         self.accelerator.wait_for_everyone()
         if config.resume:
-            last = self.output_dir / CHECKPOINTS / "last"
+            last = resume_folder(self.output_dir)
             if not last.exists():
                 raise FileNotFoundError(f"--resume: no checkpoint to resume from at {last}")
             self.load_checkpoint(last)

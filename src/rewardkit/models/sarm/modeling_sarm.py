@@ -73,6 +73,22 @@ def window_indices(length: int, frames: np.ndarray, offsets: list[int] | np.ndar
     return np.clip(frames[:, None] + np.asarray(offsets, dtype=np.int64)[None, :], 0, length - 1)
 
 
+def saved_config(folder: Path, config: Any = None) -> Any:
+    """The config a checkpoint folder loads with: `config` (default: its config.json), where a sliding
+    checkpoint whose config.json predates `frame_tokens` (no key) keeps the layout it was trained with,
+    "separate", whatever the default for new models is. `rewardkit train --resume` continues with it."""
+    if config is None:
+        config = load_config(folder)
+    if (
+        isinstance(config, SARMConfig)
+        and config.frame_tokens is None
+        and config.resolved_architecture == "sliding"
+        and "frame_tokens" not in read_config_dict(folder)
+    ):
+        config = replace(config, frame_tokens="separate")
+    return config
+
+
 class SARMRewardModel(RewardKitModel):
     """SARM reward model reading cached frozen features (see the module docstring for batch keys).
 
@@ -115,19 +131,9 @@ class SARMRewardModel(RewardKitModel):
         strict: bool = True,
         **kwargs: Any,
     ) -> SARMRewardModel:
-        """Load a checkpoint strictly (`RewardKitModel.from_pretrained`). A sliding checkpoint whose
-        config.json predates `frame_tokens` (no key) keeps the layout it was trained with, "separate",
-        whatever the default for new models is."""
+        """Load a checkpoint strictly (`RewardKitModel.from_pretrained`), with `saved_config`'s rule."""
         folder = resolve_checkpoint(pretrained_name_or_path, revision=revision)
-        if config is None:
-            config = load_config(folder)
-        if (
-            isinstance(config, SARMConfig)
-            and config.frame_tokens is None
-            and config.resolved_architecture == "sliding"
-            and "frame_tokens" not in read_config_dict(folder)
-        ):
-            config = replace(config, frame_tokens="separate")
+        config = saved_config(folder, config)
         return super().from_pretrained(folder, config=config, strict=strict, **kwargs)
 
     def prepare_for_dataset(self, dataset: Any) -> None:
