@@ -672,7 +672,9 @@ def main() -> int:
             plot(args.work_dir / "plots" / f"{run_key}_{tag}{test_key}.png", scored, models, truths)
             judge(verdicts, protocol, name, scored)
 
-    results_path = args.work_dir / f"results_{run_key}_fail-{args.failure_target}{test_key}.json"
+    # a run on some of the datasets does not replace the results of a run on the others
+    only = "" if args.datasets == "full,proprio" else f"_{args.datasets.replace(',', '-')}"
+    results_path = args.work_dir / f"results_{run_key}_fail-{args.failure_target}{test_key}{only}.json"
     serialisable = {
         key: {model: {"summary": r["summary"], "groups": {f"{t} | {g}": row for (t, g), row in r["groups"].items()}}
               for model, r in scored.items()}
