@@ -338,9 +338,9 @@ def train_lerobot(root: Path, out: Path, episodes: Sequence[int], args) -> Path:
         deltas = [d / meta.fps for d in config.observation_delta_indices]
         dataset = LeRobotDataset("rewardkit/metaworld-sim", root=root, episodes=list(episodes),
                                  delta_timestamps={camera: deltas, "observation.state": deltas})  # fmt: skip
-        torch.manual_seed(1000)
+        torch.manual_seed(args.lerobot_seed)
         # lerobot's SARM draws rewind, language perturbation and stage conditioning from Python's `random`
-        random.seed(1000)
+        random.seed(args.lerobot_seed)
         model = SARMRewardModel(config, dataset_stats=dataset.meta.stats, dataset_meta=dataset.meta)
         pre, _ = processor_sarm.make_sarm_pre_post_processors(config, dataset.meta.stats, dataset.meta)
         preset = config.get_optimizer_preset()
@@ -348,7 +348,7 @@ def train_lerobot(root: Path, out: Path, episodes: Sequence[int], args) -> Path:
         # its scheduler preset built as lerobot-train builds it (warm-up and decay scaled to a short run),
         # the schedule rewardkit's trainer gives ours
         scheduler = config.get_scheduler_preset().build(optimizer, args.steps)
-        rng = np.random.default_rng(1000)
+        rng = np.random.default_rng(args.lerobot_seed)
         model.train()
         for step in range(args.steps):
             batch = default_collate([dataset[int(i)] for i in rng.integers(0, len(dataset), args.batch_size)])
@@ -549,6 +549,12 @@ def main() -> int:
         help="protocols in which lerobot's SARM is trained and compared (its CPU cost is ~10x ours)",
     )  # fmt: skip
     parser.add_argument(
+        "--lerobot_seed",
+        type=int,
+        default=1000,
+        help="lerobot's SARM: its initialisation, batches and augmentation",
+    )
+    parser.add_argument(
         "--train_option",
         action="append",
         default=[],
@@ -595,6 +601,7 @@ def main() -> int:
         args.work_dir
         / "runs"
         / f"lerobot_{args.model_size}_s{args.steps}_b{args.batch_size}_g{args.frame_gap}"
+        f"{'' if args.lerobot_seed == 1000 else f'_seed{args.lerobot_seed}'}"
     )
     # results scored with an evaluation-only dataset are kept apart from those without
     test_key = f"_test{args.test_successes}x{args.test_episodes}" if args.test_successes else ""
@@ -674,6 +681,7 @@ def main() -> int:
 
     # a run on some of the datasets does not replace the results of a run on the others
     only = "" if args.datasets == "full,proprio" else f"_{args.datasets.replace(',', '-')}"
+    only += "" if args.lerobot_seed == 1000 or args.no_lerobot else f"_lerobot-seed{args.lerobot_seed}"
     results_path = args.work_dir / f"results_{run_key}_fail-{args.failure_target}{test_key}{only}.json"
     serialisable = {
         key: {model: {"summary": r["summary"], "groups": {f"{t} | {g}": row for (t, g), row in r["groups"].items()}}
