@@ -53,6 +53,14 @@ class SARMTrainConfig(RewardTrainingConfig):
             each): what happened there, overriding `failure_target` for it. A dropped object or a grasp
             that closed on nothing puts the attempt back to reaching ("drop"); a stall keeps what it reached
             ("hold").
+        completed_episodes: Successful episodes whose completion frame is known (`completion_frames`, in
+            the same order): the first frame at which the task is done. Single-stage targets then reach 1
+            there and hold it (what a robot does after the task, retracting or waiting, is not progress),
+            instead of a ramp over the whole episode; and a failed attempt is timed on the clock of the
+            successes' completion. Measured on benchmarks/bench_quality.py: see the README.
+        completion_frames: One frame per `completed_episodes` (within the episode, 0 included).
+        completion_frame_column: A per-episode integer column of meta/episodes: the frame where the episode
+            completed its task (null or negative: unknown).
     """
 
     model: SARMConfig = field(default_factory=SARMConfig)
@@ -61,6 +69,9 @@ class SARMTrainConfig(RewardTrainingConfig):
     failure_target: str = "hold"
     failure_clock: str = "successes"
     failure_targets: list[str] | None = None
+    completed_episodes: list[int] | None = None
+    completion_frames: list[int] | None = None
+    completion_frame_column: str | None = None
 
 
 def _scheme_annotations(dataset: RewardDataset, scheme: str) -> tuple[dict, list[str], list[float] | None]:
@@ -120,10 +131,12 @@ def episode_targets(
     fail_frame: int | None = None,
     failure_target: str = "drop",
     reference_length: int | None = None,
+    completion_frame: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(stage (T,) int64, tau (T,) float32) of one episode for one head.
 
-    No annotation (single stage): stage 0, tau linear 0..1. A failed episode keeps its progress at the level
+    No annotation (single stage): stage 0, tau linear 0..1; with a `completion_frame` (a success), linear
+    to 1 at that frame, then 1. A failed episode keeps its progress at the level
     reached, capped below 1, and from `fail_frame` (when known) drops to 0 or holds the level reached there
     (`failure_target`, see `failure_progress`), converted back to stage + tau with the proportions.
     `reference_length` (single stage, failed episodes): the ramp runs at t / (reference_length - 1), the
@@ -136,6 +149,9 @@ def episode_targets(
         stage = np.zeros(length, dtype=np.int64)
         if failed and reference_length is not None and reference_length > 1:
             tau = np.minimum(np.arange(length) / (reference_length - 1), 1.0).astype(np.float32)
+        elif not failed and completion_frame is not None:
+            tau = np.minimum(np.arange(length) / max(completion_frame, 1), 1.0).astype(np.float32)
+            tau[completion_frame:] = 1.0
     else:
         episode_names, starts, ends = scheme_annotation
         unknown = [n for n in episode_names if n not in names]
@@ -193,6 +209,54 @@ def run_model_config(cfg: SARMTrainConfig) -> SARMConfig:
     return config_for_resume(cfg.model, saved_config(folder))
 
 
+def completion_frames(
+    cfg: SARMTrainConfig, root, lengths: dict[int, int], failed: dict[int, int | None], annotated: bool
+) -> dict[int, int]:
+    """{successful episode: the frame its task was complete} among the chosen episodes (`lengths`), from
+    `--completed_episodes` / `--completion_frames` and `--completion_frame_column` (the flags win).
+
+    Raises:
+        DatasetError: lists of different lengths, a frame outside its episode, an episode also marked
+            failed, or frames given with subtask annotations (their last subtask's end says it).
+    """
+    from rewardkit.data.annotations import episode_metadata_column
+
+    named = [int(e) for e in cfg.completed_episodes or ()]
+    if len(named) != len(cfg.completion_frames or ()):
+        raise DatasetError(
+            f"--completion_frames has {len(cfg.completion_frames or ())} frames for {len(named)} "
+            "--completed_episodes; give one frame per completed episode, in the same order"
+        )
+    frames: dict[int, int] = {}
+    if cfg.completion_frame_column is not None:
+        for episode, value in episode_metadata_column(root, cfg.completion_frame_column).items():
+            if value is not None and int(value) >= 0:
+                frames[int(episode)] = int(value)
+    frames.update(zip(named, (int(f) for f in cfg.completion_frames or ()), strict=True))
+    outside = sorted(e for e in frames if e not in lengths)
+    if outside and named:
+        logger.warning(
+            "episodes %s have a completion frame but are not in --dataset.episodes; ignored", outside
+        )
+    frames = {e: f for e, f in frames.items() if e in lengths}
+    if frames and annotated:
+        raise DatasetError(
+            "completion frames shape single-stage targets; with subtask annotations the last subtask's end "
+            "frame says when the task is done: drop --completed_episodes / --completion_frame_column, or "
+            "train with --model.annotation_mode=single_stage"
+        )
+    both = sorted(set(frames) & set(failed))
+    if both:
+        raise DatasetError(f"episodes {both} of {root} are marked both failed and completed; mark each once")
+    bad = {e: f for e, f in frames.items() if not 0 <= f < lengths[e]}
+    if bad:
+        raise DatasetError(
+            f"completion frames {bad} (episode: frame) are outside their episode in {root} (lengths "
+            f"{[lengths[e] for e in bad]}); a completion frame counts frames within its episode, from 0"
+        )
+    return frames
+
+
 def prepare(cfg: SARMTrainConfig) -> tuple[SARMRewardModel, SARMTrainingData, SARMTrainingData | None]:
     """Model and its training / validation data.
 
@@ -244,6 +308,7 @@ def prepare(cfg: SARMTrainConfig) -> tuple[SARMRewardModel, SARMTrainingData, SA
             f"failure frames {late} (episode: frame) are past the end of their episode in {dataset.root} "
             f"(lengths {[lengths[e] for e in late]}); a failure frame counts frames within its episode"
         )
+    done = completion_frames(cfg, dataset.root, lengths, failed, given.annotation_mode != "single_stage")
     unknown = [e for e, f in failed.items() if f is None]
     if unknown and given.train_on_failures:
         # measured (issue 15): a failed episode with no frame gets a time ramp capped at 0.9, barely below
@@ -277,7 +342,12 @@ def prepare(cfg: SARMTrainConfig) -> tuple[SARMRewardModel, SARMTrainingData, SA
     clock: dict[str, int] = {}
     if cfg.failure_clock == "successes":
         for task in tasks:
-            lengths_ok = [e.length for e in usable if e.task == task and e.episode_index not in failed]
+            # a success's clock runs to its completion frame when known, else to its end
+            lengths_ok = [
+                done[e.episode_index] + 1 if e.episode_index in done else e.length
+                for e in usable
+                if e.task == task and e.episode_index not in failed
+            ]
             if lengths_ok:
                 clock[task] = int(np.median(lengths_ok))
     targets = {}
@@ -295,6 +365,7 @@ def prepare(cfg: SARMTrainConfig) -> tuple[SARMRewardModel, SARMTrainingData, SA
                 failed.get(e.episode_index),
                 target_of.get(e.episode_index, cfg.failure_target),
                 clock.get(e.task),
+                done.get(e.episode_index),
             )
             stage[e.from_index : e.to_index], tau[e.from_index : e.to_index] = s, t
         targets[scheme] = (stage, tau)
