@@ -180,14 +180,28 @@ def failure_targets_from_sim(truths: Mapping, failed: Sequence[int]) -> list[str
     ]
 
 
-def training_targets(truths: Mapping, tasks: Mapping[int, str], train_successes: Mapping[int, int]) -> dict:
+def completion_frames_from_sim(truths: Mapping, episodes: Sequence[int]) -> dict[int, int]:
+    """Where each successful episode's task was done, as an annotator would mark it: the first frame at
+    which the simulator says success (its progress is 1 from there on)."""
+    return {
+        e: int(np.argmax(np.asarray(truths[e].progress) >= 1.0 - 1e-6)) for e in episodes if truths[e].success
+    }
+
+
+def training_targets(
+    truths: Mapping,
+    tasks: Mapping[int, str],
+    train_successes: Mapping[int, int],
+    completion: Mapping[int, int] | None = None,
+) -> dict:
     """What single-stage training's targets would say of each held-out episode, given its exact failure frame
     and what happened there (`failure_frames`, `failure_targets_from_sim`): the time ramp on successes, and on
     failures the ramp on the successes' clock, held or dropped from the failure frame (the targets
     `--failure_clock=successes` builds). A model that learnt such targets perfectly scores this: how far
     the targets themselves are from the simulator's progress. Not a model (it reads the failure frame off
     the simulator, which no model has at labelling time), and not a bound: a model can generalise past its
-    targets. `train_successes`: training success -> its length."""
+    targets. `train_successes`: training success -> its length (its completion frame + 1 when training is
+    given completion frames); `completion`: held-out success -> its completion frame, when it is."""
     from rewardkit.training.sarm import episode_targets
 
     clock = {}
@@ -204,8 +218,9 @@ def training_targets(truths: Mapping, tasks: Mapping[int, str], train_successes:
         )
         # the targets training builds for a single-stage episode (no annotation)
         _, tau = episode_targets(
-            len(truth.progress), None, ["task"], [1.0], failed, frame, after, clock[tasks[episode]]
-        )
+            len(truth.progress), None, ["task"], [1.0], failed, frame, after, clock[tasks[episode]],
+            (completion or {}).get(episode),
+        )  # fmt: skip
         out[episode] = {"progress": tau}
     return out
 
@@ -218,6 +233,7 @@ def train_ours(
     args,
     frames: Sequence[int] = (),
     targets: Sequence[str] = (),
+    completion: Mapping[int, int] | None = None,
 ) -> Path:
     checkpoint = out / "checkpoints" / "last" / "pretrained_model"
     if checkpoint.exists():
@@ -236,6 +252,8 @@ def train_ours(
         *([f"--failure_frames=[{','.join(map(str, frames))}]"] if frames else []),
         *([f"--failure_target={args.failure_target}"] if frames and not targets else []),
         *([f"--failure_targets=[{','.join(targets)}]"] if targets else []),
+        *([f"--completed_episodes=[{','.join(map(str, completion))}]",
+           f"--completion_frames=[{','.join(str(completion[e]) for e in completion)}]"] if completion else []),
     )  # fmt: skip
     return checkpoint
 
@@ -461,7 +479,7 @@ def judge(verdicts: Verdicts, protocol: str, dataset: str, scored: Mapping[str, 
         # exactly scores the elapsed baseline against the simulator's progress
         ramp = scored[ELAPSED]["groups"][(task, "successes")]["mae_success"]
         verdicts.check(f"{where} success MAE", success["mae_success"], at_most(0.05),
-                       f"<= 0.05; the time ramp, single-stage training's targets, scores {ramp:.3f}")  # fmt: skip
+                       f"<= 0.05; the training targets themselves: {ramp:.3f}")  # fmt: skip
         verdicts.check(f"{where} success VOC", success["voc_success"], at_least(0.95), ">= 0.95")
         if (task, "all failures") in ref:
             mine, theirs = ours[(task, "all failures")], ref[(task, "all failures")]
@@ -567,6 +585,11 @@ def main() -> int:
     )  # fmt: skip
     parser.add_argument("--datasets", default="full,proprio", help="which of: full, proprio")
     parser.add_argument(
+        "--completion", choices=("none", "sim"), default="none",
+        help="sim: training successes get their completion frame (where the simulator says success), so "
+        "their targets reach 1 there (`rewardkit train --completed_episodes/--completion_frames`)",
+    )  # fmt: skip
+    parser.add_argument(
         "--failure_target", choices=("hold", "drop", "sim", "none"), default="hold",
         help="protocol (b): failed training episodes get their failure frame (from the simulator's reached "
         "progress) and this target after it; sim: per episode, drop where its current progress fell back, "
@@ -595,6 +618,7 @@ def main() -> int:
     everything = {}
     run_key = f"{args.encoder.replace(':', '_').replace('/', '_')}_{args.model_size}_s{args.steps}_b{args.batch_size}_g{args.frame_gap}"
     run_key += "".join(f"_{option.replace('=', '-')}" for option in args.model_option + args.train_option)
+    run_key += "_done-sim" if args.completion == "sim" else ""
     # lerobot's SARM depends on the data and budget only, not on rewardkit's encoder or options: one
     # checkpoint per dataset, protocol and budget serves every variant of ours
     lerobot_runs = (
@@ -633,6 +657,15 @@ def main() -> int:
         )
         log(f"{name}: train (a) {len(split['a'])} episodes, (b) {len(split['b'])} ({len(split['b_failed'])} failed, "
             f"kinds {list(seen)}); held out {len(truths)} ({sum(not t.success for t in truths.values())} failed{extra})")  # fmt: skip
+        completion, held_completion = {}, {}
+        if args.completion == "sim":
+            dataset.selected_episodes = split["a"]
+            completion = completion_frames_from_sim(
+                ground_truth_from_dataset(dataset, stage_scheme=None), split["a"]
+            )
+            dataset.selected_episodes = None
+            held_completion = completion_frames_from_sim(truths, [e for e in truths if truths[e].success])
+            log(f"{name}: completion frames of the training successes {completion}")
         for protocol in ("a", "b"):
             failed = split["b_failed"] if protocol == "b" else []
             # (b)'s checkpoints depend on what training is told about the failures; (a)'s do not
@@ -651,7 +684,9 @@ def main() -> int:
                 dataset.selected_episodes = None
                 log(f"{name} ({protocol}): failure frames {dict(zip(failed, frames, strict=True))}"
                     + (f", targets {dict(zip(failed, targets, strict=True))}" if targets else ""))  # fmt: skip
-            checkpoint = train_ours(root, out / "rewardkit", split[protocol], failed, args, frames, targets)
+            checkpoint = train_ours(
+                root, out / "rewardkit", split[protocol], failed, args, frames, targets, completion
+            )
             timings[f"{name} ({protocol}): {OURS} train"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             predictions[OURS] = label(
@@ -671,8 +706,14 @@ def main() -> int:
                 )
                 timings[f"{name} ({protocol}): {LEROBOT} label"] = time.perf_counter() - t0
             models = dict(predictions)
-            lengths = {e.episode_index: e.length for e in dataset.episodes() if e.episode_index in split["a"]}
-            predictions[TARGETS] = training_targets(truths, task_of, lengths)
+            lengths = {
+                e.episode_index: completion[e.episode_index] + 1
+                if e.episode_index in completion
+                else e.length
+                for e in dataset.episodes()
+                if e.episode_index in split["a"]
+            }
+            predictions[TARGETS] = training_targets(truths, task_of, lengths, held_completion)
             scored = score(predictions, truths, task_of, seen if protocol == "b" else ())
             everything[tag] = scored
             print_table(f"protocol ({protocol}), {name} state, held-out episodes", scored)
