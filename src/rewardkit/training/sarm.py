@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 from lerobot.utils.constants import OBS_STATE
@@ -61,6 +62,11 @@ class SARMTrainConfig(RewardTrainingConfig):
         completion_frames: One frame per `completed_episodes` (within the episode, 0 included).
         completion_frame_column: A per-episode integer column of meta/episodes: the frame where the episode
             completed its task (null or negative: unknown).
+        progress_targets: A progress parquet (`rewardkit label`'s output, e.g. a VLM's zero-shot progress:
+            TOPReward, Robometer, GVL) whose `progress` column becomes the single-stage targets of the
+            episodes it covers (NaN frames of a strided labelling interpolated), in place of the time ramp
+            and of any failure or completion frame; episodes it does not cover keep their usual targets.
+            Distils a slow labeller into a fast online SARM.
     """
 
     model: SARMConfig = field(default_factory=SARMConfig)
@@ -72,6 +78,7 @@ class SARMTrainConfig(RewardTrainingConfig):
     completed_episodes: list[int] | None = None
     completion_frames: list[int] | None = None
     completion_frame_column: str | None = None
+    progress_targets: str | None = None
 
 
 def _scheme_annotations(dataset: RewardDataset, scheme: str) -> tuple[dict, list[str], list[float] | None]:
@@ -257,6 +264,54 @@ def completion_frames(
     return frames
 
 
+def given_progress_targets(
+    cfg: SARMTrainConfig, dataset: RewardDataset, annotated: bool
+) -> dict[int, np.ndarray]:
+    """{episode: (T,) float32 targets} from `--progress_targets` (empty without it), for the chosen episodes
+    it covers. The file is checked against the dataset (`check_progress`: recorded fingerprint, frames);
+    frames without a value (a strided labelling) are interpolated from their episode's labelled frames.
+
+    Raises:
+        RewardkitError: the file does not fit the dataset, values outside [0, 1], or subtask annotations
+            (their stages are the targets then).
+    """
+    from rewardkit.labelling.parquet import check_progress, read_progress_parquet
+
+    if cfg.progress_targets is None:
+        return {}
+    path = Path(cfg.progress_targets)
+    if annotated:
+        raise DatasetError(
+            f"--progress_targets ({path}) gives single-stage targets; with --model.annotation_mode="
+            f"{cfg.model.annotation_mode} the subtask annotations are the targets: train with "
+            "--model.annotation_mode=single_stage"
+        )
+    read, metadata = read_progress_parquet(path, with_index=True)
+    check_progress(path, read, metadata, dataset=dataset)
+    chosen = set(dataset.episode_indices)
+    out = {}
+    for episode, outputs in read.items():
+        if episode not in chosen:
+            continue
+        values = np.asarray(outputs["progress"], dtype=np.float64)
+        known = ~np.isnan(values)
+        if not known.any():
+            logger.warning(
+                "--progress_targets %s: episode %d has no value; it keeps its usual targets", path, episode
+            )
+            continue
+        if values[known].min() < 0 or values[known].max() > 1:
+            raise DatasetError(
+                f"--progress_targets {path}: episode {episode} has progress outside [0, 1] "
+                f"({values[known].min():.3f}..{values[known].max():.3f}); targets are progress in [0, 1]"
+            )
+        frames = np.asarray(outputs["frame_index"], dtype=np.float64)
+        length = dataset.episode(episode).length
+        out[episode] = np.interp(np.arange(length), frames[known], values[known]).astype(np.float32)
+    logger.info("--progress_targets %s: targets of %d episode(s) from the file", path, len(out))
+    return out
+
+
 def prepare(cfg: SARMTrainConfig) -> tuple[SARMRewardModel, SARMTrainingData, SARMTrainingData | None]:
     """Model and its training / validation data.
 
@@ -309,6 +364,7 @@ def prepare(cfg: SARMTrainConfig) -> tuple[SARMRewardModel, SARMTrainingData, SA
             f"(lengths {[lengths[e] for e in late]}); a failure frame counts frames within its episode"
         )
     done = completion_frames(cfg, dataset.root, lengths, failed, given.annotation_mode != "single_stage")
+    from_file = given_progress_targets(cfg, dataset, given.annotation_mode != "single_stage")
     unknown = [e for e, f in failed.items() if f is None]
     if unknown and given.train_on_failures:
         # measured (issue 15): a failed episode with no frame gets a time ramp capped at 0.9, barely below
@@ -367,6 +423,8 @@ def prepare(cfg: SARMTrainConfig) -> tuple[SARMRewardModel, SARMTrainingData, SA
                 clock.get(e.task),
                 done.get(e.episode_index),
             )
+            if e.episode_index in from_file:  # single stage (checked): stage 0, the file's progress
+                s, t = np.zeros(e.length, dtype=np.int64), from_file[e.episode_index]
             stage[e.from_index : e.to_index], tau[e.from_index : e.to_index] = s, t
         targets[scheme] = (stage, tau)
 
