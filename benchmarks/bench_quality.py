@@ -234,6 +234,7 @@ def train_ours(
     frames: Sequence[int] = (),
     targets: Sequence[str] = (),
     completion: Mapping[int, int] | None = None,
+    progress_targets: Path | None = None,
 ) -> Path:
     checkpoint = out / "checkpoints" / "last" / "pretrained_model"
     if checkpoint.exists():
@@ -254,6 +255,7 @@ def train_ours(
         *([f"--failure_targets=[{','.join(targets)}]"] if targets else []),
         *([f"--completed_episodes=[{','.join(map(str, completion))}]",
            f"--completion_frames=[{','.join(str(completion[e]) for e in completion)}]"] if completion else []),
+        *([f"--progress_targets={progress_targets}"] if progress_targets else []),
     )  # fmt: skip
     return checkpoint
 
@@ -585,6 +587,11 @@ def main() -> int:
     )  # fmt: skip
     parser.add_argument("--datasets", default="full,proprio", help="which of: full, proprio")
     parser.add_argument(
+        "--progress_from", choices=("time", "sim"), default="time",
+        help="sim: train on the simulator's own progress (`rewardkit train --progress_targets`), what a perfect "
+        "labeller would give: how far targets that are not time take the model",
+    )  # fmt: skip
+    parser.add_argument(
         "--completion", choices=("none", "sim"), default="none",
         help="sim: training successes get their completion frame (where the simulator says success), so "
         "their targets reach 1 there (`rewardkit train --completed_episodes/--completion_frames`)",
@@ -619,6 +626,7 @@ def main() -> int:
     run_key = f"{args.encoder.replace(':', '_').replace('/', '_')}_{args.model_size}_s{args.steps}_b{args.batch_size}_g{args.frame_gap}"
     run_key += "".join(f"_{option.replace('=', '-')}" for option in args.model_option + args.train_option)
     run_key += "_done-sim" if args.completion == "sim" else ""
+    run_key += "_targets-sim" if args.progress_from == "sim" else ""
     # lerobot's SARM depends on the data and budget only, not on rewardkit's encoder or options: one
     # checkpoint per dataset, protocol and budget serves every variant of ours
     lerobot_runs = (
@@ -666,6 +674,19 @@ def main() -> int:
             dataset.selected_episodes = None
             held_completion = completion_frames_from_sim(truths, [e for e in truths if truths[e].success])
             log(f"{name}: completion frames of the training successes {completion}")
+        sim_targets = None
+        if args.progress_from == "sim":
+            from rewardkit.labelling.parquet import EpisodeLabels, write_progress_parquet
+
+            every = ground_truth_from_dataset(dataset, stage_scheme=None)
+            (args.work_dir / "targets").mkdir(exist_ok=True)
+            starts = {e.episode_index: e.from_index for e in dataset.episodes()}
+            sim_targets = write_progress_parquet(
+                args.work_dir / "targets" / f"{root.name}_sim_progress.parquet",
+                [EpisodeLabels(e, starts[e], {"progress": np.asarray(t.progress, np.float32)}) for e, t in every.items()],
+                model_path="the simulator's progress",
+            )  # fmt: skip
+            log(f"{name}: training targets from the simulator's progress: {sim_targets}")
         for protocol in ("a", "b"):
             failed = split["b_failed"] if protocol == "b" else []
             # (b)'s checkpoints depend on what training is told about the failures; (a)'s do not
@@ -685,7 +706,15 @@ def main() -> int:
                 log(f"{name} ({protocol}): failure frames {dict(zip(failed, frames, strict=True))}"
                     + (f", targets {dict(zip(failed, targets, strict=True))}" if targets else ""))  # fmt: skip
             checkpoint = train_ours(
-                root, out / "rewardkit", split[protocol], failed, args, frames, targets, completion
+                root,
+                out / "rewardkit",
+                split[protocol],
+                failed,
+                args,
+                frames,
+                targets,
+                completion,
+                sim_targets,
             )
             timings[f"{name} ({protocol}): {OURS} train"] = time.perf_counter() - t0
             t0 = time.perf_counter()
@@ -713,7 +742,11 @@ def main() -> int:
                 for e in dataset.episodes()
                 if e.episode_index in split["a"]
             }
-            predictions[TARGETS] = training_targets(truths, task_of, lengths, held_completion)
+            predictions[TARGETS] = (
+                {e: {"progress": np.asarray(t.progress)} for e, t in truths.items()}
+                if sim_targets
+                else training_targets(truths, task_of, lengths, held_completion)
+            )
             scored = score(predictions, truths, task_of, seen if protocol == "b" else ())
             everything[tag] = scored
             print_table(f"protocol ({protocol}), {name} state, held-out episodes", scored)
