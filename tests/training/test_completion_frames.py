@@ -9,41 +9,22 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from sarm_targets_helpers import LENGTHS, frame_targets, tiny_sarm_cfg
 
-from rewardkit.data.dataset import DatasetConfig, DatasetError
+from rewardkit.data.dataset import DatasetError
 from rewardkit.data.targets import single_stage_targets
-from rewardkit.models.sarm import SARMConfig
-from rewardkit.training.sarm import SARMTrainConfig, completion_frames, episode_targets, prepare
-
-LENGTHS = [20, 24, 16]  # tiny_dataset's episodes
-
-
-def _cfg(root, tmp_path, **flags) -> SARMTrainConfig:
-    model = SARMConfig(encoder="clip-random:tiny", hidden_dim=32, num_layers=1, num_heads=4, n_obs_steps=4,
-                       frame_gap=2, max_rewind_steps=2)  # fmt: skip
-    return SARMTrainConfig(dataset=DatasetConfig(root=str(root)), model=model, output_dir=str(tmp_path / "out"),
-                           cache_dir=str(tmp_path / "cache"), num_perturbation_texts=2, val_fraction=0.0,
-                           **flags)  # fmt: skip
-
-
-def _frame_targets(data, episode_index: int) -> np.ndarray:
-    """The tau the training batches give each frame of one episode, at the scored frame's window slot."""
-    slot = list(data.config.window_offsets).index(0)
-    position = [e.episode_index for e in data.episodes].index(episode_index)
-    first = int(sum(e.length for e in data.episodes[:position]))
-    indices = np.arange(first, first + data.episodes[position].length)
-    return data.get_batch(indices, rng=None)["sparse_tau"][:, slot].numpy()
+from rewardkit.training.sarm import completion_frames, episode_targets, prepare
 
 
 def test_completion_frame_reaches_the_training_batches(tiny_dataset, tmp_path):
     _, train_data, _ = prepare(
-        _cfg(tiny_dataset[0], tmp_path, completed_episodes=[0], completion_frames=[10])
+        tiny_sarm_cfg(tiny_dataset[0], tmp_path, completed_episodes=[0], completion_frames=[10])
     )
-    got = _frame_targets(train_data, 0)
+    got = frame_targets(train_data, 0)
     np.testing.assert_allclose(got[:11], np.arange(11) / 10, atol=1e-6)  # 1 at the completion frame
     np.testing.assert_allclose(got[10:], 1.0, atol=1e-6)  # and held after it
     # an episode without a completion frame keeps the ramp over its whole length
-    np.testing.assert_allclose(_frame_targets(train_data, 2), single_stage_targets(LENGTHS[2])[1], atol=1e-6)
+    np.testing.assert_allclose(frame_targets(train_data, 2), single_stage_targets(LENGTHS[2])[1], atol=1e-6)
 
 
 def test_completion_frame_zero_is_complete_from_the_start():
@@ -54,16 +35,16 @@ def test_completion_frame_zero_is_complete_from_the_start():
 def test_failures_run_on_the_clock_of_the_successes_completion(tiny_dataset, tmp_path):
     # successes 0 and 2 complete at frames 10 and 12: their clock is the median of 11 and 13 frames, 12;
     # failed episode 1 (failure frame 20, held) ramps at t / 11 before it, capped below 1
-    cfg = _cfg(tiny_dataset[0], tmp_path, completed_episodes=[0, 2], completion_frames=[10, 12],
+    cfg = tiny_sarm_cfg(tiny_dataset[0], tmp_path, completed_episodes=[0, 2], completion_frames=[10, 12],
                failed_episodes=[1], failure_frames=[20], failure_target="hold")  # fmt: skip
     _, train_data, _ = prepare(cfg)
-    got = _frame_targets(train_data, 1)
+    got = frame_targets(train_data, 1)
     ramp = np.minimum(np.arange(LENGTHS[1]) / 11, 1.0)
     assert got[5] == pytest.approx(ramp[5])
     # without completion frames the clock is the successes' median length (18 frames): another ramp
-    _, plain, _ = prepare(_cfg(tiny_dataset[0], tmp_path, failed_episodes=[1], failure_frames=[20],
+    _, plain, _ = prepare(tiny_sarm_cfg(tiny_dataset[0], tmp_path, failed_episodes=[1], failure_frames=[20],
                                failure_target="hold"))  # fmt: skip
-    assert _frame_targets(plain, 1)[5] == pytest.approx(5 / 17)
+    assert frame_targets(plain, 1)[5] == pytest.approx(5 / 17)
 
 
 def test_completion_frame_column_and_flags(tiny_dataset, tmp_path):
@@ -76,10 +57,10 @@ def test_completion_frame_column_and_flags(tiny_dataset, tmp_path):
         pq.write_table(table.append_column("done_at", pa.array(values, pa.int64())), path)
     lengths = dict(enumerate(LENGTHS))
     assert completion_frames(
-        _cfg(root, tmp_path, completion_frame_column="done_at"), root, lengths, {}, False
+        tiny_sarm_cfg(root, tmp_path, completion_frame_column="done_at"), root, lengths, {}, False
     ) == {0: 4}
     # a flag wins over the column for its episode
-    cfg = _cfg(
+    cfg = tiny_sarm_cfg(
         root, tmp_path, completion_frame_column="done_at", completed_episodes=[0, 1], completion_frames=[6, 3]
     )
     assert completion_frames(cfg, root, lengths, {}, False) == {0: 6, 1: 3}
@@ -102,4 +83,6 @@ def test_completion_frame_column_and_flags(tiny_dataset, tmp_path):
 def test_completion_frames_refused(tiny_dataset, tmp_path, flags, failed, annotated, message):
     root = tiny_dataset[0]
     with pytest.raises(DatasetError, match=message):
-        completion_frames(_cfg(root, tmp_path, **flags), root, dict(enumerate(LENGTHS)), failed, annotated)
+        completion_frames(
+            tiny_sarm_cfg(root, tmp_path, **flags), root, dict(enumerate(LENGTHS)), failed, annotated
+        )

@@ -10,35 +10,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from sarm_targets_helpers import LENGTHS, frame_targets, tiny_sarm_cfg
 
 from rewardkit.commands.train import parse_train_config
-from rewardkit.data.dataset import DatasetConfig, DatasetError
+from rewardkit.data.dataset import DatasetError
 from rewardkit.data.targets import failure_progress, single_stage_targets
-from rewardkit.models.sarm import SARMConfig
 from rewardkit.training.sarm import SARMTrainConfig, prepare
-
-LENGTHS = [20, 24, 16]  # tiny_dataset's episodes
 
 
 def _cfg(root, tmp_path, **flags) -> SARMTrainConfig:
     # the failed episodes' own clock, so targets are easy to write by hand (the successes' clock, the
     # default, has its own test)
     flags.setdefault("failure_clock", "episode")
-    model = SARMConfig(encoder="clip-random:tiny", hidden_dim=32, num_layers=1, num_heads=4, n_obs_steps=4,
-                       frame_gap=2, max_rewind_steps=2)  # fmt: skip
-    return SARMTrainConfig(dataset=DatasetConfig(root=str(root)), model=model, output_dir=str(tmp_path / "out"),
-                           cache_dir=str(tmp_path / "cache"), num_perturbation_texts=2, val_fraction=0.0,
-                           **flags)  # fmt: skip
-
-
-def _frame_targets(data, episode_index: int) -> np.ndarray:
-    """The tau the training batches give each frame of one episode, at the scored frame's window slot."""
-    slot = list(data.config.window_offsets).index(0)
-    position = [e.episode_index for e in data.episodes].index(episode_index)
-    first = int(sum(e.length for e in data.episodes[:position]))
-    indices = np.arange(first, first + data.episodes[position].length)
-    batch = data.get_batch(indices, rng=None)  # no augmentation: the targets as computed
-    return batch["sparse_tau"][:, slot].numpy()
+    return tiny_sarm_cfg(root, tmp_path, **flags)
 
 
 @pytest.mark.parametrize(("failure_target", "frame"), [("drop", 12), ("hold", 12), ("drop", 0), ("hold", 0)])
@@ -48,14 +32,14 @@ def test_failure_targets_reach_the_training_batches(tiny_dataset, tmp_path, fail
     _, train_data, _ = prepare(cfg)
     ramp = single_stage_targets(LENGTHS[1])[1]
     expected = failure_progress(LENGTHS[1], ramp, fail_frame=frame, after=failure_target)
-    got = _frame_targets(train_data, 1)
+    got = frame_targets(train_data, 1)
     np.testing.assert_allclose(got, expected, atol=1e-6)
     # by hand: after the failure frame, 0 (drop) or the ramp's value at the frame (hold: 12/23)
     level = 0.0 if failure_target == "drop" else frame / (LENGTHS[1] - 1)
     np.testing.assert_allclose(got[frame:], level, atol=1e-6)
     np.testing.assert_allclose(got[:frame], ramp[:frame], atol=1e-6)  # the ramp before (below the cap)
     # successes keep the plain ramp, ending at 1
-    np.testing.assert_allclose(_frame_targets(train_data, 0), single_stage_targets(LENGTHS[0])[1], atol=1e-6)
+    np.testing.assert_allclose(frame_targets(train_data, 0), single_stage_targets(LENGTHS[0])[1], atol=1e-6)
 
 
 def test_failure_frame_from_a_column_reaches_the_batches(tiny_dataset, tmp_path):
@@ -69,14 +53,14 @@ def test_failure_frame_from_a_column_reaches_the_batches(tiny_dataset, tmp_path)
     _, train_data, _ = prepare(
         _cfg(root, tmp_path, failure_frame_column="failure_frame", failure_target="drop")
     )
-    np.testing.assert_allclose(_frame_targets(train_data, 1), np.zeros(LENGTHS[1]), atol=1e-6)
+    np.testing.assert_allclose(frame_targets(train_data, 1), np.zeros(LENGTHS[1]), atol=1e-6)
     expected = np.concatenate([np.arange(5) / (LENGTHS[2] - 1), np.zeros(LENGTHS[2] - 5)])
-    np.testing.assert_allclose(_frame_targets(train_data, 2), expected, atol=1e-6)
-    assert _frame_targets(train_data, 0)[-1] == pytest.approx(1.0)
+    np.testing.assert_allclose(frame_targets(train_data, 2), expected, atol=1e-6)
+    assert frame_targets(train_data, 0)[-1] == pytest.approx(1.0)
     # the default holds the level reached at the frame (episode 2: 5/15 from frame 5 on)
     _, held, _ = prepare(_cfg(root, tmp_path, failure_frame_column="failure_frame"))
     expected = np.concatenate([np.arange(5), np.full(LENGTHS[2] - 5, 5)]) / (LENGTHS[2] - 1)
-    np.testing.assert_allclose(_frame_targets(held, 2), expected, atol=1e-6)
+    np.testing.assert_allclose(frame_targets(held, 2), expected, atol=1e-6)
 
 
 def test_failure_flags_parse_and_bad_values_are_named(tiny_dataset, tmp_path, caplog):
@@ -115,15 +99,15 @@ def test_failed_episode_timed_on_the_successes_clock(tiny_dataset, tmp_path):
     flags = dict(failed_episodes=[1], failure_frames=[12], failure_target="hold")
     # own clock: episode 1's ramp runs over its 24 frames, held from frame 12 at 12/23
     _, own, _ = prepare(_cfg(root, tmp_path, failure_clock="episode", **flags))
-    np.testing.assert_allclose(_frame_targets(own, 1)[12:], 12 / 23, atol=1e-6)
+    np.testing.assert_allclose(frame_targets(own, 1)[12:], 12 / 23, atol=1e-6)
     # successes' clock: the median length of the successes of its task (episodes 0 and 2: 20 and 16 -> 18)
     assert SARMTrainConfig().failure_clock == "successes"  # the default
     _, clocked, _ = prepare(_cfg(root, tmp_path, failure_clock="successes", **flags))
-    got = _frame_targets(clocked, 1)
+    got = frame_targets(clocked, 1)
     np.testing.assert_allclose(got[:12], np.arange(12) / 17, atol=1e-6)
     np.testing.assert_allclose(got[12:], 12 / 17, atol=1e-6)
     # successes keep their own ramp, ending at 1
-    np.testing.assert_allclose(_frame_targets(clocked, 2), single_stage_targets(LENGTHS[2])[1], atol=1e-6)
+    np.testing.assert_allclose(frame_targets(clocked, 2), single_stage_targets(LENGTHS[2])[1], atol=1e-6)
     with pytest.raises(DatasetError, match="--failure_clock must be"):
         prepare(_cfg(root, tmp_path, failure_clock="wall", **flags))
 
@@ -133,9 +117,9 @@ def test_failure_target_per_episode(tiny_dataset, tmp_path):
     # episode 1 dropped its object at frame 12, episode 2 stalled at frame 5; the default would hold both
     flags = dict(failed_episodes=[1, 2], failure_frames=[12, 5], failure_targets=["drop", "hold"])
     _, data, _ = prepare(_cfg(root, tmp_path, **flags))
-    np.testing.assert_allclose(_frame_targets(data, 1)[12:], 0.0, atol=1e-6)
-    np.testing.assert_allclose(_frame_targets(data, 1)[:12], np.arange(12) / 23, atol=1e-6)
-    np.testing.assert_allclose(_frame_targets(data, 2)[5:], 5 / 15, atol=1e-6)
+    np.testing.assert_allclose(frame_targets(data, 1)[12:], 0.0, atol=1e-6)
+    np.testing.assert_allclose(frame_targets(data, 1)[:12], np.arange(12) / 23, atol=1e-6)
+    np.testing.assert_allclose(frame_targets(data, 2)[5:], 5 / 15, atol=1e-6)
     cfg = parse_train_config(
         ["--model.type=sarm", "--failed_episodes=[1,2]", "--failure_targets=[drop,hold]"]
     )

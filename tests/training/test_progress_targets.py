@@ -6,31 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sarm_targets_helpers import LENGTHS, frame_targets, tiny_sarm_cfg
 
-from rewardkit.data.dataset import DatasetConfig, DatasetError, open_dataset
+from rewardkit.data.dataset import DatasetError, open_dataset
 from rewardkit.data.targets import single_stage_targets
 from rewardkit.errors import RewardkitError
 from rewardkit.labelling.parquet import EpisodeLabels, write_progress_parquet
-from rewardkit.models.sarm import SARMConfig
-from rewardkit.training.sarm import SARMTrainConfig, given_progress_targets, prepare
-
-LENGTHS = [20, 24, 16]  # tiny_dataset's episodes
-
-
-def _cfg(root, tmp_path, **flags) -> SARMTrainConfig:
-    model = SARMConfig(encoder="clip-random:tiny", hidden_dim=32, num_layers=1, num_heads=4, n_obs_steps=4,
-                       frame_gap=2, max_rewind_steps=2)  # fmt: skip
-    return SARMTrainConfig(dataset=DatasetConfig(root=str(root)), model=model, output_dir=str(tmp_path / "out"),
-                           cache_dir=str(tmp_path / "cache"), num_perturbation_texts=2, val_fraction=0.0,
-                           **flags)  # fmt: skip
-
-
-def _frame_targets(data, episode_index: int) -> np.ndarray:
-    slot = list(data.config.window_offsets).index(0)
-    position = [e.episode_index for e in data.episodes].index(episode_index)
-    first = int(sum(e.length for e in data.episodes[:position]))
-    indices = np.arange(first, first + data.episodes[position].length)
-    return data.get_batch(indices, rng=None)["sparse_tau"][:, slot].numpy()
+from rewardkit.training.sarm import given_progress_targets, prepare
 
 
 def _write(root, path, values: dict[int, np.ndarray]):
@@ -46,35 +28,37 @@ def test_progress_file_values_reach_the_training_batches(tiny_dataset, tmp_path)
     strided = np.full(LENGTHS[0], np.nan)
     strided[::5] = [0.0, 0.2, 0.6, 0.8]  # frames 0, 5, 10, 15 labelled; the rest interpolated, then held
     path = _write(root, tmp_path / "labels.parquet", {1: labelled, 0: strided})
-    _, train_data, _ = prepare(_cfg(root, tmp_path, progress_targets=str(path)))
-    np.testing.assert_allclose(_frame_targets(train_data, 1), labelled, atol=1e-6)
+    _, train_data, _ = prepare(tiny_sarm_cfg(root, tmp_path, progress_targets=str(path)))
+    np.testing.assert_allclose(frame_targets(train_data, 1), labelled, atol=1e-6)
     expected = np.interp(np.arange(LENGTHS[0]), [0, 5, 10, 15], [0.0, 0.2, 0.6, 0.8])
-    np.testing.assert_allclose(_frame_targets(train_data, 0), expected, atol=1e-6)
+    np.testing.assert_allclose(frame_targets(train_data, 0), expected, atol=1e-6)
     # episode 2 is not in the file: the time ramp as before
-    np.testing.assert_allclose(_frame_targets(train_data, 2), single_stage_targets(LENGTHS[2])[1], atol=1e-6)
+    np.testing.assert_allclose(frame_targets(train_data, 2), single_stage_targets(LENGTHS[2])[1], atol=1e-6)
 
 
 def test_progress_file_wins_over_failure_frames(tiny_dataset, tmp_path):
     root = tiny_dataset[0]
     labelled = np.linspace(0, 0.5, LENGTHS[1])
     path = _write(root, tmp_path / "labels.parquet", {1: labelled})
-    cfg = _cfg(root, tmp_path, progress_targets=str(path), failed_episodes=[1], failure_frames=[3],
-               failure_target="drop")  # fmt: skip
+    cfg = tiny_sarm_cfg(root, tmp_path, progress_targets=str(path), failed_episodes=[1], failure_frames=[3],
+                        failure_target="drop")  # fmt: skip
     _, train_data, _ = prepare(cfg)
-    np.testing.assert_allclose(_frame_targets(train_data, 1), labelled, atol=1e-6)
+    np.testing.assert_allclose(frame_targets(train_data, 1), labelled, atol=1e-6)
 
 
 def test_progress_file_refused(tiny_dataset, tmp_path):
     root = tiny_dataset[0]
     outside = _write(root, tmp_path / "outside.parquet", {1: np.linspace(0, 1.5, LENGTHS[1])})
     with pytest.raises(DatasetError, match="outside \\[0, 1\\]"):
-        prepare(_cfg(root, tmp_path, progress_targets=str(outside)))
+        prepare(tiny_sarm_cfg(root, tmp_path, progress_targets=str(outside)))
     ok = _write(root, tmp_path / "ok.parquet", {1: np.linspace(0, 1, LENGTHS[1])})
     with pytest.raises(DatasetError, match="single-stage targets"):  # with subtask annotations
-        given_progress_targets(_cfg(root, tmp_path, progress_targets=str(ok)), open_dataset(root=root), True)
+        given_progress_targets(
+            tiny_sarm_cfg(root, tmp_path, progress_targets=str(ok)), open_dataset(root=root), True
+        )
     with pytest.raises(FileNotFoundError):
-        prepare(_cfg(root, tmp_path, progress_targets=str(tmp_path / "missing.parquet")))
+        prepare(tiny_sarm_cfg(root, tmp_path, progress_targets=str(tmp_path / "missing.parquet")))
     # rows that are not frames of that episode (a file labelled on another dataset)
     wrong = _write(root, tmp_path / "wrong.parquet", {2: np.linspace(0, 1, LENGTHS[1])})
     with pytest.raises(RewardkitError):
-        prepare(_cfg(root, tmp_path, progress_targets=str(wrong)))
+        prepare(tiny_sarm_cfg(root, tmp_path, progress_targets=str(wrong)))

@@ -157,8 +157,9 @@ def episode_targets(
         if failed and reference_length is not None and reference_length > 1:
             tau = np.minimum(np.arange(length) / (reference_length - 1), 1.0).astype(np.float32)
         elif not failed and completion_frame is not None:
-            tau = np.minimum(np.arange(length) / max(completion_frame, 1), 1.0).astype(np.float32)
-            tau[completion_frame:] = 1.0
+            # done from frame 0 on: 1 throughout
+            ramp = np.arange(length) / completion_frame if completion_frame else np.ones(length)
+            tau = np.minimum(ramp, 1.0).astype(np.float32)
     else:
         episode_names, starts, ends = scheme_annotation
         unknown = [n for n in episode_names if n not in names]
@@ -412,6 +413,9 @@ def prepare(cfg: SARMTrainConfig) -> tuple[SARMRewardModel, SARMTrainingData, SA
         stage = np.zeros(total, dtype=np.int64)
         tau = np.zeros(total, dtype=np.float32)
         for e in usable:
+            if e.episode_index in from_file:  # single stage (checked): stage 0, the file's progress
+                tau[e.from_index : e.to_index] = from_file[e.episode_index]
+                continue
             s, t = episode_targets(
                 e.length,
                 per_episode.get(e.episode_index),
@@ -423,8 +427,6 @@ def prepare(cfg: SARMTrainConfig) -> tuple[SARMRewardModel, SARMTrainingData, SA
                 clock.get(e.task),
                 done.get(e.episode_index),
             )
-            if e.episode_index in from_file:  # single stage (checked): stage 0, the file's progress
-                s, t = np.zeros(e.length, dtype=np.int64), from_file[e.episode_index]
             stage[e.from_index : e.to_index], tau[e.from_index : e.to_index] = s, t
         targets[scheme] = (stage, tau)
 
